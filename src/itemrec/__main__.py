@@ -1,0 +1,5 @@
+import sys
+
+from itemrec.cli import main
+
+sys.exit(main())
