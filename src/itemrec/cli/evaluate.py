@@ -1,0 +1,72 @@
+"""``itemrec evaluate RUN_DIR``: all metrics of a trained run on its test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from itemrec.cli import CLIError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained run on its test split",
+        description=(
+            "Embed the run's test (and calibration) images with its embedding.keras and compute CMC, Recall@K, "
+            "MAP@R, VAL@FAR and open-set DIR (open-set runs) or accuracy/top-5/F1 (closed-set runs). "
+            "Writes RUN_DIR/metrics.json and the plots."
+        ),
+    )
+    parser.add_argument("run_dir", type=Path, help="a run folder written by `itemrec train` (models/<name>)")
+    parser.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_evaluate)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """A few lines with the headline metrics of :func:`itemrec.training.evaluate_run`."""
+    if not metrics:
+        return []
+    if metrics.get("kind") == "open":
+        lo, hi = metrics["rank1_ci"]
+        lines = [
+            f"open set, {metrics['n_test_classes']} unseen classes, {metrics['n_test_images']} test images "
+            f"(gallery: {metrics['gallery']})",
+            f"  CMC rank-1 {_fmt(metrics['rank1'])} (95% CI {lo:.4f}..{hi:.4f}), rank-5 {_fmt(metrics['rank5'])}",
+            f"  Recall@1 {_fmt(metrics['recall_at_1'])}  Recall@5 {_fmt(metrics['recall_at_5'])}  "
+            f"MAP@R {_fmt(metrics['map_at_r'])}",
+        ]
+        for key, v in metrics["verification"].items():
+            lines.append(f"  VAL {_fmt(v['val'])} at FAR {_fmt(v['far'])} (target {key}, threshold {v['threshold']:.4f})")
+        o = metrics["openset"]
+        lines.append(f"  open-set DIR {_fmt(o['dir'])} at FAR {_fmt(o['far'])} (target {o['target_far']})")
+        return lines
+    return [
+        f"closed set, {metrics['n_classes']} classes, {metrics['n_test_images']} test images ({metrics['scorer']})",
+        f"  accuracy {_fmt(metrics['accuracy'])}  top-5 {_fmt(metrics['top5_accuracy'])}  "
+        f"F1 macro {_fmt(metrics['f1_macro'])}  F1 weighted {_fmt(metrics['f1_weighted'])}",
+    ]
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():
+        raise CLIError(f"run folder {args.run_dir} does not exist; train one with `itemrec train CONFIG.json`")
+    from itemrec.training.report import evaluate_run
+
+    try:
+        metrics = evaluate_run(args.run_dir, progress=not args.quiet)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print("\n".join(summary_lines(metrics)))
+        print(f"metrics: {args.run_dir / 'metrics.json'}")
+    return 0

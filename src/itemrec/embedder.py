@@ -1,0 +1,281 @@
+"""Turn images into embeddings with a Keras embedding model, and fingerprint that model.
+
+The model takes raw RGB pixels (float, 0..255) and does its own preprocessing
+(as :func:`itemrec.models.build_embedding_model` builds it); images are fitted to
+the model's input size with :func:`itemrec.data.images.fit_image` (``"pad"``
+letterbox or ``"crop"``), exactly as in training.
+
+The *fingerprint* identifies everything that changes the embedding of an image:
+the architecture (SHA-256 of the model's JSON config), the weights (SHA-256 over
+every weight array, in order, with shapes), input size, resize mode, preprocessing
+and embedding dimension. A gallery records it and refuses vectors from another
+model, since embeddings of different models are not comparable.
+
+Keras is imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PREPROCESSING = "in-model: raw RGB float32 0..255"
+SIDECAR_SUFFIX = ".embedder.json"
+
+
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    """Short id of a fingerprint dict: the first 16 hex digits of SHA-256 of its sorted JSON."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = (int(s) for s in size)
+    return h, w
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``model.keras`` -> ``model.embedder.json``."""
+    p = Path(model_path)
+    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR_SUFFIX if p.suffix else p.name + SIDECAR_SUFFIX)
+
+
+class ImageEmbedder:
+    """Batched image -> L2-free embedding extraction with a Keras model (see module docstring).
+
+    Embeddings are returned as the model gives them (float32 (N, D)); the gallery normalises.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        image_size: int | Sequence[int],
+        resize_mode: str = "pad",
+        batch_size: int = 64,
+        name: str | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        if resize_mode not in ("pad", "crop"):
+            raise ValueError(f"resize_mode must be 'pad' or 'crop', got {resize_mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.image_size = _size_pair(image_size)
+        self.resize_mode = resize_mode
+        self.batch_size = int(batch_size)
+        self.name = name or getattr(model, "name", "model")
+        self.max_pixels = max_pixels
+        out = model.output_shape
+        if isinstance(out, list):
+            raise ValueError(f"embedding model {self.name!r} must have one output, has {len(out)}")
+        if len(out) != 2 or out[-1] is None:
+            raise ValueError(f"embedding model {self.name!r} must output (batch, D) vectors, output shape is {out}")
+        self.embedding_dim = int(out[-1])
+        in_shape = model.input_shape
+        if isinstance(in_shape, tuple) and len(in_shape) == 4 and in_shape[1] is not None:
+            if tuple(in_shape[1:3]) != self.image_size or in_shape[3] != 3:
+                raise ValueError(
+                    f"model {self.name!r} takes inputs {in_shape[1:]}, but image_size is {self.image_size} (x3)"
+                )
+        self._fingerprint: dict[str, Any] | None = None
+
+    # -- embedding ---------------------------------------------------------------
+    def embed_arrays(self, images: Any) -> np.ndarray:
+        """Embeddings (N, D) float32 of uint8 RGB images: an (N, H, W, 3) array or a list of (H, W, 3) arrays."""
+        from itemrec.data.images import fit_image
+
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = images[None]
+        if isinstance(images, np.ndarray):
+            if images.ndim != 4 or images.shape[-1] != 3:
+                raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.shape}")
+            if images.dtype != np.uint8:
+                raise ValueError(f"expected uint8 images (0..255), got dtype {images.dtype}")
+            if tuple(images.shape[1:3]) != self.image_size:
+                images = np.stack([fit_image(im, self.image_size, self.resize_mode) for im in images]) if len(images) else images
+            batch = images
+        else:
+            batch = np.stack([self._fit(im, i) for i, im in enumerate(images)]) if len(images) else None
+        if batch is None or not len(batch):
+            return np.zeros((0, self.embedding_dim), np.float32)
+        out = np.empty((len(batch), self.embedding_dim), np.float32)
+        for start in range(0, len(batch), self.batch_size):
+            x = batch[start : start + self.batch_size].astype(np.float32)
+            y = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+            out[start : start + len(x)] = y.reshape(len(x), self.embedding_dim)
+        return out
+
+    def _fit(self, im: Any, i: int) -> np.ndarray:
+        from itemrec.data.images import fit_image
+
+        im = np.asarray(im)
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[-1] != 3:
+            raise ValueError(f"image {i}: expected uint8 (H, W, 3), got {im.dtype} {im.shape}")
+        return im if tuple(im.shape[:2]) == self.image_size else fit_image(im, self.image_size, self.resize_mode)
+
+    def embed_paths(
+        self, paths: Sequence[str | os.PathLike], strict: bool = False, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        """Read, fit and embed image files: ``(embeddings, keep_indices, skipped [(path, reason)])``.
+
+        Unreadable files are skipped (listed with the reason) unless ``strict``, where
+        :class:`~itemrec.data.images.BadImageError` is raised. Reads and embeds in chunks
+        so memory stays bounded.
+        """
+        from itemrec.data.images import DEFAULT_MAX_PIXELS, load_images
+
+        paths = list(paths)
+        chunk = max(self.batch_size * 8, 256)
+        embs, keeps, skipped = [], [], []
+        max_px = self.max_pixels or DEFAULT_MAX_PIXELS
+        starts = range(0, len(paths), chunk)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="chunk")
+        for start in starts:
+            imgs, keep, skip = load_images(paths[start : start + chunk], self.image_size, self.resize_mode, strict, max_px)
+            embs.append(self.embed_arrays(imgs))
+            keeps.append(keep + start)
+            skipped += skip
+        if not embs:
+            return np.zeros((0, self.embedding_dim), np.float32), np.zeros(0, np.int64), []
+        return np.concatenate(embs), np.concatenate(keeps).astype(np.int64), skipped
+
+    def embed_files(
+        self, files: Sequence[bytes], strict: bool = True, names: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        """Embed encoded image files given as bytes (uploads); same returns as :meth:`embed_paths`.
+
+        Each upload is decoded by :func:`~itemrec.data.images.read_image` (same colour,
+        EXIF and pixel-limit handling as files on disk); errors name ``names[i]``.
+        """
+        from itemrec.data.images import DEFAULT_MAX_PIXELS, BadImageError, read_image
+
+        names = list(names) if names is not None else [f"upload {i}" for i in range(len(files))]
+        imgs, keep, skipped = [], [], []
+        with tempfile.TemporaryDirectory(prefix="itemrec-upload-") as tmp:
+            for i, data in enumerate(files):
+                path = Path(tmp) / f"{i}"
+                path.write_bytes(bytes(data))
+                try:
+                    img = read_image(path, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
+                except BadImageError as exc:
+                    err = BadImageError(names[i], exc.reason)
+                    if strict:
+                        raise err from exc
+                    skipped.append((names[i], exc.reason))
+                    continue
+                imgs.append(self._fit(img, i))
+                keep.append(i)
+        emb = self.embed_arrays(np.stack(imgs)) if imgs else np.zeros((0, self.embedding_dim), np.float32)
+        return emb, np.asarray(keep, np.int64), skipped
+
+    # -- identity ------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines the embeddings (see module docstring); computed once and cached."""
+        if self._fingerprint is None:
+            config = json.loads(self.model.to_json())
+            arch = hashlib.sha256(json.dumps(_strip_names(config), sort_keys=True).encode()).hexdigest()
+            h = hashlib.sha256()
+            for w in self.model.weights:
+                arr = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
+                h.update(f"{arr.dtype.str}{arr.shape}".encode())
+                h.update(arr.tobytes())
+            self._fingerprint = {
+                "architecture": arch,
+                "weights": h.hexdigest(),
+                "input_size": list(self.image_size),
+                "resize_mode": self.resize_mode,
+                "preprocessing": PREPROCESSING,
+                "embedding_dim": self.embedding_dim,
+            }
+        return dict(self._fingerprint)
+
+    @property
+    def fingerprint_id(self) -> str:
+        return fingerprint_id(self.fingerprint())
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the model as ``.keras`` and a JSON sidecar (image size, resize mode, batch size, name)."""
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(f"embedding models are saved as .keras files, got {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+        meta = {
+            "image_size": list(self.image_size),
+            "resize_mode": self.resize_mode,
+            "batch_size": self.batch_size,
+            "name": self.name,
+            "fingerprint_id": self.fingerprint_id,
+        }
+        sidecar_path(path).write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, batch_size: int | None = None, max_pixels: int | None = None) -> "ImageEmbedder":
+        """Load a ``.keras`` embedding model (+ its sidecar, if any; else size from the model's input)."""
+        import keras
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"embedding model {path} does not exist")
+        try:  # registers itemrec's custom layers, when that package is present
+            import itemrec.models  # noqa: F401
+        except ImportError:
+            pass
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except Exception as exc:
+            raise ValueError(f"cannot load embedding model {path}: {exc}") from exc
+        side = sidecar_path(path)
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+        size = meta.get("image_size")
+        if size is None:
+            shape = model.input_shape
+            if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None):
+                raise ValueError(f"{path}: no {side.name} sidecar and the model input {shape} has no fixed size")
+            size = shape[1:3]
+        return cls(
+            model,
+            size,
+            meta.get("resize_mode", "pad"),
+            batch_size or int(meta.get("batch_size", 64)),
+            meta.get("name", path.stem),
+            max_pixels,
+        )
+
+
+def _strip_names(config: Any) -> Any:
+    """The model config with names made canonical: the model's own name dropped and layer
+    names replaced by their position (``layer_0``, ``layer_1``, …) wherever they occur, so two
+    copies of one architecture built in any order (``conv2d`` vs ``conv2d_1``) hash the same,
+    while the wiring between layers is kept.
+    """
+    if not (isinstance(config, dict) and isinstance(config.get("config"), dict)):
+        return config
+    inner = {k: v for k, v in config["config"].items() if k != "name"}
+    names = {layer.get("name", layer.get("config", {}).get("name")): f"layer_{i}"
+             for i, layer in enumerate(inner.get("layers", [])) if isinstance(layer, dict)}
+    names.pop(None, None)
+
+    def rename(x: Any) -> Any:
+        if isinstance(x, str):
+            return names.get(x, x)
+        if isinstance(x, list):
+            return [rename(v) for v in x]
+        if isinstance(x, dict):
+            return {k: rename(v) for k, v in x.items()}
+        return x
+
+    return {**{k: v for k, v in config.items() if k != "config"}, "config": rename(inner)}

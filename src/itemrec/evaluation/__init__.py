@@ -1,0 +1,45 @@
+"""Evaluation on classes never seen in training: pure NumPy functions of embeddings and labels.
+
+Modules: :mod:`.retrieval` (CMC, Recall@K, P@1, R-precision, MAP@R, mAP),
+:mod:`.verification` (VAL/FAR, ROC, thresholds), :mod:`.openset` (DIR@FAR),
+:mod:`.classification`, :mod:`.gini`, :mod:`.clustering_quality`, and the
+memory-bounded distance engine :mod:`._chunked` they share.
+"""
+
+from ._chunked import average_precision_full, first_match_rank, knn, pairwise_distances
+from .classification import ClassificationReport, classification_report, top_k_accuracy
+from .clustering_quality import ClusteringScores, clustering_scores, purity
+from .gini import GiniThreshold, RejectionReport, fit_gini_threshold, gini_impurity, gini_rejection_report, lorenz_gini
+from .openset import (
+    DirFarCurve,
+    OpenSetReport,
+    OpenSetThreshold,
+    dir_far_curve,
+    evaluate_openset,
+    fit_openset_threshold,
+)
+from .retrieval import (
+    CMCResult,
+    RetrievalReport,
+    cmc,
+    cmc_representative,
+    map_at_r,
+    mean_average_precision,
+    metrics_from_matches,
+    r_precision,
+    recall_at_k,
+    retrieval_report,
+)
+from .verification import (
+    Threshold,
+    ValFarCurve,
+    VerificationReport,
+    evaluate_threshold,
+    fit_threshold,
+    pair_counts,
+    val_at_far,
+    val_far_curve,
+)
+
+__all__ = [name for name, value in globals().items() if not name.startswith("_") and not hasattr(value, "__path__")
+           and getattr(value, "__module__", "").startswith(__name__)]

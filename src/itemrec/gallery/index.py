@@ -1,0 +1,344 @@
+"""Vector search indexes behind the gallery (TF-Similarity style ``SearchIndex``).
+
+Vectors are L2-normalised before they get here, so the inner product is the
+cosine similarity ``cos(q, x) = q·x / (‖q‖ ‖x‖) = q·x``.
+
+:class:`FaissIndex` is the embedded default (Johnson, Douze & Jégou, "Billion-scale
+similarity search with GPUs", 2017):
+
+* ``"flat"``: ``IndexIDMap2(IndexFlatIP)``, exact search, O(N·D) per query;
+* ``"ivf"``: ``IndexIVFFlat`` (inverted lists over a k-means coarse quantiser,
+  Jégou et al. 2011), ``nlist`` cells, ``nprobe`` visited per query. It needs
+  training: until the index holds ``min_train`` vectors it stays exact (flat),
+  then it trains on everything it holds (``nlist = 4·√N`` unless given);
+* ``"hnsw"``: ``IndexIDMap2(IndexHNSWFlat)`` (Malkov & Yashunin, "Efficient and
+  robust approximate nearest neighbor search using Hierarchical Navigable Small
+  World graphs", 2018). HNSW cannot delete, so removed ids become *tombstones*
+  excluded from the search by an ``IDSelectorNot``, and the graph is rebuilt from the live vectors
+  once tombstones pass ``tombstone_ratio`` of the index.
+
+The on-disk form is one file: a header (magic, JSON with the generation and
+parameters, the tombstone ids) followed by the FAISS serialisation; callers
+write it to a temporary file and ``os.replace`` it (see :func:`save_index_file`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+_MAGIC = b"ITEMREC-INDEX-1\n"
+
+
+class SearchIndex(Protocol):
+    """What the gallery needs from an index (ids are int64, vectors float32 (N, D))."""
+
+    dim: int
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> int: ...
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def to_bytes_into(self, fh: Any) -> None: ...
+
+
+class FaissIndex:
+    """A FAISS index with external int64 ids; see the module docstring for the kinds.
+
+    ``search`` returns ``(scores (n, k) float32, ids (n, k) int64)``, best first,
+    with id ``-1`` and score ``-inf`` where fewer than ``k`` vectors exist.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        *,
+        nlist: int | None = None,
+        nprobe: int = 16,
+        min_train: int = 10_000,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        tombstone_ratio: float = 0.1,
+    ) -> None:
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; choose one of {INDEX_KINDS}")
+        if int(dim) <= 0:
+            raise ValueError(f"index dimension must be positive, got {dim}")
+        self.dim = int(dim)
+        self.kind = kind
+        self.params = {
+            "nlist": nlist,
+            "nprobe": int(nprobe),
+            "min_train": int(min_train),
+            "hnsw_m": int(hnsw_m),
+            "ef_construction": int(ef_construction),
+            "ef_search": int(ef_search),
+            "tombstone_ratio": float(tombstone_ratio),
+        }
+        self._tombstones: set[int] = set()
+        self._selector: tuple[Any, Any] | None = None
+        self._index = self._new_index(trained_ivf=False)
+
+    # -- construction -----------------------------------------------------------
+    def _new_index(self, trained_ivf: bool, train: np.ndarray | None = None) -> Any:
+        import faiss
+
+        p = self.params
+        if self.kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(self.dim, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = p["ef_construction"]
+            inner.hnsw.efSearch = p["ef_search"]
+            return faiss.IndexIDMap2(inner)
+        if self.kind == "ivf" and trained_ivf:
+            assert train is not None
+            nlist = p["nlist"] or max(1, int(4 * np.sqrt(len(train))))
+            nlist = min(nlist, len(train))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(train)
+            ivf.nprobe = min(p["nprobe"], nlist)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+            return ivf
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    @property
+    def is_exact(self) -> bool:
+        """True while searches are exhaustive (flat, or IVF not yet trained)."""
+        return self.kind == "flat" or (self.kind == "ivf" and not self._is_ivf())
+
+    def _is_ivf(self) -> bool:
+        import faiss
+
+        return isinstance(self._index, faiss.IndexIVF)
+
+    # -- SearchIndex ------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal) - len(self._tombstones)
+
+    def _check(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"index expects vectors of shape (N, {self.dim}), got {vectors.shape}")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        return ids, vectors
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under the given ids (ids must not be present already)."""
+        ids, vectors = self._check(ids, vectors)
+        if not len(ids):
+            return
+        self._index.add_with_ids(vectors, ids)
+        if self.kind == "ivf" and not self._is_ivf() and self._index.ntotal >= self.params["min_train"]:
+            self._retrain()
+
+    def _retrain(self) -> None:
+        all_ids, all_vecs = self.live_vectors()
+        self._index = self._new_index(trained_ivf=True, train=all_vecs)
+        self._tombstones.clear()
+        if len(all_ids):
+            self._index.add_with_ids(all_vecs, all_ids)
+
+    def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of everything searchable, reconstructed from the index."""
+        ids = self.ids()
+        if not len(ids):
+            return ids, np.zeros((0, self.dim), np.float32)
+        vecs = np.vstack([self._index.reconstruct(int(i)) for i in ids]) if self._is_ivf() else None
+        if vecs is None:
+            import faiss
+
+            inner = faiss.downcast_index(self._index.index)
+            raw_ids = faiss.vector_to_array(self._index.id_map)
+            all_vecs = inner.reconstruct_n(0, inner.ntotal)
+            keep = np.isin(raw_ids, ids)
+            vecs, ids = all_vecs[keep], raw_ids[keep]
+        return np.asarray(ids, np.int64), np.asarray(vecs, np.float32)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove the given ids (absent ids are ignored); returns how many were removed."""
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if not len(ids):
+            return 0
+        if self.kind == "hnsw":
+            present = set(np.intersect1d(self.ids(), ids).tolist())
+            self._tombstones |= present
+            self._selector = None
+            if len(self._tombstones) > self.params["tombstone_ratio"] * max(1, int(self._index.ntotal)):
+                live_ids, live_vecs = self.live_vectors()
+                self._tombstones.clear()
+                self._selector = None
+                self._index = self._new_index(trained_ivf=False)
+                if len(live_ids):
+                    self._index.add_with_ids(live_vecs, live_ids)
+            return len(present)
+        if self._is_ivf():  # the IVF hashtable direct map only removes through an IDSelectorArray
+            return int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
+        return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, ids) per query row by inner product."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"index expects queries of shape (N, {self.dim}), got {vectors.shape}")
+        k = int(k)
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        kk = min(k, max(1, self.ntotal))
+        if self._tombstones:
+            import faiss
+
+            if self._selector is None:  # cached until the tombstones change; holds its parts alive
+                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
+                self._selector = (batch, faiss.IDSelectorNot(batch))
+            params = faiss.SearchParametersHNSW()
+            params.sel = self._selector[1]
+            params.efSearch = self.params["ef_search"]
+            scores, ids = self._index.search(vectors, kk, params=params)
+        else:
+            scores, ids = self._index.search(vectors, kk)
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        if kk < k:
+            pad = k - kk
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        return scores[:, :k], ids[:, :k]
+
+    def ids(self) -> np.ndarray:
+        """Every searchable id (sorted)."""
+        import faiss
+
+        if self._is_ivf():
+            invlists = self._index.invlists
+            parts = []
+            for lst in range(self._index.nlist):
+                size = invlists.list_size(lst)
+                if size:
+                    parts.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
+            out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        else:
+            out = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        if self._tombstones:
+            out = out[~np.isin(out, np.fromiter(self._tombstones, np.int64, len(self._tombstones)))]
+        return np.sort(out)
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Trade speed for recall at query time (IVF ``nprobe``, HNSW ``efSearch``)."""
+        import faiss
+
+        if nprobe is not None:
+            self.params["nprobe"] = int(nprobe)
+            if self._is_ivf():
+                self._index.nprobe = min(int(nprobe), self._index.nlist)
+        if ef_search is not None:
+            self.params["ef_search"] = int(ef_search)
+            if self.kind == "hnsw":
+                faiss.downcast_index(self._index.index).hnsw.efSearch = int(ef_search)
+
+    # -- persistence -----------------------------------------------------------
+    def header(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim, "params": self.params, "ntotal": self.ntotal}
+
+    def write(self, fh: Any, extra: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Write header, tombstones, named int64 ``arrays`` and the FAISS serialisation into a binary file."""
+        import faiss
+
+        arrays = {"tombstones": np.fromiter(sorted(self._tombstones), np.int64, len(self._tombstones)), **(arrays or {})}
+        arrays = {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in arrays.items()}
+        head = json.dumps({**self.header(), **extra, "arrays": {n: len(a) for n, a in arrays.items()}}).encode()
+        fh.write(_MAGIC + struct.pack("<Q", len(head)) + head)
+        for a in arrays.values():
+            fh.write(a.tobytes())
+        faiss.write_index(self._index, faiss.PyCallbackIOWriter(fh.write))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> tuple["FaissIndex", dict[str, Any], dict[str, np.ndarray]]:
+        """Read a file written by :meth:`write`; returns the index, its header and its arrays."""
+        import faiss
+
+        path = Path(path)
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_MAGIC))
+            if magic != _MAGIC:
+                raise ValueError(f"{path} is not an itemrec index file")
+            (n_head,) = struct.unpack("<Q", fh.read(8))
+            head = json.loads(fh.read(n_head))
+            arrays = {}
+            for name, n in head["arrays"].items():
+                buf = fh.read(8 * n)
+                if len(buf) != 8 * n:
+                    raise ValueError(f"{path} is truncated (array {name!r})")
+                arrays[name] = np.frombuffer(buf, np.int64).copy()
+            raw = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+        self = cls(head["dim"], head["kind"], **head["params"])
+        self._index = raw
+        self._tombstones = set(arrays.pop("tombstones").tolist())
+        return self, head, arrays
+
+
+def save_index_file(
+    index: FaissIndex, path: str | os.PathLike, extra: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+) -> None:
+    """Durably replace ``path`` with ``index``: write a temp file, fsync, ``os.replace``, fsync the folder.
+
+    A crash at any moment leaves either the old file or the new one, never a mix.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        index.write(fh, extra, arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete ``path.tmp.PID`` files left by processes that no longer run."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f"{path.name}.tmp.*"):
+        try:
+            pid = int(tmp.name.rsplit(".", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        if pid == os.getpid():
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

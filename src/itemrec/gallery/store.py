@@ -1,0 +1,217 @@
+"""The gallery's source of truth: a SQLite database in WAL mode.
+
+Tables
+------
+``meta(key, value)``
+    embedding fingerprint (id and JSON), ``dim``, index type and parameters,
+    prototype mode, ``generation`` (bumped by every write transaction),
+    threshold and calibration.
+``items(item_pk, item_id, name, attributes, created_at)``
+    one row per enrolled item; ``item_id`` is the user's id (unique text).
+``vectors(vector_id, item_pk, source, indexed, generation, vec)``
+    L2-normalised float32 embeddings as BLOBs. ``indexed = 1`` rows are what the
+    search index holds (every image in ``"each"`` mode, one mean prototype per item
+    in ``"mean"`` mode); ``generation`` is the write that added the row.
+``removals(vector_id, item_pk, generation)``
+    log of indexed rows deleted, so a process holding an index at generation
+    ``g`` catches up by adding ``vectors`` rows with ``generation > g`` and
+    removing ``removals`` rows with ``generation > g``.
+
+``vector_id`` uses ``AUTOINCREMENT`` so ids are never reused. Each write is one
+``BEGIN IMMEDIATE`` transaction; readers in other processes keep reading during
+it (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    item_pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_pk INTEGER NOT NULL REFERENCES items(item_pk),
+    source TEXT,
+    indexed INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    vec BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_pk);
+CREATE INDEX IF NOT EXISTS vectors_gen ON vectors(indexed, generation);
+CREATE TABLE IF NOT EXISTS removals (
+    vector_id INTEGER PRIMARY KEY,
+    item_pk INTEGER NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS removals_gen ON removals(generation);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class MetadataStore:
+    """SQLite access for one gallery; thread-safe through one lock per store object.
+
+    ``synchronous="FULL"`` (default) fsyncs the WAL at each commit, so an
+    acknowledged enrolment survives power loss too; ``"NORMAL"`` survives a
+    killed process but not a power cut, and is faster for bulk loads.
+    """
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"gallery database {self.path} does not exist")
+            uri = f"file:{self.path}?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+        else:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # -- transactions ------------------------------------------------------------
+    def create_schema(self, meta: dict[str, Any]) -> None:
+        with self.lock:
+            self.conn.executescript(_SCHEMA)
+        with self.write() as cur:
+            if cur.execute("SELECT COUNT(*) FROM meta").fetchone()[0]:
+                raise FileExistsError(f"{self.path} already holds a gallery")
+            rows = {"schema_version": SCHEMA_VERSION, "generation": 0, "created_at": utc_now(), **meta}
+            cur.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [(k, _enc(v)) for k, v in rows.items()])
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Cursor]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (rolled back on any error)."""
+        if self.readonly:
+            raise PermissionError(f"gallery {self.path} is open read-only")
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Cursor]:
+        """A consistent snapshot (one read transaction)."""
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("COMMIT")
+
+    # -- meta --------------------------------------------------------------------
+    def meta(self, cur: sqlite3.Cursor | None = None) -> dict[str, Any]:
+        with self.lock:
+            rows = (cur or self.conn).execute("SELECT key, value FROM meta").fetchall()
+        return {k: _dec(v) for k, v in rows}
+
+    def set_meta(self, cur: sqlite3.Cursor, **values: Any) -> None:
+        cur.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, _enc(v)) for k, v in values.items()],
+        )
+
+    def generation(self, cur: sqlite3.Cursor | None = None) -> int:
+        with self.lock:
+            row = (cur or self.conn).execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        if row is None:
+            raise RuntimeError(f"{self.path} is not an itemrec gallery (no generation in meta)")
+        return int(row[0])
+
+    def bump_generation(self, cur: sqlite3.Cursor) -> int:
+        gen = self.generation(cur) + 1
+        cur.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
+        return gen
+
+    # -- items ---------------------------------------------------------------------
+    def item_pk(self, cur: sqlite3.Cursor, item_id: str) -> int | None:
+        row = cur.execute("SELECT item_pk FROM items WHERE item_id = ?", (item_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def items_by_pk(self, pks: list[int]) -> dict[int, tuple[str, str, str]]:
+        """``{item_pk: (item_id, name, attributes JSON)}`` for the given keys."""
+        out: dict[int, tuple[str, str, str]] = {}
+        with self.lock:
+            for start in range(0, len(pks), 900):
+                chunk = pks[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for pk, iid, name, attrs in self.conn.execute(
+                    f"SELECT item_pk, item_id, name, attributes FROM items WHERE item_pk IN ({marks})", chunk
+                ):
+                    out[int(pk)] = (iid, name, attrs)
+        return out
+
+    # -- vectors -------------------------------------------------------------------
+    @staticmethod
+    def rows_to_arrays(rows: list[tuple[int, int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vector_ids, item_pks, vectors (N, dim)) from ``(vector_id, item_pk, vec)`` rows."""
+        n = len(rows)
+        ids = np.fromiter((r[0] for r in rows), np.int64, n)
+        pks = np.fromiter((r[1] for r in rows), np.int64, n)
+        vecs = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(n, dim) if n else np.zeros((0, dim), np.float32)
+        return ids, pks, vecs
+
+    def indexed_since(self, cur: sqlite3.Cursor, generation: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = cur.execute(
+            "SELECT vector_id, item_pk, vec FROM vectors WHERE indexed = 1 AND generation > ? ORDER BY vector_id",
+            (generation,),
+        ).fetchall()
+        return self.rows_to_arrays(rows, dim)
+
+    def removed_since(self, cur: sqlite3.Cursor, generation: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = cur.execute("SELECT vector_id, item_pk FROM removals WHERE generation > ?", (generation,)).fetchall()
+        return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)
+
+    def integrity(self) -> str:
+        with self.lock:
+            rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows)
+
+
+def _enc(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _dec(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value

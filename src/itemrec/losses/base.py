@@ -1,0 +1,57 @@
+"""The common interface of itemrec's losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+
+class MetricLoss(keras.layers.Layer):
+    """A loss layer: ``compute(embeddings, labels, training) -> (loss, diagnostics)``.
+
+    ``diagnostics`` is a dict of scalar tensors whose keys are
+    :attr:`metric_names`; :class:`itemrec.models.MetricLearningModel` logs them
+    through ``keras.metrics.Mean`` trackers. Calling the layer returns the loss
+    alone. Losses compute in float32 (their default dtype policy), so they stay
+    finite when the embedding model runs under ``mixed_float16``.
+    """
+
+    metric_names: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """Loss and diagnostics for a batch of ``embeddings`` (B, D) and integer ``labels`` (B,)."""
+        raise TypeError(f"{type(self).__name__} must implement compute()")
+
+    def call(self, embeddings: Any, labels: Any = None, training: bool = False) -> Any:
+        return self.compute(embeddings, labels, training=bool(training))[0]
+
+    def build_for(self, embedding_dim: int) -> None:
+        """Create the weights for embeddings of size ``embedding_dim`` (no-op when built)."""
+        if not self.built:
+            self.build((None, int(embedding_dim)))
+
+    def ensure_built(self, embeddings: Any) -> None:
+        """Build from the embeddings' last dimension when called before :meth:`build_for`."""
+        if not self.built:
+            self.build_for(embeddings.shape[-1])
+
+    def compute_output_shape(self, *args: Any, **kwargs: Any) -> tuple:
+        return ()
+
+
+def flat_labels(labels: Any, what: str = "labels") -> Any:
+    """Integer labels as a flat (B,) int32 tensor; ``ValueError`` when missing."""
+    if labels is None:
+        raise ValueError(f"this loss needs integer {what} (B,); got None")
+    return ops.reshape(ops.cast(labels, "int32"), (-1,))
+
+
+def safe_mean(total: Any, count: Any) -> Any:
+    """``total / count``, or 0 when ``count`` is 0."""
+    return total / ops.maximum(count, 1.0)

@@ -1,0 +1,163 @@
+"""Classification losses on an embedding: softmax cross-entropy and centre loss.
+
+:class:`SoftmaxLoss` is the baseline: a classifier head on the embedding
+(``Dense(n_classes)``, or a cosine head from :mod:`itemrec.losses.cosine`) and
+sparse categorical cross-entropy ``CE = −mean_i log softmax(z_i)_{y_i}``.
+
+:class:`CenterLoss` (Wen, Zhang, Li & Qiao, ECCV 2016) adds a pull of each
+embedding towards its class centre:
+
+* ``L_c = ½ Σ_i ‖x_i − c_{y_i}‖²`` (``reduction="sum"``) or that sum divided by
+  the batch size (``"mean"``), with the centres before this step's update;
+* total ``L = CE + λ·L_c``;
+* the centres (n_classes, D) are non-trainable and, in training only, move by
+  ``Δc_j = Σ_{i: y_i = j} (c_j − x_i) / (1 + n_j)``, ``c_j ← c_j − α·Δc_j``
+  (``n_j`` = samples of class ``j`` in the batch; classes absent from the batch
+  do not move).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from itemrec.losses.base import MetricLoss, flat_labels
+from itemrec.losses.cosine import CosineSoftmax
+
+
+def _make_head(n_classes: int | None, head: Any) -> keras.layers.Layer:
+    if head is None:
+        if n_classes is None:
+            raise ValueError("give n_classes or a head layer")
+        return keras.layers.Dense(int(n_classes), dtype="float32", name="classifier")
+    if isinstance(head, dict):
+        return keras.saving.deserialize_keras_object(head)
+    if not isinstance(head, keras.layers.Layer):
+        raise TypeError(f"head must be a Keras layer; got {type(head).__name__}")
+    return head
+
+
+def _head_classes(head: keras.layers.Layer) -> int:
+    n = getattr(head, "n_classes", None) or getattr(head, "units", None)
+    if n is None:
+        raise ValueError(f"cannot tell the number of classes of head {head.name!r}")
+    return int(n)
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class SoftmaxLoss(MetricLoss):
+    """Sparse categorical cross-entropy on ``head(embeddings)`` (the baseline).
+
+    ``head`` defaults to ``Dense(n_classes)``; pass ``CosineSoftmax``,
+    ``ArcFace`` or ``CosFace`` for the normalised variants (their margin uses
+    the labels during training). Diagnostics: ``ce`` and ``accuracy``.
+    """
+
+    metric_names: tuple[str, ...] = ("ce", "accuracy")
+
+    def __init__(self, n_classes: int | None = None, head: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.head = _make_head(n_classes, head)
+        self.n_classes = _head_classes(self.head)
+
+    def build(self, input_shape: tuple) -> None:
+        if not self.head.built:
+            self.head.build(input_shape)
+
+    def logits(self, embeddings: Any, labels: Any = None) -> Any:
+        """(B, n_classes) float32 logits; cosine heads apply their margin when ``labels`` are given."""
+        emb = ops.cast(embeddings, "float32")
+        if isinstance(self.head, CosineSoftmax):
+            return ops.cast(self.head(emb, labels), "float32")
+        return ops.cast(self.head(emb), "float32")
+
+    def _ce(self, embeddings: Any, labels: Any) -> tuple[Any, dict]:
+        logits = self.logits(embeddings, labels)
+        ce = ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        acc = ops.mean(ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels), "float32"))
+        return ce, {"ce": ce, "accuracy": acc}
+
+    def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        labels = flat_labels(labels)
+        self.ensure_built(embeddings)
+        return self._ce(embeddings, labels)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(n_classes=self.n_classes, head=keras.saving.serialize_keras_object(self.head))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class CenterLoss(SoftmaxLoss):
+    """Softmax cross-entropy + ``λ`` × centre loss (Wen et al. 2016); see the module docstring.
+
+    Args:
+        n_classes: number of training classes.
+        alpha: centre learning rate ``α`` in (0, 1].
+        lam: weight ``λ`` of the centre term.
+        reduction: ``"mean"`` (sum / batch size) or ``"sum"``.
+        head: optional classifier head (default ``Dense(n_classes)``).
+
+    Diagnostics: ``ce``, ``center`` (``L_c``) and ``accuracy``.
+    """
+
+    metric_names = ("ce", "center", "accuracy")
+
+    def __init__(
+        self,
+        n_classes: int | None = None,
+        alpha: float = 0.5,
+        lam: float = 0.01,
+        reduction: str = "mean",
+        head: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(n_classes=n_classes, head=head, **kwargs)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"CenterLoss reduction must be 'mean' or 'sum'; got {reduction!r}")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"CenterLoss alpha must lie in [0, 1]; got {alpha}")
+        self.alpha = float(alpha)
+        self.lam = float(lam)
+        self.reduction = reduction
+
+    def build(self, input_shape: tuple) -> None:
+        super().build(input_shape)
+        self.centers = self.add_weight(
+            name="centers", shape=(self.n_classes, int(input_shape[-1])), initializer="zeros", trainable=False
+        )
+
+    def center_term(self, embeddings: Any, labels: Any) -> Any:
+        """``L_c`` against the current centres."""
+        emb = ops.cast(embeddings, "float32")
+        diff = emb - ops.take(self.centers, labels, axis=0)
+        per_sample = 0.5 * ops.sum(ops.square(diff), axis=-1)
+        return ops.sum(per_sample) if self.reduction == "sum" else ops.mean(per_sample)
+
+    def update_centers(self, embeddings: Any, labels: Any) -> None:
+        """One centre step ``c_j ← c_j − α Σ_{y_i=j}(c_j − x_i)/(1 + n_j)``."""
+        emb = ops.stop_gradient(ops.cast(embeddings, "float32"))
+        centers = ops.convert_to_tensor(self.centers)
+        diff = ops.take(centers, labels, axis=0) - emb
+        sums = ops.segment_sum(diff, labels, num_segments=self.n_classes)
+        counts = ops.segment_sum(ops.ones_like(labels, dtype="float32"), labels, num_segments=self.n_classes)
+        delta = sums / (1.0 + ops.expand_dims(counts, 1))
+        self.centers.assign(centers - self.alpha * delta)
+
+    def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        labels = flat_labels(labels)
+        self.ensure_built(embeddings)
+        ce, metrics = self._ce(embeddings, labels)
+        lc = self.center_term(embeddings, labels)
+        if training:
+            self.update_centers(embeddings, labels)
+        metrics["center"] = lc
+        return ce + self.lam * lc, metrics
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(alpha=self.alpha, lam=self.lam, reduction=self.reduction)
+        return config

@@ -1,0 +1,150 @@
+"""Convolutional backbones from ``keras.applications`` and the original small CNN.
+
+:data:`BACKBONES` maps a name to its Keras constructor, its own
+``preprocess_input`` module, its default input size and the minimum input
+size Keras accepts. ``weights`` is ``"imagenet"`` (downloaded by Keras, needs
+internet), ``None`` (random init) or the path of a local no-top weights file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What itemrec knows about a backbone."""
+
+    name: str
+    constructor: str  # attribute of keras.applications ("" for small_cnn)
+    module: str  # keras.applications submodule holding preprocess_input
+    default_size: int
+    min_size: int
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "inception_v3": BackboneSpec("inception_v3", "InceptionV3", "inception_v3", 299, 75),
+    "mobilenet_v2": BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", 224, 32),
+    "vgg16": BackboneSpec("vgg16", "VGG16", "vgg16", 224, 32),
+    "resnet50": BackboneSpec("resnet50", "ResNet50", "resnet", 224, 32),
+    "efficientnet_b0": BackboneSpec("efficientnet_b0", "EfficientNetB0", "efficientnet", 224, 32),
+    "small_cnn": BackboneSpec("small_cnn", "", "", 64, 16),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` of ``name`` or a ``ValueError`` listing the choices."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def preprocess_input_for(name: str) -> Callable[[Any], Any]:
+    """The backbone's own ``keras.applications.<module>.preprocess_input`` (small_cnn: x / 255).
+
+    NumPy inputs are copied first (Keras would modify them in place).
+    """
+    spec = backbone_spec(name)
+    if name == "small_cnn":
+        return lambda x: x / 255.0
+    import importlib
+
+    import numpy as np
+
+    fn = importlib.import_module(f"keras.applications.{spec.module}").preprocess_input
+
+    def preprocess(x: Any) -> Any:
+        return fn(np.array(x, dtype=np.float32) if isinstance(x, np.ndarray) else x)
+
+    preprocess.__doc__ = fn.__doc__
+    return preprocess
+
+
+def _check_weights(weights: str | os.PathLike | None) -> str | None:
+    if weights is None or weights == "imagenet":
+        return weights
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights file not found: {path} (use weights=None or 'imagenet')")
+    return path
+
+
+def small_cnn(input_size: int = 64, filters: tuple[int, ...] = (32, 64, 128, 256), name: str = "small_cnn") -> Any:
+    """The original experiment's CNN: blocks of conv 3×3 → BatchNorm → ReLU → max-pool 2×2."""
+    import keras
+
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = inputs
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{i + 1}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, weights: Any = "imagenet") -> Any:
+    """A headless backbone ``keras.Model`` taking preprocessed (S, S, 3) images.
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+        input_size: side S in pixels (default: the backbone's default size);
+            must be at least the backbone's minimum.
+        weights: ``"imagenet"``, ``None`` or a local weights file path
+            (small_cnn: ``None`` or a path to a ``.weights.h5`` file).
+    """
+    import keras
+
+    spec = backbone_spec(name)
+    size = int(input_size or spec.default_size)
+    if size < spec.min_size:
+        raise ValueError(f"backbone {name!r} needs input_size >= {spec.min_size}; got {size}")
+    weights = _check_weights(weights)
+    if name == "small_cnn":
+        model = small_cnn(size)
+        if weights == "imagenet":
+            raise ValueError("small_cnn has no ImageNet weights; use weights=None or a weights file")
+        if weights is not None:
+            model.load_weights(weights)
+        return model
+    constructor = getattr(keras.applications, spec.constructor)
+    kwargs: dict[str, Any] = {"include_top": False, "weights": weights, "input_shape": (size, size, 3)}
+    if name == "mobilenet_v2":
+        kwargs["alpha"] = 1.0
+    return constructor(**kwargs)
+
+
+def _is_bn(layer: Any) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def set_trainable(backbone: Any, mode: str | int = "frozen") -> Any:
+    """Freeze or unfreeze a backbone in place and return it.
+
+    ``mode``: ``"frozen"`` (nothing trains), ``"all"`` (every non-BN layer
+    trains) or an int N (the top N weighted layers train). BatchNormalization
+    layers always stay non-trainable, so with the backbone called as
+    ``backbone(x, training=False)`` (as :func:`build_embedding_model` does,
+    following the Keras transfer-learning guide) they keep using their
+    ImageNet moving statistics while the rest fine-tunes.
+    """
+    layers = [layer for layer in backbone.layers if layer.weights]
+    if mode == "frozen":
+        n_top = 0
+    elif mode == "all":
+        n_top = len(layers)
+    elif isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0:
+        n_top = mode
+    else:
+        raise ValueError(f"trainable mode must be 'frozen', 'all' or an int >= 0; got {mode!r}")
+    backbone.trainable = n_top > 0
+    if n_top == 0:
+        return backbone
+    cut = len(layers) - min(n_top, len(layers))
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= cut and not _is_bn(layer)
+    return backbone

@@ -1,0 +1,133 @@
+"""Embedding models: preprocessing → backbone → GAP → head → (L2-normalised) embedding.
+
+The head is a separate model (:func:`build_head`) so it can be trained on cached
+backbone features and then joined to the backbone with :func:`attach_head`:
+
+``image (raw 0..255) → BackbonePreprocess → backbone(training=False) → GAP →
+Dropout → Dense(hidden, ReLU) → Dense(embedding_dim) → activation → L2Normalize``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from itemrec.models.backbones import build_backbone, set_trainable
+from itemrec.models.layers import BackbonePreprocess, L2Normalize
+
+ACTIVATIONS = ("linear", "prelu", "sigmoid")
+
+
+def build_head(
+    feature_dim: int,
+    embedding_dim: int = 128,
+    dropout: float = 0.2,
+    hidden: int | None = 512,
+    activation: str = "linear",
+    l2_normalize: bool = True,
+    name: str = "head",
+) -> keras.Model:
+    """The embedding head on pooled features (B, feature_dim) → (B, embedding_dim).
+
+    ``hidden=None`` or 0 skips the hidden ReLU layer; ``activation`` is applied to
+    the embedding layer's output before the optional L2 normalisation.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown embedding activation {activation!r}; choose one of {ACTIVATIONS}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1); got {dropout}")
+    inputs = keras.Input((int(feature_dim),), name="features")
+    x = inputs
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if hidden:
+        x = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(x)
+    x = keras.layers.Dense(int(embedding_dim), name="embedding")(x)
+    if activation == "prelu":
+        x = keras.layers.PReLU(name="embedding_prelu")(x)
+    elif activation == "sigmoid":
+        x = keras.layers.Activation("sigmoid", name="embedding_sigmoid")(x)
+    if l2_normalize:
+        x = L2Normalize(name="l2_normalize")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def attach_head(
+    backbone_model: keras.Model,
+    head: keras.Model | None = None,
+    preprocess: str | None = None,
+    bn_inference: bool = True,
+    name: str = "embedding_model",
+) -> keras.Model:
+    """Join ``[preprocess →] backbone → GAP [→ head]`` into one model taking raw pixels.
+
+    ``bn_inference`` calls the backbone with ``training=False`` so its
+    BatchNormalization layers use their moving statistics even during ``fit``
+    (the Keras transfer-learning recipe); set it False to train BN statistics,
+    as for a small CNN trained from scratch. ``head=None`` gives the feature
+    extractor whose outputs :func:`build_head` models are trained on.
+    """
+    shape = tuple(backbone_model.input_shape[1:])
+    inputs = keras.Input(shape, name="image")
+    x = BackbonePreprocess(preprocess, name="preprocess")(inputs) if preprocess else inputs
+    x = backbone_model(x, training=False) if bn_inference else backbone_model(x)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if head is not None:
+        if head.input_shape[-1] != x.shape[-1]:
+            raise ValueError(
+                f"head expects {head.input_shape[-1]} features but backbone {backbone_model.name!r} gives {x.shape[-1]}"
+            )
+        x = head(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_feature_extractor(
+    backbone: str = "mobilenet_v2", input_size: int = 160, weights: Any = "imagenet"
+) -> keras.Model:
+    """Raw pixels → preprocessing → frozen backbone → GAP features (for caching)."""
+    base = set_trainable(build_backbone(backbone, input_size, weights), "frozen")
+    return attach_head(base, None, preprocess=backbone, bn_inference=True, name=f"{backbone}_features")
+
+
+def build_embedding_model(
+    backbone: str = "mobilenet_v2",
+    input_size: int = 160,
+    weights: Any = "imagenet",
+    embedding_dim: int = 128,
+    dropout: float = 0.2,
+    hidden: int | None = 512,
+    activation: str = "linear",
+    l2_normalize: bool = True,
+    trainable: str | int | None = None,
+    bn_inference: bool | None = None,
+) -> keras.Model:
+    """The full embedding model taking raw (0..255) pixels of size ``input_size``.
+
+    ``trainable`` goes to :func:`set_trainable` (default: ``"frozen"`` for
+    pretrained weights, ``"all"`` with ``weights=None``); ``bn_inference`` defaults to
+    True for pretrained backbones (``weights`` given) and False for a backbone
+    trained from scratch.
+    """
+    if trainable is None:
+        trainable = "frozen" if weights is not None else "all"
+    base = set_trainable(build_backbone(backbone, input_size, weights), trainable)
+    if bn_inference is None:
+        bn_inference = weights is not None
+    head = build_head(base.output_shape[-1], embedding_dim, dropout, hidden, activation, l2_normalize)
+    return attach_head(base, head, preprocess=backbone, bn_inference=bn_inference)
+
+
+def build_classifier(embedding_model: keras.Model, n_classes: int, head: keras.layers.Layer | None = None) -> keras.Model:
+    """``embedding_model`` followed by a classifier head giving float32 logits.
+
+    ``head`` defaults to ``Dense(n_classes)``; a cosine head
+    (:class:`itemrec.losses.CosineSoftmax` and its margin variants) gives
+    margin-free ``s·cos θ`` logits here: train margins with
+    :class:`itemrec.models.MetricLearningModel`, which passes the labels.
+    """
+    head = head or keras.layers.Dense(int(n_classes), dtype="float32", name="classifier")
+    inputs = keras.Input(tuple(embedding_model.input_shape[1:]), name="image")
+    logits = head(embedding_model(inputs))
+    return keras.Model(inputs, logits, name="classifier_model")

@@ -1,0 +1,73 @@
+"""Train an embedding model with any itemrec loss through ``model.fit``.
+
+:class:`MetricLearningModel` wraps an embedding model and a
+:class:`itemrec.losses.MetricLoss`. It overrides only ``compute_loss`` (the
+hook Keras 3 calls from its own ``train_step``/``test_step`` on every backend,
+statelessly under JAX), so the loss's weights (classifier heads) train with the
+model, its non-trainable state (centre-loss centres) updates in training, and
+its diagnostics (``d_ap``, ``d_an``, ``active_fraction``, ``ce``, ...) are
+logged by ``keras.metrics.Mean`` trackers next to ``loss``.
+
+``model.embedding_model`` is the inference model (raw pixels → embedding),
+separate from the training graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from itemrec.losses.base import MetricLoss
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class MetricLearningModel(keras.Model):
+    """``model.fit(x, y)`` trains ``embedding_model`` with ``metric_loss``.
+
+    ``x`` are images (B, S, S, 3) with labels ``y`` (B,), or for a
+    :class:`itemrec.losses.TripletLoss` on explicit triples, (B, 3, S, S, 3)
+    stacks of (anchor, positive, negative) with ``y=None``.
+    """
+
+    def __init__(self, embedding_model: keras.Model, metric_loss: MetricLoss, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(metric_loss, MetricLoss):
+            raise TypeError(f"metric_loss must be an itemrec MetricLoss; got {type(metric_loss).__name__}")
+        self.embedding_model = embedding_model
+        self.metric_loss = metric_loss
+        self.metric_loss.build_for(embedding_model.output_shape[-1])
+        self.diagnostics = [keras.metrics.Mean(name=n) for n in metric_loss.metric_names]
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        shape = ops.shape(inputs)
+        if len(inputs.shape) == len(self.embedding_model.input_shape) + 1:  # stacked triples
+            flat = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+            emb = self.embedding_model(flat, training=training)
+            return ops.reshape(emb, (shape[0], shape[1], -1))
+        return self.embedding_model(inputs, training=training)
+
+    def compute_loss(
+        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
+    ) -> Any:
+        loss, diagnostics = self.metric_loss.compute(y_pred, y, training=training)
+        for tracker in self.diagnostics:
+            tracker.update_state(diagnostics[tracker.name])
+        for extra in self.losses:
+            loss = loss + ops.cast(ops.sum(extra), "float32")
+        return loss
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "embedding_model": keras.saving.serialize_keras_object(self.embedding_model),
+            "metric_loss": keras.saving.serialize_keras_object(self.metric_loss),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: Any = None) -> "MetricLearningModel":
+        config = dict(config)
+        embedding_model = keras.saving.deserialize_keras_object(config.pop("embedding_model"), custom_objects)
+        metric_loss = keras.saving.deserialize_keras_object(config.pop("metric_loss"), custom_objects)
+        return cls(embedding_model, metric_loss, **config)

@@ -1,0 +1,40 @@
+"""Figures for training and evaluation (matplotlib; every function returns a Figure).
+
+Each plotting function takes an optional ``path``: when given, the figure is also
+saved there (PNG/PDF/SVG by extension). Figures are built with
+:class:`matplotlib.figure.Figure` directly, not pyplot, so they work headless
+(Agg) and hold no global state. Submodules load on first use:
+:mod:`.curves` (history, CMC, VAL/FAR, ROC), :mod:`.features` (2-D deep features),
+:mod:`.monitor` (the Keras :class:`DeepFeatureMonitor`), :mod:`.matches` (query
+grids, confusion heatmap), :mod:`.projector` (TensorBoard Embedding Projector files).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "plot_history": "curves",
+    "plot_cmc": "curves",
+    "plot_val_far": "curves",
+    "plot_roc": "curves",
+    "plot_features_2d": "features",
+    "project_2d": "features",
+    "DeepFeatureMonitor": "monitor",
+    "plot_query_matches": "matches",
+    "plot_confusion_matrix": "matches",
+    "export_projector": "projector",
+    "ProjectorExport": "projector",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

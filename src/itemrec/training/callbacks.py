@@ -1,0 +1,144 @@
+"""The Keras callbacks of a training phase.
+
+:func:`phase_callbacks` gives, in this order:
+
+1. :class:`EpochTimer`: adds ``epoch_seconds`` to the logs;
+2. ``keras.callbacks.TerminateOnNaN``;
+3. ``keras.callbacks.BackupAndRestore`` in ``<phase_dir>/backup``: after the
+   process is killed, re-running the same phase restores weights, optimizer
+   state, random-generator state and the epoch counter, and continues from the
+   last finished epoch;
+4. :class:`BestCheckpoint`: the weights that scored best on the monitored
+   validation metric, with the best score kept on disk so a resumed run keeps
+   comparing against it;
+5. ``keras.callbacks.CSVLogger`` (appending, so a resumed run continues the file);
+6. ``keras.callbacks.EarlyStopping`` when a patience is given;
+7. ``keras.callbacks.TensorBoard`` logs when asked;
+8. :class:`itemrec.plots.DeepFeatureMonitor` when given data to draw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+MAXIMISED = ("acc", "accuracy", "recall", "map", "precision", "auc", "f1")
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"max"`` for accuracy-like metrics (accuracy, recall, MAP, AUC, F1), else ``"min"``."""
+    name = monitor.lower()
+    return "max" if any(tok in name for tok in MAXIMISED) else "min"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each epoch to its logs as ``epoch_seconds``."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the weights whenever ``monitor`` improves; the best value survives restarts.
+
+    Writes ``path`` (a ``.weights.h5`` file) and ``path + ".json"`` holding
+    ``{"monitor", "mode", "best", "epoch"}``. A missing monitored value (e.g. no
+    validation data) raises, so a run cannot silently keep its first weights.
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", mode: str | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.name.endswith(".weights.h5"):
+            raise ValueError(f"checkpoint path must end with .weights.h5; got {self.path}")
+        self.monitor = monitor
+        self.mode = mode or monitor_mode(monitor)
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max'; got {self.mode!r}")
+        self.meta_path = Path(str(self.path) + ".json")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.meta_path.is_file() and self.path.is_file():
+            meta = json.loads(self.meta_path.read_text())
+            if meta.get("monitor") == self.monitor:
+                self.best, self.best_epoch = float(meta["best"]), meta.get("epoch")
+
+    def _better(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise KeyError(
+                f"BestCheckpoint monitors {self.monitor!r} but the epoch logs only have {sorted(logs)}; "
+                "set train.monitor to one of them"
+            )
+        value = float(logs[self.monitor])
+        if np.isfinite(value) and self._better(value):
+            self.best, self.best_epoch = value, epoch
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name("tmp-" + self.path.name)
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.path)
+            self.meta_path.write_text(
+                json.dumps({"monitor": self.monitor, "mode": self.mode, "best": value, "epoch": epoch})
+            )
+
+
+def restored_epoch(backup_dir: str | os.PathLike) -> int:
+    """The epoch ``BackupAndRestore`` in ``backup_dir`` would resume at (0 when there is no backup)."""
+    meta = Path(backup_dir) / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (ValueError, KeyError):
+        return 0
+
+
+def phase_callbacks(
+    phase_dir: str | os.PathLike,
+    monitor: str = "val_loss",
+    patience: int | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
+    feature_monitor: dict[str, Any] | None = None,
+) -> list[keras.callbacks.Callback]:
+    """Callbacks of one phase writing under ``phase_dir`` (see the module docstring).
+
+    ``feature_monitor``: keyword arguments of :class:`itemrec.plots.DeepFeatureMonitor`
+    (``data``, ``labels``, ``embed_fn``...; ``out_dir`` defaults to ``phase_dir/features``).
+    """
+    phase_dir = Path(phase_dir)
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    mode = monitor_mode(monitor)
+    cbs: list[keras.callbacks.Callback] = [
+        EpochTimer(),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(str(phase_dir / "backup"), save_freq="epoch", delete_checkpoint=True),
+        BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode),
+        keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
+    ]
+    if patience:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(patience)))
+    if tensorboard_dir is not None:
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), write_graph=False))
+    if feature_monitor:
+        from itemrec.plots import DeepFeatureMonitor
+
+        kwargs = dict(feature_monitor)
+        kwargs.setdefault("out_dir", phase_dir / "features")
+        cbs.append(DeepFeatureMonitor(**kwargs))
+    return cbs

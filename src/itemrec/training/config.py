@@ -1,0 +1,429 @@
+"""Experiment configuration: one JSON file describes a whole training run.
+
+:class:`ExperimentConfig` nests small dataclasses (:class:`DataConfig`,
+:class:`SplitConfig`, :class:`ModelConfig`, :class:`LossConfig`,
+:class:`TrainConfig`, :class:`EvalConfig`). It round-trips through JSON
+(:meth:`ExperimentConfig.to_json` / :meth:`ExperimentConfig.from_json`), can be
+overridden with dotted ``key=value`` strings (``train.batch_size=16``, what
+``itemrec train --set`` passes) and is validated on construction: every bad
+value raises :class:`ConfigError` naming the field, the value and the choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
+SPLITS = ("open", "closed")
+WEIGHTS_KEYWORDS = ("imagenet", "local")
+LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface")
+MINERS = ("batch_all", "batch_hard", "semi_hard", "random")
+DISTANCES = ("squared_l2", "l2", "cosine", "mse")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+RESIZE_MODES = ("pad", "crop")
+STRATEGIES = ("default", "mirrored", "multiworker")
+ACTIVATIONS = ("linear", "prelu", "sigmoid")
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration; the message names the field and the fix."""
+
+
+def _choice(where: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {list(choices)}; got {value!r}")
+
+
+def _positive(where: str, value: Any, allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} must be a number; got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
+
+
+def _int(where: str, value: Any, minimum: int = 0, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{where} must be >= {minimum}; got {value}")
+
+
+def _fraction(where: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"{where} must lie strictly between 0 and 1; got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Which images: ``name`` is one of :data:`DATASETS` or the path of a manifest CSV.
+
+    ``root`` overrides the dataset folder (default ``$ITEMREC_DATA/<dataset>``; for
+    ``folder`` it is required: ``root/<class>/<image>``; for ``synthetic`` it is where
+    the catalogue is written, default ``<output_dir>/.synthetic/<size key>``).
+    """
+
+    name: str = "synthetic"
+    root: str | None = None
+    synthetic_products: int = 12
+    synthetic_photos: int = 8
+    synthetic_image_size: int = 64
+    synthetic_seed: int = 0
+    label_column: str = "articleType"  # fashion only
+    min_count: int = 10  # fashion only
+    max_images_per_class: int | None = None
+
+    def validate(self) -> None:
+        if self.name not in DATASETS and not str(self.name).endswith(".csv"):
+            raise ConfigError(f"data.name must be one of {list(DATASETS)} or a manifest .csv path; got {self.name!r}")
+        if self.name == "folder" and not self.root:
+            raise ConfigError("data.root is required for data.name='folder' (a folder of class sub-folders)")
+        _int("data.synthetic_products", self.synthetic_products, 2)
+        _int("data.synthetic_photos", self.synthetic_photos, 2)
+        _int("data.synthetic_image_size", self.synthetic_image_size, 16)
+        _int("data.synthetic_seed", self.synthetic_seed, 0)
+        _int("data.min_count", self.min_count, 1)
+        _int("data.max_images_per_class", self.max_images_per_class, 1, allow_none=True)
+
+
+@dataclass
+class SplitConfig:
+    """How images are split.
+
+    ``open``: class-disjoint. The *seen* classes give ``train`` and ``val``
+    (held-out images, for checkpointing); the *unseen* classes give ``calib``
+    (thresholds are fitted there) and ``test`` (queries). For grocery the unseen
+    classes are the fixed :data:`itemrec.data.splits.GROCERY_UNSEEN` and the
+    official train/val/test files decide the images (seen: train/val; unseen:
+    calib = official val, test = official test). ``closed``: every class in
+    every split (grocery: the official split files; otherwise stratified by
+    ``val_fraction``/``test_fraction``).
+    """
+
+    kind: str = "open"
+    unseen_fraction: float = 0.5
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    calib_fraction: float = 0.3
+    enrolled_fraction: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        _choice("split.kind", self.kind, SPLITS)
+        for name in ("unseen_fraction", "val_fraction", "test_fraction", "calib_fraction", "enrolled_fraction"):
+            _fraction(f"split.{name}", getattr(self, name))
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                f"split.val_fraction + split.test_fraction must be < 1; got {self.val_fraction + self.test_fraction}"
+            )
+        _int("split.seed", self.seed, 0)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and embedding head (see :func:`itemrec.models.build_embedding_model`).
+
+    ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the MobileNetV2 file
+    of :func:`itemrec.settings.local_weights`), ``null`` (random init) or a file path.
+    """
+
+    backbone: str = "mobilenet_v2"
+    weights: str | None = "local"
+    input_size: int = 96
+    resize_mode: str = "pad"
+    embedding_dim: int = 128
+    hidden: int | None = 256
+    dropout: float = 0.2
+    activation: str = "linear"
+    l2_normalize: bool = True
+
+    def validate(self) -> None:
+        from itemrec.models.backbones import BACKBONES
+
+        _choice("model.backbone", self.backbone, tuple(BACKBONES))
+        if self.weights is not None and self.weights not in WEIGHTS_KEYWORDS and not str(self.weights).strip():
+            raise ConfigError("model.weights must be 'imagenet', 'local', null or a weights file path")
+        if self.weights in WEIGHTS_KEYWORDS and self.backbone == "small_cnn":
+            raise ConfigError(f"model.weights={self.weights!r} is not available for small_cnn; use null or a file")
+        if self.weights == "local" and self.backbone != "mobilenet_v2":
+            raise ConfigError("model.weights='local' is the MobileNetV2 file; use it with model.backbone='mobilenet_v2'")
+        min_size = BACKBONES[self.backbone].min_size
+        _int("model.input_size", self.input_size, min_size)
+        _choice("model.resize_mode", self.resize_mode, RESIZE_MODES)
+        _int("model.embedding_dim", self.embedding_dim, 1)
+        _int("model.hidden", self.hidden, 0, allow_none=True)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must lie in [0, 1); got {self.dropout!r}")
+        _choice("model.activation", self.activation, ACTIVATIONS)
+
+
+@dataclass
+class LossConfig:
+    """The loss and its parameters.
+
+    ``softmax`` (Dense classifier + cross-entropy), ``center`` (+ λ·centre loss,
+    centre rate α; Wen et al. 2016), ``triplet`` (``margin``, ``miner``,
+    ``distance``, ``soft_margin``), ``cosine`` (normalised softmax of scale
+    ``scale``), ``arcface``/``cosface`` (``scale`` and angular/cosine ``angular_margin``).
+    """
+
+    name: str = "softmax"
+    lam: float = 0.01
+    alpha: float = 0.5
+    margin: float = 0.2
+    miner: str = "batch_hard"
+    distance: str = "squared_l2"
+    soft_margin: bool = False
+    scale: float = 16.0
+    angular_margin: float = 0.3
+
+    def validate(self) -> None:
+        _choice("loss.name", self.name, LOSSES)
+        _choice("loss.miner", self.miner, MINERS)
+        _choice("loss.distance", self.distance, DISTANCES)
+        _positive("loss.lam", self.lam, allow_zero=True)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise ConfigError(f"loss.alpha must lie in [0, 1]; got {self.alpha!r}")
+        _positive("loss.margin", self.margin, allow_zero=True)
+        _positive("loss.scale", self.scale)
+        _positive("loss.angular_margin", self.angular_margin, allow_zero=True)
+
+    @property
+    def is_classifier(self) -> bool:
+        """True for losses with a classifier head (everything but triplet)."""
+        return self.name != "triplet"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation in two phases.
+
+    Phase 1 (``frozen_epochs``, learning rate ``frozen_lr``): backbone frozen; the
+    head trains on cached backbone features (:class:`itemrec.training.FeatureCache`)
+    unless ``augment`` is on or ``use_feature_cache`` is off. Phase 2
+    (``finetune_epochs``, ``finetune_lr``): the top ``finetune_layers`` weighted
+    backbone layers train too (``"all"`` for every one). Batches are either
+    ``batch_size`` random images or, with ``p`` and ``k``, P classes × K images.
+    """
+
+    optimizer: str = "adam"
+    frozen_epochs: int = 5
+    frozen_lr: float = 1e-3
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-5
+    finetune_layers: int | str = 20
+    batch_size: int = 32
+    p: int | None = None
+    k: int | None = None
+    steps_per_epoch: int | None = None
+    augment: bool = False
+    use_feature_cache: bool = True
+    early_stopping_patience: int | None = None
+    monitor: str = "val_loss"
+    tensorboard: bool = True
+    feature_monitor: bool = False
+
+    def validate(self) -> None:
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _int("train.frozen_epochs", self.frozen_epochs, 0)
+        _int("train.finetune_epochs", self.finetune_epochs, 0)
+        if self.frozen_epochs + self.finetune_epochs == 0:
+            raise ConfigError("train.frozen_epochs + train.finetune_epochs must be >= 1")
+        _positive("train.frozen_lr", self.frozen_lr)
+        _positive("train.finetune_lr", self.finetune_lr)
+        if self.finetune_layers != "all":
+            _int("train.finetune_layers", self.finetune_layers, 1)
+        _int("train.batch_size", self.batch_size, 2)
+        if (self.p is None) != (self.k is None):
+            raise ConfigError("train.p and train.k go together (P classes x K images); give both or neither")
+        _int("train.p", self.p, 2, allow_none=True)
+        _int("train.k", self.k, 1, allow_none=True)
+        _int("train.steps_per_epoch", self.steps_per_epoch, 1, allow_none=True)
+        _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
+
+    @property
+    def global_batch(self) -> int:
+        """Images per step: ``p * k`` with P×K sampling, else ``batch_size``."""
+        return int(self.p * self.k) if self.p else int(self.batch_size)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings used by :func:`itemrec.training.evaluate_run`."""
+
+    metric: str = "cosine"
+    cmc_draws: int = 100
+    max_rank: int = 10
+    far_targets: tuple[float, ...] = (1e-2, 1e-3)
+    dir_far: float = 0.05
+
+    def validate(self) -> None:
+        _choice("eval.metric", self.metric, ("cosine", "squared_l2", "l2"))
+        _int("eval.cmc_draws", self.cmc_draws, 1)
+        _int("eval.max_rank", self.max_rank, 1)
+        self.far_targets = tuple(float(f) for f in self.far_targets)
+        for f in self.far_targets:
+            _fraction("eval.far_targets[]", f)
+        _fraction("eval.dir_far", self.dir_far)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment; see the module docstring. The run folder is ``output_dir/name``."""
+
+    name: str = "run"
+    output_dir: str = "models"
+    seed: int = 0
+    strategy: str = "default"
+    feature_cache_dir: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on the first invalid field."""
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
+            raise ConfigError(f"name must be a non-empty run name without slashes; got {self.name!r}")
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise ConfigError(f"output_dir must be a folder path; got {self.output_dir!r}")
+        _int("seed", self.seed, 0)
+        _choice("strategy", self.strategy, STRATEGIES)
+        for key, cls in SECTIONS.items():
+            section = getattr(self, key)
+            if not isinstance(section, cls):
+                raise ConfigError(f"{key} must be a {cls.__name__}; got {type(section).__name__}")
+            section.validate()
+        if self.train.p is not None and self.split.kind == "open" and self.data.name == "synthetic":
+            n_seen = self.data.synthetic_products - round(self.split.unseen_fraction * self.data.synthetic_products)
+            if self.train.p > n_seen:
+                raise ConfigError(
+                    f"train.p={self.train.p} exceeds the {n_seen} seen synthetic classes; lower train.p"
+                )
+
+    # -- paths ----------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """``output_dir/name``."""
+        return Path(self.output_dir).expanduser() / self.name
+
+    @property
+    def cache_dir(self) -> Path:
+        """Feature-cache folder (default ``output_dir/.feature_cache``, shared by runs)."""
+        if self.feature_cache_dir:
+            return Path(self.feature_cache_dir).expanduser()
+        return Path(self.output_dir).expanduser() / ".feature_cache"
+
+    # -- (de)serialisation ----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["eval"]["far_targets"] = list(out["eval"]["far_targets"])
+        return out
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The JSON text; written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> "ExperimentConfig":
+        """Build from a plain dict; unknown keys raise :class:`ConfigError` naming them."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a JSON object at the top level; got {type(raw).__name__}")
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - top)
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(top)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in SECTIONS:
+                section_cls = SECTIONS[key]
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{where}: {key!r} must be an object; got {value!r}")
+                names = {f.name for f in dataclasses.fields(section_cls)}
+                bad = sorted(set(value) - names)
+                if bad:
+                    raise ConfigError(f"{where}: unknown keys {bad} in {key!r}; known keys are {sorted(names)}")
+                section_values = dict(value)
+                if key == "eval" and "far_targets" in section_values:
+                    ft = section_values["far_targets"]
+                    if not isinstance(ft, (list, tuple)):
+                        raise ConfigError(f"{where}: eval.far_targets must be a list of numbers; got {ft!r}")
+                    section_values["far_targets"] = tuple(ft)
+                kwargs[key] = section_cls(**section_values)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "ExperimentConfig":
+        """Load a JSON config file (errors name the file)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(raw, where=str(path))
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> "ExperimentConfig":
+        """A copy with dotted ``key=value`` overrides (values parsed as JSON, else kept as strings).
+
+        ``["train.batch_size=16", "loss.name=triplet", "model.weights=null"]``.
+        """
+        raw = self.to_dict()
+        items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+        for key, value in items:
+            parts = key.split(".")
+            target = raw
+            for i, part in enumerate(parts[:-1]):
+                if part not in target or not isinstance(target[part], dict):
+                    raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is not a config section")
+                target = target[part]
+            if parts[-1] not in target:
+                raise ConfigError(f"override {key!r}: unknown key; known keys here are {sorted(target)}")
+            target[parts[-1]] = value
+        return type(self).from_dict(raw, where="config with overrides")
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.batch_size=16)")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed

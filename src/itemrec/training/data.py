@@ -1,0 +1,208 @@
+"""From a :class:`~itemrec.training.config.ExperimentConfig` to split manifests and batches.
+
+:func:`load_experiment_data` loads the configured dataset with the loaders of
+:mod:`itemrec.data` and :func:`make_splits` applies the open- or closed-set
+protocol of :class:`~itemrec.training.config.SplitConfig`. The result,
+:class:`SplitData`, is saved next to the run as CSV manifests
+(:meth:`SplitData.save` / :meth:`SplitData.load`) so evaluation reads exactly
+the images the run was split into.
+
+:func:`batch_indices` gives the index batches of every epoch (shuffled
+batches, or P×K batches from :class:`itemrec.data.sampling.PKSampler`) as
+one array, so a resumed run can start at any epoch with the same batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from itemrec.data.records import ImageDataset
+from itemrec.training.config import DataConfig, ExperimentConfig, SplitConfig
+
+SPLIT_NAMES = ("train", "val", "calib", "test")
+
+
+@dataclass
+class SplitData:
+    """The splits of one run.
+
+    ``train``/``val`` carry dense training labels ``0..n_train_classes-1``;
+    ``train_classes[i]`` is the original label of training class ``i``.
+    ``test`` (and, open-set, ``calib``) keep the dataset's original labels;
+    closed-set they are mapped to the training labels like ``val``.
+    """
+
+    kind: str
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    calib: ImageDataset | None
+    train_classes: list[int]
+
+    @property
+    def n_train_classes(self) -> int:
+        return len(self.train_classes)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``<split>.csv`` manifests and ``splits.json`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SPLIT_NAMES:
+            part = getattr(self, name)
+            if part is not None:
+                part.to_csv(folder / f"{name}.csv")
+        meta = {"kind": self.kind, "train_classes": self.train_classes, "has_calib": self.calib is not None}
+        (folder / "splits.json").write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "SplitData":
+        folder = Path(folder)
+        meta_path = folder / "splits.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: is {folder.parent} a finished itemrec run folder?")
+        meta = json.loads(meta_path.read_text())
+        parts = {n: ImageDataset.read_csv(folder / f"{n}.csv") for n in SPLIT_NAMES if (folder / f"{n}.csv").is_file()}
+        return cls(meta["kind"], parts["train"], parts["val"], parts["test"], parts.get("calib"), list(meta["train_classes"]))
+
+
+def _synthetic(cfg: DataConfig, output_dir: str | os.PathLike) -> ImageDataset:
+    from itemrec.data.synthetic import write_catalogue
+
+    key = f"n{cfg.synthetic_products}_p{cfg.synthetic_photos}_s{cfg.synthetic_image_size}_seed{cfg.synthetic_seed}"
+    root = Path(cfg.root).expanduser() if cfg.root else Path(output_dir).expanduser() / ".synthetic" / key
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        ds = ImageDataset.read_csv(manifest)
+        if all(os.path.isfile(p) for p in ds.paths):
+            return ds
+    ds = write_catalogue(root, cfg.synthetic_products, cfg.synthetic_photos, cfg.synthetic_image_size, cfg.synthetic_seed)
+    ds.to_csv(manifest)
+    return ds
+
+
+def load_experiment_data(cfg: DataConfig, output_dir: str | os.PathLike = "models", seed: int = 0) -> ImageDataset:
+    """The configured dataset as an :class:`ImageDataset` (``max_images_per_class`` applied, seeded)."""
+    from itemrec.data import loaders
+
+    name = cfg.name
+    if name == "synthetic":
+        ds = _synthetic(cfg, output_dir)
+    elif name == "grocery":
+        ds = loaders.load_grocery(cfg.root)
+    elif name == "folder":
+        ds = loaders.load_folder(cfg.root)
+    elif name == "fashion":
+        ds = loaders.load_fashion(cfg.root, cfg.label_column, cfg.min_count)
+    elif name == "packed-scenes":
+        ds = loaders.load_packed_scenes(cfg.root)
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"manifest {path} does not exist (data.name is a CSV path)")
+        ds = ImageDataset.read_csv(path)
+    if len(ds) == 0:
+        raise ValueError(f"dataset {name!r} has no images")
+    if cfg.max_images_per_class:
+        rng = np.random.default_rng(seed)
+        keep = np.zeros(len(ds), bool)
+        for c in np.unique(ds.labels):
+            idx = np.flatnonzero(ds.labels == c)
+            keep[np.sort(rng.permutation(idx)[: cfg.max_images_per_class])] = True
+        ds = ds.subset(keep)
+    return ds
+
+
+def _two_way(ds: ImageDataset, second: float, names: tuple[str, str], seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """Per-class split of ``ds`` into ``names`` with ``second`` of each class in the second part (≥ 1 each)."""
+    rng = np.random.default_rng(seed)
+    first = np.zeros(len(ds), bool)
+    for c in np.unique(ds.labels):
+        idx = rng.permutation(np.flatnonzero(ds.labels == c))
+        if len(idx) < 2:
+            raise ValueError(f"{ds.name}: class {ds.class_names[c]!r} has {len(idx)} image; each split needs one")
+        n2 = min(max(1, int(round(second * len(idx)))), len(idx) - 1)
+        first[idx[n2:]] = True
+    return ds.subset(first, f"{ds.name}/{names[0]}"), ds.subset(~first, f"{ds.name}/{names[1]}")
+
+
+def _relabel(ds: ImageDataset, classes: list[int]) -> ImageDataset:
+    return ds.with_classes(classes, relabel=True)
+
+
+def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitData:
+    """Apply the open- or closed-set protocol (see :class:`~itemrec.training.config.SplitConfig`)."""
+    from itemrec.data.splits import class_disjoint_split, grocery_open_set, stratified_split
+
+    grocery = dataset == "grocery" and ds.n_classes == 81 and set(ds.frame["split"]) >= {"train", "val", "test"}
+    if cfg.kind == "open":
+        if grocery:
+            seen, unseen = grocery_open_set(ds)
+            train, val = seen.split("train"), seen.split("val")
+            calib, test = unseen.split("val"), unseen.split("test")
+        else:
+            seen, unseen = class_disjoint_split(ds, cfg.unseen_fraction, seed=cfg.seed)
+            train, val = _two_way(seen, cfg.val_fraction, ("train", "val"), cfg.seed)
+            calib, test = _two_way(unseen, 1.0 - cfg.calib_fraction, ("calib", "test"), cfg.seed + 1)
+        classes = sorted(int(c) for c in np.unique(train.labels))
+        missing = sorted(set(np.unique(val.labels).tolist()) - set(classes))
+        if missing:
+            raise ValueError(f"{ds.name}: validation classes {missing[:10]} have no training images")
+        return SplitData("open", _relabel(train, classes), _relabel(val, classes), test, calib, classes)
+    if grocery:
+        parts = {n: ds.split(n) for n in ("train", "val", "test")}
+    else:
+        fractions = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)
+        split = stratified_split(ds, fractions, seed=cfg.seed)
+        parts = {n: split.split(n) for n in ("train", "val", "test")}
+    classes = sorted(int(c) for c in np.unique(parts["train"].labels))
+    for n in ("val", "test"):
+        extra = sorted(set(np.unique(parts[n].labels).tolist()) - set(classes))
+        if extra:
+            raise ValueError(f"{ds.name}: {n} classes {extra[:10]} have no training images (closed set)")
+    return SplitData("closed", *(_relabel(parts[n], classes) for n in ("train", "val", "test")), None, classes)
+
+
+def experiment_splits(config: ExperimentConfig) -> SplitData:
+    """Load the dataset of ``config`` and split it."""
+    ds = load_experiment_data(config.data, config.output_dir, config.seed)
+    return make_splits(ds, config.split, config.data.name)
+
+
+def batch_indices(
+    labels: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    p: int | None = None,
+    k: int | None = None,
+    steps_per_epoch: int | None = None,
+) -> np.ndarray:
+    """Index batches of every epoch, ``(epochs, steps, batch)`` int64.
+
+    Without P×K: each epoch is a fresh permutation cut into ``len // batch_size``
+    full batches (the tail is dropped so every step has the same shape; with
+    ``steps_per_epoch`` larger than that, permutations are chained). With
+    ``p``/``k``: :class:`itemrec.data.sampling.PKSampler` batches.
+    """
+    from itemrec.data.sampling import PKSampler
+
+    labels = np.asarray(labels)
+    n = len(labels)
+    if p is not None:
+        sampler = PKSampler(labels, p, k, seed=seed, n_batches=steps_per_epoch)
+        return np.stack([np.stack(list(sampler)) for _ in range(epochs)]).astype(np.int64)
+    if n < batch_size:
+        raise ValueError(f"{n} training images are fewer than one batch of {batch_size}; lower train.batch_size")
+    steps = steps_per_epoch or n // batch_size
+    rng = np.random.default_rng(seed)
+    out = np.empty((epochs, steps, batch_size), np.int64)
+    for e in range(epochs):
+        stream = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch_size // n))])
+        out[e] = stream[: steps * batch_size].reshape(steps, batch_size)
+    return out

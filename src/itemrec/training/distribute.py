@@ -1,0 +1,100 @@
+"""``tf.distribute`` strategies for training, chosen by the config's ``strategy`` field.
+
+* ``"default"``: the default (single-device) strategy;
+* ``"mirrored"``: :class:`tf.distribute.MirroredStrategy` over the local GPUs,
+  or over the logical CPU devices when there is no GPU (tests split one CPU
+  into two with ``tf.config.set_logical_device_configuration`` before
+  TensorFlow initialises);
+* ``"multiworker"``: :class:`tf.distribute.MultiWorkerMirroredStrategy`, the
+  cluster described by ``TF_CONFIG`` as usual.
+
+Batches are split across replicas and each replica runs the loss on its own
+slice, so in-batch triplet mining happens *per replica* (P×K batches keep
+their structure when ``P`` is a multiple of the replica count: see
+:func:`check_pk_for_replicas`). Gradients are summed across replicas by
+``tf.distribute``, so each replica's loss is divided by the number of replicas
+(:class:`ReplicaScaledModel`), as Keras's own compiled losses do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STRATEGY_NAMES = ("default", "mirrored", "multiworker")
+
+
+def get_strategy(name: str = "default") -> Any:
+    """The ``tf.distribute`` strategy named ``name`` (see the module docstring)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGY_NAMES}")
+
+
+def split_cpu(n: int = 2) -> None:
+    """Split the first physical CPU into ``n`` logical devices (call before TensorFlow runs anything)."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n))
+    except RuntimeError as exc:
+        raise RuntimeError(
+            "logical CPU devices must be configured before TensorFlow initialises; "
+            "call split_cpu() first thing in the process"
+        ) from exc
+
+
+def check_pk_for_replicas(p: int | None, k: int | None, batch: int, replicas: int) -> None:
+    """The global batch must split evenly; with P×K, each replica should get whole classes."""
+    if batch % replicas:
+        raise ValueError(f"the global batch of {batch} images does not split over {replicas} replicas; use a multiple")
+    if p is not None and p % replicas:
+        raise ValueError(
+            f"train.p={p} classes per batch is not a multiple of the {replicas} replicas, so a class would be "
+            "cut between replicas and lose its positives; use a multiple"
+        )
+
+
+def _scaled_model_class() -> type:
+    import keras
+
+    from itemrec.models.metric_learning import MetricLearningModel
+
+    @keras.saving.register_keras_serializable(package="itemrec")
+    class ReplicaScaledModel(MetricLearningModel):
+        """:class:`itemrec.models.MetricLearningModel` whose loss is divided by the replica count.
+
+        ``tf.distribute`` sums the replicas' gradients, so dividing each
+        replica's loss by ``n_replicas`` gives the gradient of the mean loss
+        (what Keras's compiled losses do through ``scale_loss_for_distribution``).
+        With one replica it is the same as the base class.
+        """
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+            from keras.src.losses.loss import scale_loss_for_distribution
+
+            return scale_loss_for_distribution(loss)
+
+    return ReplicaScaledModel
+
+
+_CLASS: type | None = None
+
+
+def replica_scaled_model(embedding_model: Any, metric_loss: Any) -> Any:
+    """A :class:`ReplicaScaledModel` wrapping ``embedding_model`` and ``metric_loss``."""
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _scaled_model_class()
+    return _CLASS(embedding_model, metric_loss)

@@ -1,0 +1,285 @@
+"""On-disk cache of frozen-backbone features, so the frozen phase decodes and runs the backbone once.
+
+With the backbone frozen (and no augmentation), every epoch of the first
+training phase feeds the same images through the same function
+``image -> GAP(backbone(preprocess(image)))``. :class:`FeatureCache` computes
+those pooled features once and stores them under a key that changes whenever
+the function or its inputs could:
+
+* the backbone name, the weights identity (SHA-256 of the weights file, or of
+  the weight values for ImageNet/random weights), the input size, the resize
+  mode and the preprocessing function;
+* the Keras version and the cache format version;
+* the ordered list of ``(absolute path, size in bytes, mtime in ns)`` of the images.
+
+Touching, replacing or adding any image, or changing any of the settings,
+gives a new key (a miss); the old entry is simply no longer used. Entries are
+``<key>.npz`` (features, kept indices) plus ``<key>.json`` (what the key was
+made of, and the skipped files), written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CachedFeatures:
+    """Features of the images that could be read: ``features[i]`` is image ``keep[i]`` of the request."""
+
+    features: np.ndarray
+    keep: np.ndarray
+    skipped: list[tuple[str, str]]
+    key: str
+    hit: bool
+
+
+def file_signature(paths: Sequence[str | os.PathLike]) -> list[tuple[str, int, int]]:
+    """``(absolute path, size, mtime_ns)`` of each image; a missing file raises naming it."""
+    out = []
+    for p in paths:
+        path = Path(p).expanduser().resolve()
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise FileNotFoundError(f"image {path} cannot be accessed for the feature cache ({exc})") from exc
+        out.append((str(path), int(st.st_size), int(st.st_mtime_ns)))
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_hash(model: Any) -> str:
+    """Hex SHA-256 over a Keras model's weight arrays (dtype, shape and bytes, in order)."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        arr = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def weights_identity(weights: Any, model: Any | None = None) -> str:
+    """Identity of backbone weights: ``file:<sha256>`` for a weights file, else ``values:<sha256>`` of ``model``."""
+    if weights is not None and weights != "imagenet":
+        path = Path(os.fspath(weights)).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {path}")
+        return "file:" + sha256_file(path)
+    if model is None:
+        raise ValueError("weights_identity needs the built model for ImageNet or random weights")
+    return "values:" + weights_hash(model)
+
+
+class FeatureCache:
+    """A folder of cached feature arrays (see the module docstring).
+
+    ``hits`` and ``misses`` count this object's lookups.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory).expanduser()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def make_key(
+        backbone: str,
+        weights_id: str,
+        input_size: int,
+        resize_mode: str,
+        preprocessing: str,
+        files: Sequence[tuple[str, int, int]],
+    ) -> tuple[str, dict[str, Any]]:
+        """``(hex key, the dict it hashes)``."""
+        import keras
+
+        material = {
+            "format": FORMAT_VERSION,
+            "keras": keras.__version__,
+            "backbone": backbone,
+            "weights": weights_id,
+            "input_size": int(input_size),
+            "resize_mode": resize_mode,
+            "preprocessing": preprocessing,
+            "pooling": "gap",
+            "decoder": "itemrec.data.pipeline.make_dataset",
+            "files": [list(f) for f in files],
+        }
+        key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+        return key, material
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.directory / f"{key}.npz", self.directory / f"{key}.json"
+
+    def contains(self, key: str) -> bool:
+        npz, meta = self._paths(key)
+        return npz.is_file() and meta.is_file()
+
+    def load(self, key: str) -> CachedFeatures:
+        """Read an entry; a damaged one raises ``ValueError`` naming the file."""
+        npz, meta_path = self._paths(key)
+        try:
+            with np.load(npz) as data:
+                feats, keep = data["features"], data["keep"]
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"feature cache entry {npz} is damaged ({exc}); delete it to recompute") from exc
+        if len(feats) != len(keep):
+            raise ValueError(f"feature cache entry {npz} is damaged: {len(feats)} rows, {len(keep)} indices")
+        return CachedFeatures(feats, keep, [tuple(s) for s in meta.get("skipped", [])], key, True)
+
+    def store(self, key: str, material: dict[str, Any], result: CachedFeatures) -> None:
+        """Write an entry atomically (temp file + ``os.replace``)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        npz, meta_path = self._paths(key)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
+        os.close(fd)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=result.features, keep=result.keep)
+            os.replace(tmp, npz)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        meta = {k: v for k, v in material.items() if k != "files"}
+        meta.update(n_images=len(material["files"]), n_kept=int(len(result.keep)), skipped=[list(s) for s in result.skipped])
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".json.tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(meta, fh, indent=1)
+        os.replace(tmp, meta_path)
+
+    def get_or_compute(
+        self,
+        extractor: Any | Callable[[], Any],
+        paths: Sequence[str | os.PathLike],
+        backbone: str,
+        weights: Any,
+        input_size: int,
+        resize_mode: str = "pad",
+        preprocessing: str | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        decoded: tuple[np.ndarray, np.ndarray, list] | None = None,
+    ) -> CachedFeatures:
+        """Features of ``paths`` through ``extractor`` (a Keras model, or a zero-argument factory of one).
+
+        The factory is only called on a miss, or when the weights have no file to
+        hash (ImageNet/random weights are identified by their values).
+        ``decoded``: the ``(images, keep, skipped)`` of :func:`decode_images` for
+        ``paths`` when the caller has them already (saves decoding on a miss).
+        """
+        paths = [str(p) for p in paths]
+        files = file_signature(paths)
+        model = None
+
+        def get_model() -> Any:
+            nonlocal model
+            if model is None:
+                model = extractor() if callable(extractor) and not hasattr(extractor, "predict_on_batch") else extractor
+            return model
+
+        wid = weights_identity(weights, None if (weights is not None and weights != "imagenet") else get_model())
+        prep = preprocessing or _preprocessing_name(backbone)
+        key, material = self.make_key(backbone, wid, input_size, resize_mode, prep, files)
+        if self.contains(key):
+            self.hits += 1
+            return self.load(key)
+        self.misses += 1
+        if decoded is not None:
+            images, keep, skipped = decoded
+            result = CachedFeatures(features_of(get_model(), images, batch_size, progress), keep, list(skipped), key, False)
+        else:
+            result = compute_features(get_model(), paths, input_size, resize_mode, batch_size, progress)
+            result.key = key
+        self.store(key, material, result)
+        return result
+
+
+def _preprocessing_name(backbone: str) -> str:
+    from itemrec.models.backbones import backbone_spec
+
+    spec = backbone_spec(backbone)
+    return "x/255" if backbone == "small_cnn" else f"keras.applications.{spec.module}.preprocess_input"
+
+
+def decode_images(
+    paths: Sequence[str], input_size: int, resize_mode: str = "pad", progress: bool = False, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Decode and fit images exactly as the training pipeline does: ``(uint8 (N, S, S, 3), keep, skipped)``.
+
+    Files are probed first (:func:`itemrec.data.images.validate_files`); the
+    unreadable ones are skipped and listed, ``keep`` gives the positions of the
+    rest in ``paths``. Decoding is :func:`itemrec.data.pipeline.make_dataset`
+    without shuffling or augmentation, so cached features and image batches
+    see the same pixels.
+    """
+    from itemrec.data.images import validate_files
+    from itemrec.data.pipeline import make_dataset
+
+    paths = [str(p) for p in paths]
+    keep, _, skipped = validate_files(paths, progress=progress)
+    size = int(input_size)
+    if len(keep) == 0:
+        return np.zeros((0, size, size, 3), np.uint8), keep, skipped
+    good = [paths[i] for i in keep]
+    ds = make_dataset(good, np.zeros(len(good), np.int64), size, batch_size=batch_size, resize_mode=resize_mode)
+    out = np.empty((len(good), size, size, 3), np.uint8)
+    pos = 0
+    batches = ds.as_numpy_iterator()
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=-(-len(good) // batch_size), desc="decoding images", unit="batch")
+    for x, _ in batches:
+        out[pos : pos + len(x)] = np.asarray(x).astype(np.uint8)
+        pos += len(x)
+    if pos != len(good):
+        raise RuntimeError(f"decoded {pos} of {len(good)} images")
+    return out, keep.astype(np.int64), skipped
+
+
+def compute_features(
+    model: Any,
+    paths: Sequence[str],
+    input_size: int,
+    resize_mode: str = "pad",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> CachedFeatures:
+    """Decode the images (:func:`decode_images`) and run ``model`` on them in batches."""
+    images, keep, skipped = decode_images(paths, input_size, resize_mode, progress)
+    return CachedFeatures(features_of(model, images, batch_size, progress), keep, skipped, "", False)
+
+
+def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """``model`` applied to uint8 images in batches, float32 (N, D)."""
+    dim = int(model.output_shape[-1])
+    out = np.empty((len(images), dim), np.float32)
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="backbone features", unit="batch")
+    for b in starts:
+        x = images[b : b + batch_size].astype(np.float32)
+        out[b : b + len(x)] = np.asarray(model.predict_on_batch(x), dtype=np.float32).reshape(len(x), dim)
+    return out

@@ -1,0 +1,217 @@
+"""``evaluate_run(run_dir)``: every metric of :mod:`itemrec.evaluation` on a run's test split.
+
+The run's saved embedding model (``embedding.keras``, through
+:class:`itemrec.embedder.ImageEmbedder`) embeds the images of the run's split
+manifests, so what is measured is what a user of the run gets.
+
+Open set (test classes never seen in training):
+
+* CMC against a gallery of one representative per test class (the catalogue
+  image; for datasets without one, the first ``calib`` image of the class),
+  over ``eval.cmc_draws`` random draws of one query per class: mean and 95%
+  interval (:func:`itemrec.evaluation.cmc_representative`);
+* Recall@1/5, R-precision and MAP@R with the test images as their own
+  reference set, leave-one-out (Musgrave et al. 2020);
+* VAL at each FAR of ``eval.far_targets``: threshold fitted on the ``calib``
+  split (:func:`~itemrec.evaluation.fit_threshold`), reported on the test split;
+* open-set rejection: a seeded ``split.enrolled_fraction`` of the test classes
+  is enrolled (their representatives form the gallery), the rest are unknown;
+  the acceptance threshold is fitted on ``calib`` probes at FAR
+  ``eval.dir_far`` and DIR/FAR are reported on test probes.
+
+Closed set: accuracy, top-5, macro/weighted F1 and the confusion matrix, with
+the loss's classifier head (softmax/centre/cosine losses) or, for triplet
+models, class centroids of the training embeddings (nearest centroid).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _far_key(far: float) -> str:
+    return f"{far:.0e}"
+
+
+def _embed(embedder: Any, ds: Any, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    emb, keep, skipped = embedder.embed_paths(list(ds.paths), progress=progress)
+    return emb, ds.labels[keep], np.asarray(ds.paths)[keep], len(skipped)
+
+
+def _gallery(splits: Any, classes: np.ndarray, embedder: Any, progress: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """One image per class: the representative if every class has one, else the first calib image."""
+    test = splits.test
+    if all(int(c) in test.representatives for c in classes):
+        paths, labels = test.representative_arrays(classes)
+        source = "catalogue"
+    else:
+        calib = splits.calib
+        paths, labels = [], []
+        for c in classes:
+            idx = np.flatnonzero(calib.labels == c)
+            if len(idx) == 0:
+                raise ValueError(f"test class {test.class_names[int(c)]!r} has neither a representative nor a calib image")
+            paths.append(calib.paths[idx[0]])
+            labels.append(int(c))
+        source = "first calib image"
+    emb, keep, skipped = embedder.embed_paths(list(paths), progress=progress)
+    if skipped:
+        raise ValueError(f"gallery images cannot be read: {skipped[:3]}")
+    return emb, np.asarray(labels)[keep], source
+
+
+def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool) -> dict[str, Any]:
+    from itemrec import evaluation as ev
+    from itemrec import plots
+
+    e = config.eval
+    metric = e.metric
+    test_e, test_y, test_p, skipped = _embed(embedder, splits.test, progress)
+    calib_e, calib_y, _, skipped_c = _embed(embedder, splits.calib, progress)
+    classes = np.unique(test_y)
+    gal_e, gal_y, source = _gallery(splits, classes, embedder, progress)
+    max_rank = int(min(e.max_rank, len(gal_y)))
+    cmc = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
+                                seed=config.seed, metric=metric)
+    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=metric)
+    m: dict[str, Any] = {
+        "kind": "open",
+        "metric": metric,
+        "n_test_images": int(len(test_y)),
+        "n_test_classes": int(len(classes)),
+        "n_calib_images": int(len(calib_y)),
+        "skipped_images": int(skipped + skipped_c),
+        "gallery": source,
+        "cmc": {"ranks": cmc.ranks.tolist(), "mean": cmc.mean.tolist(), "ci_low": cmc.ci_low.tolist(),
+                "ci_high": cmc.ci_high.tolist(), "n_draws": cmc.n_draws, "n_queries_per_draw": cmc.n_queries},
+        "rank1": cmc.at(1),
+        "rank1_ci": [float(cmc.ci_low[0]), float(cmc.ci_high[0])],
+        "rank5": cmc.at(min(5, max_rank)),
+        "recall_at_1": retrieval.recall_at_k[1],
+        "recall_at_5": retrieval.recall_at_k[5],
+        "r_precision": retrieval.r_precision,
+        "map_at_r": retrieval.map_at_r,
+        "verification": {},
+    }
+    reports = []
+    for far in e.far_targets:
+        thr = ev.fit_threshold(calib_e, calib_y, far, metric)
+        rep = ev.evaluate_threshold(thr, test_e, test_y)
+        reports.append(rep)
+        m["verification"][_far_key(far)] = {
+            "target_far": far, "threshold": thr.value, "far_calib": thr.far_val, "val_calib": thr.val_val,
+            "val": rep.val, "far": rep.far, "n_same": rep.n_same, "n_diff": rep.n_diff,
+        }
+        m[f"val_at_far_{_far_key(far)}"] = rep.val
+    rng = np.random.default_rng(config.split.seed)
+    n_enrol = min(len(classes) - 1, max(1, int(round(config.split.enrolled_fraction * len(classes)))))
+    enrolled = np.sort(rng.choice(classes, size=n_enrol, replace=False))
+    keep = np.isin(gal_y, enrolled)
+    thr = ev.fit_openset_threshold(gal_e[keep], gal_y[keep], calib_e, calib_y, e.dir_far, metric)
+    osr = ev.evaluate_openset(thr, gal_e[keep], gal_y[keep], test_e, test_y)
+    m["openset"] = {
+        "target_far": e.dir_far, "threshold": thr.value, "far_calib": thr.far_val, "dir_calib": thr.dir_val,
+        "dir": osr.dir, "far": osr.far, "accuracy": osr.accuracy, "n_known": osr.n_known,
+        "n_unknown": osr.n_unknown, "n_enrolled_classes": int(n_enrol),
+    }
+    m["dir_at_far"] = osr.dir
+    name = config.name
+    plots.plot_cmc({name: cmc}, title=f"CMC vs {source} ({name})", path=out / "cmc.png")
+    curve = ev.val_far_curve(test_e, test_y, 256, metric)
+    plots.plot_val_far(curve, reports[0].threshold if reports else None, title=f"VAL/FAR on test ({name})",
+                       path=out / "val_far.png")
+    plots.plot_roc(curve, reports[0] if reports else None, title=f"ROC on test ({name})", log_far=False,
+                   path=out / "roc.png")
+    m["roc_auc"] = curve.auc
+    return m
+
+
+def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress: bool) -> dict[str, Any]:
+    import keras
+
+    from itemrec import evaluation as ev
+    from itemrec import plots
+
+    test_e, test_y, _, skipped = _embed(embedder, splits.test, progress)
+    names = list(splits.train.class_names)
+    if config.loss.is_classifier:
+        import itemrec.models  # noqa: F401  (registers the custom objects)
+        import itemrec.losses  # noqa: F401
+
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        scores = np.asarray(keras.ops.convert_to_numpy(model.metric_loss.logits(test_e)))
+        scorer = "classifier head"
+    else:
+        train_e, train_y, _, _ = _embed(embedder, splits.train, progress)
+        n = splits.n_train_classes
+        cent = np.stack([train_e[train_y == c].mean(axis=0) for c in range(n)])
+        cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+        q = test_e / np.maximum(np.linalg.norm(test_e, axis=1, keepdims=True), 1e-12)
+        scores = q @ cent.T
+        scorer = "nearest training centroid (cosine)"
+    rep = ev.classification_report(test_y, scores, names, ks=(1, 5))
+    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=config.eval.metric)
+    plots.plot_confusion_matrix(rep.confusion, names, normalize=True, title=f"confusion ({config.name})",
+                                path=run_dir / "confusion.png")
+    rep.per_class.to_csv(run_dir / "per_class.csv", index=False)
+    return {
+        "kind": "closed",
+        "scorer": scorer,
+        "n_test_images": int(len(test_y)),
+        "n_classes": len(names),
+        "skipped_images": int(skipped),
+        "accuracy": rep.accuracy,
+        "top5_accuracy": rep.top_k_accuracy.get(5),
+        "f1_macro": rep.f1_macro,
+        "f1_weighted": rep.f1_weighted,
+        "precision_macro": rep.precision_macro,
+        "recall_macro": rep.recall_macro,
+        "recall_at_1": retrieval.recall_at_k[1],
+        "map_at_r": retrieval.map_at_r,
+    }
+
+
+def evaluate_run(run_dir: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
+    """Evaluate a run folder (see the module docstring); writes ``metrics.json`` and the plots there."""
+    from itemrec.embedder import ImageEmbedder
+    from itemrec.training.config import ExperimentConfig
+    from itemrec.training.data import SplitData
+
+    run_dir = Path(run_dir)
+    for need in ("config.json", "embedding.keras", "splits/splits.json"):
+        if not (run_dir / need).exists():
+            raise FileNotFoundError(f"{run_dir / need} not found: {run_dir} is not a trained itemrec run folder")
+    config = ExperimentConfig.from_json(run_dir / "config.json")
+    splits = SplitData.load(run_dir / "splits")
+    embedder = ImageEmbedder.load(run_dir / "embedding.keras")
+    if splits.kind == "open":
+        metrics = _open_set(config, splits, embedder, run_dir, progress)
+    else:
+        metrics = _closed_set(config, splits, embedder, run_dir, progress)
+    metrics["run"] = config.name
+    metrics["loss"] = config.loss.name
+    hist = run_dir / "history.csv"
+    if hist.is_file():
+        import pandas as pd
+
+        from itemrec import plots
+
+        frame = pd.read_csv(hist)
+        cols = [c for c in frame.columns if c not in ("epoch", "phase", "epoch_seconds", "learning_rate")]
+        if len(frame) and cols:
+            plots.plot_history(frame[cols], title=config.name, path=run_dir / "curves.png")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default) + "\n")
+    return metrics
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -1,0 +1,415 @@
+"""``run_experiment(config)``: train an embedding model in two phases and write the run folder.
+
+Phase 1 (``train.frozen_epochs``): the backbone is frozen. Without
+augmentation the head (and the loss's own weights) train on backbone features
+computed once by :class:`~itemrec.training.features.FeatureCache`; this is
+the same function as the full model with a frozen backbone run on the same
+batches (BatchNorm in inference mode, the same pixels), only without running
+the backbone every epoch. With augmentation every epoch sees new pixels, so
+the phase honestly falls back to image batches and says so in the log and in
+``training.json``.
+
+Phase 2 (``train.finetune_epochs``): the top ``train.finetune_layers`` backbone
+layers train too, on image batches.
+
+Each phase resumes after a kill (``keras.callbacks.BackupAndRestore``), keeps
+its best-on-validation weights and writes ``phaseN/history.csv``. Finished
+phases leave ``phaseN/done.json`` and their weights, so re-running the same
+config continues where it stopped. The run folder ``output_dir/name`` gets:
+
+``config.json``, ``splits/`` (CSV manifests), ``model.keras`` (the training
+model: embedding model + loss with its heads/centres), ``embedding.keras`` and
+``embedding.embedder.json`` (readable by :meth:`itemrec.embedder.ImageEmbedder.load`),
+``history.csv``/``history.json``, ``training.json``, ``metrics.json`` and the
+plots of :func:`itemrec.training.report.evaluate_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from itemrec.training.config import ConfigError, ExperimentConfig, LossConfig
+
+log = logging.getLogger("itemrec.training")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` produced."""
+
+    run_dir: Path
+    config: ExperimentConfig
+    history: Any  # pandas.DataFrame, one row per epoch
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``"local"`` -> the MobileNetV2 file of :func:`itemrec.settings.local_weights`; else unchanged."""
+    if weights == "local":
+        from itemrec import settings
+
+        return str(settings.local_weights())
+    return weights
+
+
+def build_loss(cfg: LossConfig, n_classes: int, seed: int = 0) -> Any:
+    """The :mod:`itemrec.losses` object described by ``cfg`` for ``n_classes`` training classes."""
+    from itemrec import losses
+
+    if cfg.name == "softmax":
+        return losses.SoftmaxLoss(n_classes)
+    if cfg.name == "center":
+        return losses.CenterLoss(n_classes, alpha=cfg.alpha, lam=cfg.lam)
+    if cfg.name == "triplet":
+        return losses.TripletLoss(cfg.margin, cfg.miner, cfg.distance, cfg.soft_margin, seed=seed)
+    if cfg.name == "cosine":
+        return losses.SoftmaxLoss(head=losses.CosineSoftmax(n_classes, scale=cfg.scale))
+    if cfg.name == "arcface":
+        return losses.SoftmaxLoss(head=losses.ArcFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
+    if cfg.name == "cosface":
+        return losses.SoftmaxLoss(head=losses.CosFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
+    raise ConfigError(f"unknown loss {cfg.name!r}")
+
+
+def build_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    return {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name](learning_rate=learning_rate)
+
+
+def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any) -> Any:
+    """:class:`itemrec.models.MetricLearningModel`, replica-scaled under a multi-replica strategy."""
+    from itemrec.models import MetricLearningModel
+    from itemrec.training.distribute import replica_scaled_model
+
+    if strategy.num_replicas_in_sync > 1:
+        return replica_scaled_model(embedding_model, metric_loss)
+    return MetricLearningModel(embedding_model, metric_loss)
+
+
+# -- weights of finished phases ------------------------------------------------------
+
+
+def save_variables(path: Path, groups: dict[str, list]) -> None:
+    """Save Keras variables (by group, in order) to an ``.npz``."""
+    arrays = {f"{g}/{i:04d}": np.asarray(v.numpy()) for g, vs in groups.items() for i, v in enumerate(vs)}
+    np.savez(path, **arrays)
+
+
+def load_variables(path: Path, groups: dict[str, list]) -> None:
+    """Assign the arrays of :func:`save_variables` back; shapes must match."""
+    with np.load(path) as data:
+        for g, vs in groups.items():
+            for i, v in enumerate(vs):
+                arr = data[f"{g}/{i:04d}"]
+                if tuple(arr.shape) != tuple(v.shape):
+                    raise ValueError(f"{path}: {g} variable {i} has shape {arr.shape}, model expects {tuple(v.shape)}")
+                v.assign(arr)
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+def make_train_dataset(x: np.ndarray, y: np.ndarray, idx: np.ndarray, augment: Any = None, seed: int = 0) -> Any:
+    """``tf.data`` of ``(x[i], y[i])`` for each index batch ``i`` of ``idx`` (steps, B) in order.
+
+    Images (uint8) are cast to float32 0..255 (the models preprocess
+    themselves); ``augment`` is a per-image function ``(image, seed) -> image``.
+    """
+    import tensorflow as tf
+
+    batch = idx.shape[-1]
+    xs, ys = tf.constant(x), tf.constant(np.asarray(y, np.int32))
+    auto = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices(idx.reshape(-1, batch))
+    ds = ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=auto, deterministic=True)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds.unbatch(), seeds))
+        ds = ds.map(lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=auto, deterministic=True)
+        ds = ds.batch(batch, drop_remainder=True)
+    elif x.dtype != np.float32:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=auto, deterministic=True)
+    return ds.prefetch(auto)
+
+
+def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch: int, seed: int = 0) -> Any:
+    """Validation batches in one fixed shuffled order (so in-batch mining sees mixed classes)."""
+    import tensorflow as tf
+
+    order = np.random.default_rng(seed).permutation(len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x[order], np.asarray(y, np.int32)[order])).batch(batch)
+    if x.dtype != np.float32:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def _prepare_run_dir(config: ExperimentConfig, overwrite: bool) -> Path:
+    run_dir = config.run_dir
+    if overwrite and run_dir.exists():
+        if not (run_dir / "config.json").is_file():
+            raise ConfigError(f"refusing to delete {run_dir}: it has no config.json, so it is not an itemrec run")
+        shutil.rmtree(run_dir)
+    saved = run_dir / "config.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        if old != config.to_dict():
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config; choose another name, or pass overwrite=True "
+                "(itemrec train --overwrite) to replace it"
+            )
+        if (run_dir / "done.json").is_file():
+            raise ConfigError(f"{run_dir} already holds this finished run; pass overwrite=True (--overwrite) to redo it")
+        log.info("resuming the unfinished run in %s", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_json(saved)
+    return run_dir
+
+
+class _Trainer:
+    """The state shared by the phases of one run."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, progress: bool) -> None:
+        from itemrec.training.data import experiment_splits
+        from itemrec.training.distribute import check_pk_for_replicas, get_strategy
+
+        self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.splits = experiment_splits(config)
+        self.splits.save(run_dir / "splits")
+        self.strategy = get_strategy(config.strategy)
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        t = config.train
+        check_pk_for_replicas(t.p, t.k, t.global_batch, self.replicas)
+        self.weights = resolve_weights(config.model.weights)
+        self.info: dict[str, Any] = {"replicas": self.replicas, "strategy": config.strategy, "phases": {}}
+        self._decoded: dict[str, tuple] = {}
+
+    def decoded(self, part: str) -> tuple[np.ndarray, np.ndarray, list]:
+        """Decoded uint8 images of the ``train``/``val`` split (cached in memory)."""
+        from itemrec.training.features import decode_images
+
+        if part not in self._decoded:
+            ds = getattr(self.splits, part)
+            m = self.config.model
+            self._decoded[part] = decode_images(list(ds.paths), m.input_size, m.resize_mode, self.progress)
+            if self._decoded[part][2]:
+                self.info.setdefault("skipped_images", []).extend(self._decoded[part][2])
+        return self._decoded[part]
+
+    def build(self) -> None:
+        import keras
+
+        from itemrec.models import attach_head, build_backbone, build_head, set_trainable
+
+        c, m = self.config, self.config.model
+        keras.utils.set_random_seed(c.seed)
+        with self.strategy.scope():
+            self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights), "frozen")
+            self.extractor = attach_head(self.backbone, None, preprocess=m.backbone, bn_inference=True, name="features")
+            dim = int(self.extractor.output_shape[-1])
+            self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
+            self.loss = build_loss(c.loss, self.splits.n_train_classes, c.seed)
+            self.loss.build_for(m.embedding_dim)
+        # pretrained (or phase-1-frozen) backbones keep BatchNorm in inference mode; from scratch they train it
+        self.bn_inference = self.weights is not None or c.train.frozen_epochs > 0
+
+    def embedding_model(self) -> Any:
+        from itemrec.models import attach_head
+
+        with self.strategy.scope():
+            return attach_head(self.backbone, self.head, preprocess=self.config.model.backbone, bn_inference=self.bn_inference)
+
+    def fit_phase(self, number: int, model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
+                  initial_epoch: int, epochs: int, lr: float, augment: bool) -> None:
+        import keras
+
+        from itemrec.training.callbacks import phase_callbacks, restored_epoch
+        from itemrec.training.data import batch_indices
+
+        c, t = self.config, self.config.train
+        phase_dir = self.run_dir / f"phase{number}"
+        with self.strategy.scope():
+            model.compile(optimizer=build_optimizer(t.optimizer, lr))
+            model(x[:1].astype(np.float32))  # build (BackupAndRestore needs a built model)
+        idx = batch_indices(y, epochs - initial_epoch, t.global_batch, c.seed + number, t.p, t.k, t.steps_per_epoch)
+        start = max(0, restored_epoch(phase_dir / "backup") - initial_epoch)
+        aug_fn = None
+        if augment:
+            from itemrec.data.pipeline import AugmentConfig, _augmenter
+
+            size = c.model.input_size
+            aug_fn = _augmenter(AugmentConfig(), (size, size))
+        train_ds = make_train_dataset(x, y, idx[start:], aug_fn, seed=c.seed + 1000 * number + start)
+        val_ds = make_eval_dataset(xv, yv, t.global_batch, c.seed)
+        monitor = None
+        if t.feature_monitor:
+            pick = np.random.default_rng(c.seed).permutation(len(xv))[:300]
+            monitor = {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None}
+        callbacks = phase_callbacks(
+            phase_dir, t.monitor, t.early_stopping_patience,
+            self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor,
+        )
+        for cb in callbacks:  # keep the backup until the phase is marked done
+            if isinstance(cb, keras.callbacks.BackupAndRestore):
+                cb.delete_checkpoint = False
+        t0 = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=idx.shape[1], callbacks=callbacks, shuffle=False, verbose=2 if self.progress else 0)
+        best = phase_dir / "best.weights.h5"
+        if best.is_file():
+            model.load_weights(best)
+        self.info["phases"][f"phase{number}"].update(seconds=time.perf_counter() - t0, steps_per_epoch=int(idx.shape[1]))
+
+    def phase1(self) -> None:
+        c, t = self.config, self.config.train
+        phase_dir = self.run_dir / "phase1"
+        groups = {"head": self.head.weights, "loss": self.loss.weights}
+        info = self.info["phases"].setdefault("phase1", {"epochs": t.frozen_epochs})
+        if (phase_dir / "done.json").is_file():
+            load_variables(phase_dir / "weights.npz", groups)
+            info.update(json.loads((phase_dir / "done.json").read_text()))
+            return
+        cached = t.use_feature_cache and not t.augment
+        if cached:
+            from itemrec.training.features import FeatureCache
+
+            cache = FeatureCache(c.cache_dir)
+            m = c.model
+            feats = {}
+            for part in ("train", "val"):
+                ds = getattr(self.splits, part)
+                feats[part] = cache.get_or_compute(
+                    self.extractor, list(ds.paths), m.backbone, self.weights, m.input_size, m.resize_mode,
+                    progress=self.progress, decoded=None,
+                )
+            x, y = feats["train"].features, self.splits.train.labels[feats["train"].keep]
+            xv, yv = feats["val"].features, self.splits.val.labels[feats["val"].keep]
+            model_in = self.head
+            info.update(feature_cache=True, cache_hits=cache.hits, cache_misses=cache.misses,
+                        cache_keys=[feats["train"].key, feats["val"].key])
+            log.info("frozen phase on cached backbone features (%d hits, %d misses)", cache.hits, cache.misses)
+        else:
+            reason = "augmentation is on" if t.augment else "train.use_feature_cache is off"
+            log.warning("frozen phase trains on image batches, not cached features: %s", reason)
+            info.update(feature_cache=False, reason=reason)
+            (x, keep, _), (xv, keepv, _) = self.decoded("train"), self.decoded("val")
+            y, yv = self.splits.train.labels[keep], self.splits.val.labels[keepv]
+            model_in = self.embedding_model()
+        model = self._wrap(model_in)
+        self.fit_phase(1, model, x, y, xv, yv, 0, t.frozen_epochs, t.frozen_lr, t.augment and not cached)
+        save_variables(phase_dir / "weights.npz", groups)
+        (phase_dir / "done.json").write_text(json.dumps(info, indent=1))
+        shutil.rmtree(phase_dir / "backup", ignore_errors=True)
+
+    def phase2(self) -> None:
+        from itemrec.models import set_trainable
+
+        c, t = self.config, self.config.train
+        phase_dir = self.run_dir / "phase2"
+        info = self.info["phases"].setdefault("phase2", {"epochs": t.finetune_epochs, "trainable": t.finetune_layers})
+        with self.strategy.scope():
+            set_trainable(self.backbone, t.finetune_layers if t.finetune_layers != "all" else "all")
+        groups = {"backbone": self.backbone.weights, "head": self.head.weights, "loss": self.loss.weights}
+        if (phase_dir / "done.json").is_file():
+            load_variables(phase_dir / "weights.npz", groups)
+            return
+        (x, keep, _), (xv, keepv, _) = self.decoded("train"), self.decoded("val")
+        y, yv = self.splits.train.labels[keep], self.splits.val.labels[keepv]
+        model = self._wrap(self.embedding_model())
+        e0 = t.frozen_epochs
+        self.fit_phase(2, model, x, y, xv, yv, e0, e0 + t.finetune_epochs, t.finetune_lr, t.augment)
+        save_variables(phase_dir / "weights.npz", groups)
+        (phase_dir / "done.json").write_text(json.dumps(info, indent=1))
+        shutil.rmtree(phase_dir / "backup", ignore_errors=True)
+
+    def _wrap(self, model_in: Any) -> Any:
+        with self.strategy.scope():
+            return wrap_for_training(model_in, self.loss, self.strategy)
+
+    def save(self) -> dict[str, Path]:
+        from itemrec.embedder import ImageEmbedder
+        from itemrec.models import MetricLearningModel
+
+        m = self.config.model
+        emb = self.embedding_model()
+        files = {"embedding": ImageEmbedder(emb, m.input_size, m.resize_mode).save(self.run_dir / "embedding.keras")}
+        full = MetricLearningModel(emb, self.loss)
+        full(np.zeros((1, m.input_size, m.input_size, 3), np.float32))
+        full.save(self.run_dir / "model.keras")
+        files["model"] = self.run_dir / "model.keras"
+        return files
+
+
+def combined_history(run_dir: Path) -> Any:
+    """The phases' CSV logs as one frame (``epoch`` 0-based across phases, ``phase`` column).
+
+    A phase resumed after a kill may have logged an epoch twice; the last row wins.
+    """
+    import pandas as pd
+
+    frames = []
+    for number in (1, 2):
+        path = run_dir / f"phase{number}" / "history.csv"
+        if path.is_file() and path.stat().st_size:
+            f = pd.read_csv(path)
+            f.insert(1, "phase", number)
+            frames.append(f)
+    if not frames:
+        return pd.DataFrame(columns=["epoch", "phase"])
+    hist = pd.concat(frames, ignore_index=True)
+    return hist.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def run_experiment(
+    config: ExperimentConfig, overwrite: bool = False, progress: bool = False, evaluate: bool = True
+) -> RunResult:
+    """Train as ``config`` says and write the run folder (see the module docstring).
+
+    Re-running an unfinished run with the same config resumes it; a finished
+    one raises unless ``overwrite``. ``evaluate`` runs
+    :func:`itemrec.training.report.evaluate_run` at the end.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
+    config.validate()
+    run_dir = _prepare_run_dir(config, overwrite)
+    t0 = time.perf_counter()
+    trainer = _Trainer(config, run_dir, progress)
+    trainer.build()
+    if config.train.frozen_epochs:
+        trainer.phase1()
+    if config.train.finetune_epochs:
+        trainer.phase2()
+    files = trainer.save()
+    history = combined_history(run_dir)
+    history.to_csv(run_dir / "history.csv", index=False)
+    (run_dir / "history.json").write_text(history.to_json(orient="records", indent=1))
+    files.update(history=run_dir / "history.csv", config=run_dir / "config.json")
+    trainer.info["seconds"] = time.perf_counter() - t0
+    (run_dir / "training.json").write_text(json.dumps(trainer.info, indent=1, default=str))
+    metrics: dict[str, Any] = {}
+    if evaluate:
+        from itemrec.training.report import evaluate_run
+
+        metrics = evaluate_run(run_dir, progress=progress)
+        files["metrics"] = run_dir / "metrics.json"
+    (run_dir / "done.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+    return RunResult(run_dir, config, history, metrics, trainer.info, files)
