@@ -13,8 +13,6 @@ from sklearn.metrics import adjusted_rand_score
 from itemrec import scene
 from itemrec.scene import (
     aggregate_clusters,
-    boxes_frame,
-    clip_boxes,
     closing_kernel_size,
     cluster_scene,
     crop_boxes,

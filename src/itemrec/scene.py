@@ -82,7 +82,7 @@ def read_boxes_json(path: str | os.PathLike) -> pd.DataFrame:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise
+        raise  # the CLI and callers report a missing file as such
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read boxes file {path}: {exc}") from exc
     return boxes_frame(raw, source=str(path))
