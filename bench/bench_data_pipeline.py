@@ -21,13 +21,14 @@ Run: python bench/bench_data_pipeline.py [--limit N]
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 
 def source(limit: int):
@@ -41,7 +42,8 @@ def source(limit: int):
         from itemrec.data.synthetic import write_catalogue
 
         tmp = tempfile.mkdtemp(prefix="itemrec-bench-")
-        ds = write_catalogue(tmp, n_products=40, photos_per_product=30, image_size=348)
+        atexit.register(shutil.rmtree, tmp, True)
+        ds = write_catalogue(tmp, n_products=40, photos_per_product=min(30, -(-limit // 40)), image_size=348)
         name = f"synthetic catalogue 348 px in {tmp}"
     paths, labels = ds.paths[:limit], ds.labels[:limit]
     return name, list(paths), labels

@@ -17,7 +17,8 @@ def test_pk_batches_composition():
         sampler = PKSampler(labels, P=3, K=4, seed=0)
     # eligible images 10 + 5 + 2 + 6 = 23; 23 // (3 * 4) = 1 batch per epoch by default
     assert len(sampler) == 1 and sampler.batch_size == 12
-    sampler = PKSampler(labels, P=3, K=4, seed=0, n_batches=40)
+    with pytest.warns(UserWarning, match="excluding"):
+        sampler = PKSampler(labels, P=3, K=4, seed=0, n_batches=40)
     counts = Counter()
     for batch in sampler:
         assert batch.shape == (12,) and batch.dtype == np.int64

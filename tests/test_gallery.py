@@ -15,7 +15,8 @@ from itemrec.gallery import (
     ItemNotFoundError,
     choose_threshold,
 )
-from itemrec.gallery.gallery import DB_NAME, INDEX_NAME
+from itemrec.gallery.gallery import DB_NAME
+from itemrec.gallery.sync import INDEX_NAME
 
 DIM = 16
 

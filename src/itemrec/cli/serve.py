@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -47,6 +48,10 @@ def _serve(args: argparse.Namespace) -> int:
         server = make_server(RecognitionService(gallery, embedder, config), args.host, args.port, args.verbose)
     except (ValueError, OSError) as exc:
         raise CLIError(str(exc)) from exc
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM: shut down like Ctrl-C (index file saved)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     host, port = server.server_address[:2]
     print(f"itemrec: serving {args.gallery} on http://{host}:{port}", flush=True)
     try:

@@ -10,7 +10,7 @@ reports
   **duplicated class** (one product under two ids), and a class whose images
   are also found in several other classes (or mostly in others) is a
   **mixed class** (images of different products under one id);
-* **unreadable files** with the reason (header check by default, a full
+* **unreadable files** with the reason (a cheap probe by default, a full
   decode with ``check="decode"``);
 * per-class counts and **small classes** (fewer than ``min_per_class``
   images: no positive pair for contrastive / triplet / centre losses).
@@ -131,27 +131,11 @@ def _sha1(path: str) -> str | None:
 
 
 def _check_header(path: str) -> str | None:
-    """Reason the file is unreadable from its header (``Image.open`` + ``verify``), or None."""
-    from PIL import Image
+    """Reason the file is unreadable from a cheap probe (see :func:`itemrec.data.images.probe_image`), or None."""
+    from itemrec.data.images import probe_image
 
-    from itemrec.data.images import DEFAULT_MAX_PIXELS, BadImageError
-
-    try:
-        with open(path, "rb") as fh:
-            if not fh.read(1):
-                return "zero-byte file"
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > DEFAULT_MAX_PIXELS:
-                return f"too many pixels: {w}x{h}"
-            im.verify()
-    except BadImageError as exc:  # pragma: no cover - defensive
-        return exc.reason
-    except Image.UnidentifiedImageError:
-        return "not an image (unrecognised format)"
-    except Exception as exc:  # noqa: BLE001 - any Pillow failure means unreadable
-        return f"cannot decode ({exc or type(exc).__name__})"
-    return None
+    ok, _, reason = probe_image(path)
+    return None if ok else reason
 
 
 def _check_decode(path: str) -> str | None:
@@ -175,7 +159,8 @@ def audit(
 ) -> AuditReport:
     """Audit ``ds`` (see module docstring).
 
-    ``check``: ``"header"`` (``PIL.Image.open`` + ``verify``, fast),
+    ``check``: ``"header"`` (:func:`~itemrec.data.images.probe_image`: header,
+    JPEG end marker, PNG CRCs; awkward formats fully decoded; fast),
     ``"decode"`` (full :func:`~itemrec.data.images.read_image`) or ``None``.
     Two classes are *duplicated* when the Jaccard index of their
     distinct-content sets is at least ``duplicate_jaccard``; a class is

@@ -159,6 +159,15 @@ def _augmenter(cfg: AugmentConfig, size: tuple[int, int]):
     return augment
 
 
+def make_augmenter(cfg: AugmentConfig, size: tuple[int, int]) -> Callable:
+    """Per-image augmentation ``(image (S, S, 3) uint8 or float 0..255, seed int64 [2]) -> float32 0..255``.
+
+    Stateless (``tf.image.stateless_*``): the same seed gives the same result.
+    Used inside ``tf.data`` maps (TensorFlow ops).
+    """
+    return _augmenter(cfg, (int(size[0]), int(size[1])))
+
+
 def _checked(paths, labels, strict: bool, max_pixels: int, workers: int):
     paths = [os.fspath(p) for p in paths]
     labels = np.asarray(labels)

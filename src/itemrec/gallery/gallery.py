@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,24 +27,23 @@ import numpy as np
 
 from itemrec.gallery.errors import GalleryError, GalleryMismatchError, ItemNotFoundError
 from itemrec.gallery.inputs import fingerprint_of, normalize_rows, vectors_from
+from itemrec.gallery.index import INDEX_KINDS, FaissIndex, save_index_file
 from itemrec.gallery.queries import QueryMixin
-from itemrec.gallery.index import INDEX_KINDS, FaissIndex, remove_stale_temps, save_index_file
+from itemrec.gallery.sync import INDEX_NAME, SyncMixin
 from itemrec.gallery.results import (
     Calibration,
     EnrollResult,
     IntegrityReport,
     Match,
     QueryResult,
-    choose_threshold,
 )
 from itemrec.gallery.store import MetadataStore, utc_now
 
 PROTOTYPES = ("each", "mean")
 DB_NAME = "gallery.sqlite"
-INDEX_NAME = "index.faiss"
 
 
-class Gallery(QueryMixin):
+class Gallery(SyncMixin, QueryMixin):
     """A persistent gallery of items; create with :meth:`create`, open with :meth:`open`.
 
     Queries, listing, calibration and checks come from :class:`~itemrec.gallery.queries.QueryMixin`.
@@ -148,46 +146,6 @@ class Gallery(QueryMixin):
     def _empty_index(self) -> FaissIndex:
         return FaissIndex(self.dim, str(self._meta["index_type"]), **dict(self._meta.get("index_params") or {}))
 
-    def _load_index(self, force_rebuild: bool = False) -> None:
-        file = self.path / INDEX_NAME
-        if not self.store.readonly:
-            remove_stale_temps(file)
-        loaded = False
-        if file.is_file() and not force_rebuild:
-            try:
-                index, head, arrays = FaissIndex.read(file)
-                store_gen = self.store.generation()
-                ok = (
-                    index.dim == self.dim
-                    and index.kind == self._meta["index_type"]
-                    and int(head["generation"]) <= store_gen
-                    and len(arrays["vector_ids"]) == index.ntotal
-                )
-                if ok:
-                    self._index, self._gen = index, int(head["generation"])
-                    self._vid, self._vpk = arrays["vector_ids"], arrays["item_pks"]
-                    self.index_file_generation = self._gen
-                    loaded = True
-            except Exception as exc:  # damaged file: the store can always rebuild it
-                warnings.warn(f"{file}: unreadable index ({exc}); rebuilding from {DB_NAME}", stacklevel=3)
-        if not loaded:
-            self._index, self._gen = self._empty_index(), 0
-            self._vid, self._vpk = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._sync()
-        with self.store.lock:
-            n_rows = self.store.conn.execute("SELECT COUNT(*) FROM vectors WHERE indexed = 1").fetchone()[0]
-        if self._index.ntotal != n_rows or len(self._vid) != n_rows:
-            if not loaded:
-                raise GalleryError(f"{self.path}: index rebuilt from the store still disagrees with it")
-            warnings.warn(f"{file}: stale index ({self._index.ntotal} vs {n_rows} rows); rebuilding", stacklevel=3)
-            self._index, self._gen = self._empty_index(), 0
-            self._vid, self._vpk = np.zeros(0, np.int64), np.zeros(0, np.int64)
-            self._sync()
-            loaded = False
-        self.rebuilt = not loaded
-        if self._gen != self.index_file_generation and not self.store.readonly:
-            self.save()
-
     # -- embedder -------------------------------------------------------------------
     def attach(self, embedder: Any) -> None:
         """Use ``embedder`` for images and paths; refused unless its fingerprint matches the gallery's."""
@@ -228,6 +186,7 @@ class Gallery(QueryMixin):
         saves the index file when enough changed (see :meth:`maybe_save`), ``True`` always, ``False`` never.
         """
         x, sources, skipped = self._vectors_from(data, images, paths, vectors, fingerprint, f"item {item_id!r}")
+        _require_vectors(x, item_id)
         (result,) = self._commit([(str(item_id), name, x, sources, attributes, skipped)])
         self._after_write(save)
         return result
@@ -269,6 +228,7 @@ class Gallery(QueryMixin):
             x, sources, skipped = self._vectors_from(
                 data, e.get("images"), e.get("paths"), e.get("vectors"), e.get("fingerprint"), f"item {item_id!r}"
             )
+            _require_vectors(x, item_id)
             batch.append((item_id, name, x, sources, attributes, skipped))
             if len(batch) >= commit_every:
                 done = self._commit(batch)
@@ -403,43 +363,6 @@ class Gallery(QueryMixin):
         self.index_file_generation = self._gen
         self._unsaved = 0
 
-    # -- keeping the index in step with the store -----------------------------------
-    def _apply(self, ids: np.ndarray, pks: np.ndarray, vecs: np.ndarray, removed: np.ndarray) -> None:
-        if len(removed):
-            self._index.remove(removed)
-            keep = ~np.isin(self._vid, removed)
-            self._vid, self._vpk = self._vid[keep], self._vpk[keep]
-        if len(ids):
-            self._index.add(ids, vecs)
-            vid, vpk = np.concatenate([self._vid, ids]), np.concatenate([self._vpk, pks])
-            if len(self._vid) and ids.min() <= self._vid[-1]:
-                order = np.argsort(vid, kind="stable")
-                vid, vpk = vid[order], vpk[order]
-            self._vid, self._vpk = vid, vpk
-
-    def _sync(self) -> None:
-        """Catch up with writes made since ``self._gen`` (by this or any other process)."""
-        with self.store.read() as cur:
-            gen = self.store.generation(cur)
-            if gen == self._gen:
-                return
-            if gen < self._gen:
-                raise GalleryError(f"{self.path}: store generation {gen} is behind the index's {self._gen}")
-            ids, pks, vecs = self.store.indexed_since(cur, self._gen, self.dim)
-            removed, _ = self.store.removed_since(cur, self._gen)
-            self._meta = self.store.meta(cur)
-        self._apply(ids, pks, vecs, removed)
-        self._gen = gen
-        self._items.clear()
-
-    def refresh(self) -> bool:
-        """Pick up other processes' writes; returns True if there were any."""
-        gen = self.store.generation()
-        if gen != self._gen:
-            self._sync()
-            return True
-        return False
-
     @property
     def generation(self) -> int:
         return self._gen
@@ -479,6 +402,11 @@ class Gallery(QueryMixin):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _require_vectors(x: np.ndarray, item_id: Any) -> None:
+    if not len(x):
+        raise GalleryError(f"item {item_id!r}: nothing to enrol (no vectors or images given)")
 
 
 __all__ = ["Gallery", "Match", "QueryResult", "EnrollResult", "Calibration", "IntegrityReport", "fingerprint_of"]

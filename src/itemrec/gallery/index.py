@@ -6,15 +6,15 @@ cosine similarity ``cos(q, x) = q·x / (‖q‖ ‖x‖) = q·x``.
 :class:`FaissIndex` is the embedded default (Johnson, Douze & Jégou, "Billion-scale
 similarity search with GPUs", 2017):
 
-* ``"flat"``: ``IndexIDMap2(IndexFlatIP)``, exact search, O(N·D) per query;
+* ``"flat"``: ``IndexFlatIP``, exact search, O(N·D) per query;
 * ``"ivf"``: ``IndexIVFFlat`` (inverted lists over a k-means coarse quantiser,
   Jégou et al. 2011), ``nlist`` cells, ``nprobe`` visited per query. It needs
   training: until the index holds ``min_train`` vectors it stays exact (flat),
   then it trains on everything it holds (``nlist = 4·√N`` unless given);
-* ``"hnsw"``: ``IndexIDMap2(IndexHNSWFlat)`` (Malkov & Yashunin, "Efficient and
+* ``"hnsw"``: ``IndexHNSWFlat`` (Malkov & Yashunin, "Efficient and
   robust approximate nearest neighbor search using Hierarchical Navigable Small
   World graphs", 2018). HNSW cannot delete, so removed ids become *tombstones*
-  excluded from the search by an ``IDSelectorNot``, and the graph is rebuilt from the live vectors
+  (positions) excluded from the search by an ``IDSelectorNot``, and the graph is rebuilt from the live vectors
   once tombstones pass ``tombstone_ratio`` of the index.
 
 The on-disk form is one file: a header (magic, JSON with the generation and
@@ -90,12 +90,16 @@ class FaissIndex:
             "ef_search": int(ef_search),
             "tombstone_ratio": float(tombstone_ratio),
         }
-        self._tombstones: set[int] = set()
+        self._tombstones: set[int] = set()  # HNSW: positions removed but still in the graph
         self._selector: tuple[Any, Any] | None = None
+        self._pos_ids = np.zeros(0, np.int64)  # flat/HNSW: position in the FAISS index -> external id
         self._index = self._new_index(trained_ivf=False)
 
     # -- construction -----------------------------------------------------------
     def _new_index(self, trained_ivf: bool, train: np.ndarray | None = None) -> Any:
+        """Flat and HNSW indexes are used bare (their labels are positions, mapped to ids here):
+        an ``IndexIDMap`` wrapper would open an OpenMP region per search to translate labels,
+        which costs tens of ms at p99 on a busy machine. IVF stores the ids itself."""
         import faiss
 
         p = self.params
@@ -103,7 +107,7 @@ class FaissIndex:
             inner = faiss.IndexHNSWFlat(self.dim, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = p["ef_construction"]
             inner.hnsw.efSearch = p["ef_search"]
-            return faiss.IndexIDMap2(inner)
+            return inner
         if self.kind == "ivf" and trained_ivf:
             assert train is not None
             nlist = p["nlist"] or max(1, int(4 * np.sqrt(len(train))))
@@ -114,7 +118,7 @@ class FaissIndex:
             ivf.nprobe = min(p["nprobe"], nlist)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
             return ivf
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        return faiss.IndexFlatIP(self.dim)
 
     @property
     def is_exact(self) -> bool:
@@ -145,32 +149,34 @@ class FaissIndex:
         ids, vectors = self._check(ids, vectors)
         if not len(ids):
             return
-        self._index.add_with_ids(vectors, ids)
-        if self.kind == "ivf" and not self._is_ivf() and self._index.ntotal >= self.params["min_train"]:
+        if self._is_ivf():
+            self._index.add_with_ids(vectors, ids)
+            return
+        self._index.add(vectors)
+        self._pos_ids = np.concatenate([self._pos_ids, ids])
+        if self.kind == "ivf" and self._index.ntotal >= self.params["min_train"]:
             self._retrain()
 
     def _retrain(self) -> None:
         all_ids, all_vecs = self.live_vectors()
         self._index = self._new_index(trained_ivf=True, train=all_vecs)
         self._tombstones.clear()
+        self._selector = None
+        self._pos_ids = np.zeros(0, np.int64)
         if len(all_ids):
             self._index.add_with_ids(all_vecs, all_ids)
 
     def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of everything searchable, reconstructed from the index."""
-        ids = self.ids()
-        if not len(ids):
-            return ids, np.zeros((0, self.dim), np.float32)
-        vecs = np.vstack([self._index.reconstruct(int(i)) for i in ids]) if self._is_ivf() else None
-        if vecs is None:
-            import faiss
-
-            inner = faiss.downcast_index(self._index.index)
-            raw_ids = faiss.vector_to_array(self._index.id_map)
-            all_vecs = inner.reconstruct_n(0, inner.ntotal)
-            keep = np.isin(raw_ids, ids)
-            vecs, ids = all_vecs[keep], raw_ids[keep]
-        return np.asarray(ids, np.int64), np.asarray(vecs, np.float32)
+        if self._is_ivf():
+            ids = self.ids()
+            vecs = np.vstack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
+            return ids, np.asarray(vecs, np.float32)
+        n = int(self._index.ntotal)
+        vecs = self._index.reconstruct_n(0, n) if n else np.zeros((0, self.dim), np.float32)
+        live = np.ones(n, bool)
+        live[list(self._tombstones)] = False
+        return self._pos_ids[live].copy(), np.asarray(vecs[live], np.float32)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the given ids (absent ids are ignored); returns how many were removed."""
@@ -179,21 +185,25 @@ class FaissIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if not len(ids):
             return 0
+        if self._is_ivf():  # the IVF hashtable direct map only removes through an IDSelectorArray
+            return int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
+        hit = np.isin(self._pos_ids, ids)
         if self.kind == "hnsw":
-            present = set(np.intersect1d(self.ids(), ids).tolist())
-            self._tombstones |= present
+            positions = set(np.flatnonzero(hit).tolist()) - self._tombstones
+            self._tombstones |= positions
             self._selector = None
             if len(self._tombstones) > self.params["tombstone_ratio"] * max(1, int(self._index.ntotal)):
                 live_ids, live_vecs = self.live_vectors()
                 self._tombstones.clear()
-                self._selector = None
                 self._index = self._new_index(trained_ivf=False)
-                if len(live_ids):
-                    self._index.add_with_ids(live_vecs, live_ids)
-            return len(present)
-        if self._is_ivf():  # the IVF hashtable direct map only removes through an IDSelectorArray
-            return int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+                self._index.add(live_vecs)
+                self._pos_ids = live_ids
+            return len(positions)
+        positions = np.flatnonzero(hit).astype(np.int64)
+        if len(positions):  # IndexFlat compacts in order, as does the mask below
+            self._index.remove_ids(faiss.IDSelectorBatch(positions))
+            self._pos_ids = self._pos_ids[~hit]
+        return len(positions)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, ids) per query row by inner product."""
@@ -213,15 +223,19 @@ class FaissIndex:
             params = faiss.SearchParametersHNSW()
             params.sel = self._selector[1]
             params.efSearch = self.params["ef_search"]
-            scores, ids = self._index.search(vectors, kk, params=params)
+            scores, labels = self._index.search(vectors, kk, params=params)
         else:
-            scores, ids = self._index.search(vectors, kk)
+            scores, labels = self._index.search(vectors, kk)
+        if self._is_ivf():
+            ids = labels
+        else:
+            ids = np.where(labels >= 0, self._pos_ids[np.maximum(labels, 0)] if len(self._pos_ids) else -1, -1)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         if kk < k:
             pad = k - kk
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-        return scores[:, :k], ids[:, :k]
+        return scores, ids
 
     def ids(self) -> np.ndarray:
         """Every searchable id (sorted)."""
@@ -234,17 +248,13 @@ class FaissIndex:
                 size = invlists.list_size(lst)
                 if size:
                     parts.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
-            out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        else:
-            out = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        if self._tombstones:
-            out = out[~np.isin(out, np.fromiter(self._tombstones, np.int64, len(self._tombstones)))]
-        return np.sort(out)
+            return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        live = np.ones(len(self._pos_ids), bool)
+        live[list(self._tombstones)] = False
+        return np.sort(self._pos_ids[live])
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Trade speed for recall at query time (IVF ``nprobe``, HNSW ``efSearch``)."""
-        import faiss
-
         if nprobe is not None:
             self.params["nprobe"] = int(nprobe)
             if self._is_ivf():
@@ -252,7 +262,7 @@ class FaissIndex:
         if ef_search is not None:
             self.params["ef_search"] = int(ef_search)
             if self.kind == "hnsw":
-                faiss.downcast_index(self._index.index).hnsw.efSearch = int(ef_search)
+                self._index.hnsw.efSearch = int(ef_search)
 
     # -- persistence -----------------------------------------------------------
     def header(self) -> dict[str, Any]:
@@ -262,7 +272,11 @@ class FaissIndex:
         """Write header, tombstones, named int64 ``arrays`` and the FAISS serialisation into a binary file."""
         import faiss
 
-        arrays = {"tombstones": np.fromiter(sorted(self._tombstones), np.int64, len(self._tombstones)), **(arrays or {})}
+        arrays = {
+            "tombstones": np.fromiter(sorted(self._tombstones), np.int64, len(self._tombstones)),
+            "positions": self._pos_ids,
+            **(arrays or {}),
+        }
         arrays = {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in arrays.items()}
         head = json.dumps({**self.header(), **extra, "arrays": {n: len(a) for n, a in arrays.items()}}).encode()
         fh.write(_MAGIC + struct.pack("<Q", len(head)) + head)
@@ -292,6 +306,9 @@ class FaissIndex:
         self = cls(head["dim"], head["kind"], **head["params"])
         self._index = raw
         self._tombstones = set(arrays.pop("tombstones").tolist())
+        self._pos_ids = arrays.pop("positions")
+        if not self._is_ivf() and len(self._pos_ids) != raw.ntotal:
+            raise ValueError(f"{path}: {len(self._pos_ids)} ids for {raw.ntotal} vectors")
         return self, head, arrays
 
 

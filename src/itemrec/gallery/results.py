@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Match:
     """One candidate item for a query: cosine ``similarity`` of its best vector (or prototype)."""
 

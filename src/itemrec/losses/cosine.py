@@ -63,8 +63,8 @@ class CosineSoftmax(keras.layers.Layer):
         target = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.n_classes, dtype="float32")
         return self.scale * (target * self.target_logit(cos) + (1.0 - target) * cos)
 
-    def compute_output_shape(self, input_shape: tuple, labels_shape: tuple | None = None) -> tuple:
-        return (input_shape[0], self.n_classes)
+    def compute_output_shape(self, embeddings_shape: tuple, labels_shape: tuple | None = None) -> tuple:
+        return (embeddings_shape[0], self.n_classes)
 
     def get_config(self) -> dict:
         config = super().get_config()

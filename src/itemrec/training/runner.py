@@ -250,7 +250,11 @@ class _Trainer:
             model.compile(optimizer=build_optimizer(t.optimizer, lr))
             model(x[:1].astype(np.float32))  # build (BackupAndRestore needs a built model)
         idx = batch_indices(y, epochs - initial_epoch, t.global_batch, c.seed + number, t.p, t.k, t.steps_per_epoch)
-        start = max(0, restored_epoch(phase_dir / "backup") - initial_epoch)
+        restored = restored_epoch(phase_dir / "backup")
+        start = max(0, restored - initial_epoch)
+        if restored:
+            log.info("phase %d resumes at epoch %d (BackupAndRestore in %s)", number, restored, phase_dir / "backup")
+            self.info["phases"][f"phase{number}"]["resumed_at_epoch"] = restored
         aug_fn = None
         if augment:
             from itemrec.data.pipeline import AugmentConfig, _augmenter

@@ -1,0 +1,98 @@
+"""ExperimentConfig: JSON round trip, overrides and validation errors (no TensorFlow work)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from itemrec.training.config import ConfigError, ExperimentConfig
+
+
+def test_json_round_trip_keeps_every_field(tmp_path):
+    cfg = ExperimentConfig.from_dict(
+        {
+            "name": "r",
+            "seed": 3,
+            "data": {"name": "grocery", "max_images_per_class": 5},
+            "split": {"kind": "closed", "val_fraction": 0.1},
+            "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "hidden": None},
+            "loss": {"name": "arcface", "scale": 30.0, "angular_margin": 0.5},
+            "train": {"p": 4, "k": 2, "finetune_layers": "all", "frozen_epochs": 0, "finetune_epochs": 3},
+            "eval": {"far_targets": [0.1, 0.01]},
+        }
+    )
+    path = tmp_path / "c.json"
+    cfg.to_json(path)
+    back = ExperimentConfig.from_json(path)
+    assert back == cfg
+    assert back.to_dict() == json.loads(path.read_text())
+    assert back.eval.far_targets == (0.1, 0.01)
+    assert back.train.global_batch == 8  # P*K = 4*2
+    assert back.run_dir == Path("models") / "r"
+    assert back.cache_dir == Path("models") / ".feature_cache"
+
+
+def test_configs_folder_loads():
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(folder.glob("*.json"))
+    assert len(files) >= 8
+    names = set()
+    for f in files:
+        cfg = ExperimentConfig.from_json(f)
+        assert cfg.name == f.stem
+        names.add(cfg.loss.name + ("/" + cfg.loss.miner if cfg.loss.name == "triplet" else ""))
+    assert {"softmax", "center", "cosine", "triplet/random", "triplet/batch_hard", "triplet/semi_hard"} <= names
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"loss": {"name": "hinge"}}, ["loss.name", "hinge", "triplet"]),
+        ({"train": {"p": 4}}, ["train.p", "train.k"]),
+        ({"split": {"unseen_fraction": 1.5}}, ["split.unseen_fraction", "1.5"]),
+        ({"model": {"backbone": "small_cnn", "weights": "imagenet"}}, ["small_cnn", "weights"]),
+        ({"model": {"input_size": 8}}, ["model.input_size", ">= 32"]),
+        ({"model": {"dropout": 1.0}}, ["model.dropout"]),
+        ({"train": {"frozen_epochs": 0, "finetune_epochs": 0}}, ["frozen_epochs", "finetune_epochs"]),
+        ({"strategy": "tpu"}, ["strategy", "mirrored"]),
+        ({"name": "a/b"}, ["name", "slashes"]),
+        ({"data": {"name": "imagenet"}}, ["data.name", "csv"]),
+        ({"data": {"name": "folder"}}, ["data.root", "folder"]),
+        ({"batch": 3}, ["unknown keys", "batch"]),
+        ({"train": {"bach_size": 3}}, ["unknown keys", "bach_size", "train"]),
+        ({"train": {"batch_size": "32"}}, ["train.batch_size", "integer"]),
+        ({"eval": {"far_targets": 0.01}}, ["eval.far_targets", "list"]),
+    ],
+)
+def test_validation_errors_name_the_field(raw, words):
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.from_dict(raw)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_overrides_parse_json_values_and_reject_unknown_keys():
+    cfg = ExperimentConfig()
+    new = cfg.with_overrides(["train.batch_size=16", "loss.name=triplet", "model.weights=null", "eval.far_targets=[0.1]"])
+    assert new.train.batch_size == 16 and new.loss.name == "triplet" and new.model.weights is None
+    assert new.eval.far_targets == (0.1,)
+    assert cfg.train.batch_size == 32  # the original is untouched
+    with pytest.raises(ConfigError, match="unknown key"):
+        cfg.with_overrides(["train.batchsize=3"])
+    with pytest.raises(ConfigError, match="not a config section"):
+        cfg.with_overrides(["nope.x=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        cfg.with_overrides(["train.batch_size"])
+    with pytest.raises(ConfigError, match="train.batch_size must be >= 2"):
+        cfg.with_overrides(["train.batch_size=1"])
+
+
+def test_bad_json_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json"):
+        ExperimentConfig.from_json(bad)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        ExperimentConfig.from_json(tmp_path / "missing.json")
