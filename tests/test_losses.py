@@ -120,7 +120,7 @@ def test_random_miner_picks_one_valid_triplet_per_anchor_and_loss_matches():
     seen = set()
     for _ in range(5):
         dist = ops.convert_to_tensor(d.astype(np.float32))
-        mask = ops.convert_to_numpy(loss.miner(ops.convert_to_tensor(y), dist, 0.4, loss.seed_generator))
+        mask = ops.convert_to_numpy(loss.miner(ops.convert_to_tensor(y), dist, 0.4, loss.seed_generator).dense())
         triplets = list(zip(*np.nonzero(mask)))
         valid_anchors = [a for a in range(16) if (y == y[a]).sum() > 1 and (y != y[a]).any()]
         assert sorted(a for a, _, _ in triplets) == valid_anchors
@@ -137,7 +137,7 @@ def test_random_miner_loss_equals_reference_on_its_own_mask():
     mask_loss = TripletLoss(margin=0.5, miner=RandomTripletMiner(seed=3), distance="squared_l2")
     d = np.array([[np_dist(u, v, "squared_l2") for v in x] for u in x], np.float32)
     mask = ops.convert_to_numpy(mask_loss.miner(ops.convert_to_tensor(y), ops.convert_to_tensor(d), 0.5,
-                                                mask_loss.seed_generator))
+                                                mask_loss.seed_generator).dense())
     got, _ = run(loss, x, y)
     terms = [max(d[a, p] - d[a, n] + 0.5, 0.0) for a, p, n in zip(*np.nonzero(mask))]
     np.testing.assert_allclose(got, np.mean(terms), rtol=RTOL)

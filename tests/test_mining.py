@@ -20,7 +20,7 @@ D = np.array([[0, 1, 9, 36], [1, 0, 4, 25], [9, 4, 0, 9], [36, 25, 9, 0]], np.fl
 
 
 def triplets(miner, margin=2.0):
-    mask = ops.convert_to_numpy(miner(ops.convert_to_tensor(Y), ops.convert_to_tensor(D), margin))
+    mask = ops.convert_to_numpy(miner(ops.convert_to_tensor(Y), ops.convert_to_tensor(D), margin).dense())
     assert set(np.unique(mask)) <= {0.0, 1.0}
     return sorted(tuple(int(i) for i in t) for t in zip(*np.nonzero(mask)))
 

@@ -228,6 +228,9 @@ def test_mixed_float16_training_step_is_finite():
         keras.config.set_dtype_policy(policy)
 
 
-def test_metric_learning_model_rejects_keras_losses():
+def test_metric_learning_model_rejects_keras_losses_and_sample_weights():
     with pytest.raises(TypeError, match="MetricLoss"):
         MetricLearningModel(tiny_embedding_model(), keras.losses.MeanSquaredError())
+    model = MetricLearningModel(tiny_embedding_model(), SoftmaxLoss(2))
+    with pytest.raises(ValueError, match="sample_weight"):
+        model.compute_loss(None, np.array([0, 1]), np.zeros((2, 8), "float32"), sample_weight=np.ones(2))

@@ -92,9 +92,15 @@ class TripletLoss(MetricLoss):
             labels = flat_labels(labels)
             dist = pairwise_distances(emb, metric=self.distance)
             seed = self.seed_generator if self.miner.needs_seed else None
-            mask = self.miner(labels, dist, self.margin, seed)
-            d_ap = ops.expand_dims(dist, 2)  # [a, p, 1]
-            d_an = ops.expand_dims(dist, 1)  # [a, 1, n]
+            mined = self.miner(labels, dist, self.margin, seed)
+            if mined.mask is not None:  # dense: every (a, p, n)
+                mask = mined.mask
+                d_ap = ops.expand_dims(dist, 2)  # [a, p, 1]
+                d_an = ops.expand_dims(dist, 1)  # [a, 1, n]
+            else:  # one negative per positive pair: O(B²)
+                mask = mined.pair_mask
+                d_ap = dist
+                d_an = ops.take_along_axis(dist, mined.negatives, axis=1)
         else:
             raise ValueError(f"TripletLoss needs embeddings (B, D) or stacked triples (B, 3, D); got {tuple(emb.shape)}")
         losses = self.per_triplet(d_ap - d_an) * mask

@@ -39,6 +39,7 @@ class MetricLearningModel(keras.Model):
         self.metric_loss = metric_loss
         self.metric_loss.build_for(embedding_model.output_shape[-1])
         self.diagnostics = [keras.metrics.Mean(name=n) for n in metric_loss.metric_names]
+        self.built = True  # both parts hold all their weights already
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         shape = ops.shape(inputs)
@@ -51,6 +52,11 @@ class MetricLearningModel(keras.Model):
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
     ) -> Any:
+        if sample_weight is not None:
+            raise ValueError(
+                "MetricLearningModel does not support sample_weight/class_weight: metric losses mix "
+                "samples within a batch; balance classes in the sampler instead"
+            )
         loss, diagnostics = self.metric_loss.compute(y_pred, y, training=training)
         for tracker in self.diagnostics:
             tracker.update_state(diagnostics[tracker.name])

@@ -23,21 +23,30 @@ from typing import Any
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
 
+_STRATEGIES: dict[str, Any] = {}
+
+
 def get_strategy(name: str = "default") -> Any:
-    """The ``tf.distribute`` strategy named ``name`` (see the module docstring)."""
+    """The ``tf.distribute`` strategy named ``name`` (see the module docstring).
+
+    One strategy object per name and process: two ``MirroredStrategy`` objects
+    in one process number their collective ops alike and their all-reduces
+    clash ("Shape mismatch in the collective instance"), so runs share it.
+    """
     import tensorflow as tf
 
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=cpus)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGY_NAMES}")
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGY_NAMES}")
+    if name not in _STRATEGIES:
+        if name == "mirrored":
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy(devices=devices)
+        else:
+            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _STRATEGIES[name]
 
 
 def split_cpu(n: int = 2) -> None:

@@ -279,7 +279,15 @@ def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: 
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="backbone features", unit="batch")
+    strategy = getattr(model, "distribute_strategy", None)
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     for b in starts:
         x = images[b : b + batch_size].astype(np.float32)
-        out[b : b + len(x)] = np.asarray(model.predict_on_batch(x), dtype=np.float32).reshape(len(x), dim)
+        if distributed:  # predict_on_batch would run the batch on every replica; a plain call runs it once
+            import keras
+
+            y = keras.ops.convert_to_numpy(model(x, training=False))
+        else:
+            y = model.predict_on_batch(x)
+        out[b : b + len(x)] = np.asarray(y, dtype=np.float32).reshape(len(x), dim)
     return out

@@ -1,0 +1,14 @@
+"""Small drivers behind the notebooks: each step a notebook shows, as a tested function.
+
+* :mod:`.packed_scenes` (notebook 04): cleaning the corrupted packed-scenes
+  crops, a duplicate-safe split, frozen-backbone features, cosine-softmax
+  heads and a scale (λ) sweep against a plain-softmax baseline.
+* :mod:`.digits` (notebook 05): MNIST splits, a triplet network with a small
+  CNN and a margin sweep, a softmax classifier on the embeddings and Gini
+  rejection of non-digit glyphs.
+* :mod:`.face_retrieval` (notebook 05): face crops embedded with a frozen
+  ImageNet backbone, leave-one-out retrieval and clustering.
+
+Importing this package is cheap; the modules import TensorFlow/Keras inside
+their functions.
+"""

@@ -1,0 +1,134 @@
+"""Face retrieval with a frozen ImageNet backbone: crop, embed, leave-one-out retrieval, clustering.
+
+The celebrity photos (five people) are cropped to the largest detected face
+(:func:`itemrec.faces.crop_faces`, Haar cascade, centre-crop fallback),
+embedded with the frozen ImageNet MobileNetV2 (global-average-pooled last
+feature map, no training: the network has never been taught identities) and
+scored by
+
+* leave-one-out nearest-neighbour retrieval precision@k (:func:`itemrec.faces.loo_retrieval`),
+  compared with the same backbone on the uncropped photos;
+* clustering agreement with the people (adjusted Rand index, Hubert & Arabie
+  1985): HDBSCAN then OPTICS on the noise (:func:`itemrec.clustering.cluster_embeddings`,
+  the number of people unknown), and average-linkage agglomerative
+  clustering with cosine distance told the number of people.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from itemrec.data.records import ImageDataset
+from itemrec.faces import FaceCrops, LooRetrieval, crop_faces, loo_retrieval
+
+
+@dataclass
+class FaceRetrievalResult:
+    """Everything :func:`run_face_retrieval` computed; row ``i`` of each array is ``crops.paths[i]``."""
+
+    crops: FaceCrops
+    labels: np.ndarray
+    class_names: list[str]
+    embeddings: np.ndarray
+    loo: LooRetrieval
+    whole_photo_loo: LooRetrieval | None
+    clustering: Any  # itemrec.clustering.ClusteringResult
+    density_scores: Any  # itemrec.clustering.ClusterQuality of HDBSCAN + OPTICS
+    agglomerative_labels: np.ndarray
+    agglomerative_scores: Any  # ClusterQuality with the number of people given
+
+    def summary(self) -> dict[str, float]:
+        out = {
+            "n_photos": int(len(self.labels)),
+            "n_people": int(len(np.unique(self.labels))),
+            "detection_rate": self.crops.detection_rate,
+            "loo_precision_at_1": self.loo.precision_at_1,
+            **{f"loo_precision_at_{k}": v for k, v in self.loo.precision_at_k.items() if k != 1},
+            "hdbscan_optics_ari": self.density_scores.ari,
+            "hdbscan_optics_clusters": self.density_scores.n_clusters,
+            "hdbscan_optics_noise": self.density_scores.n_noise,
+            "agglomerative_ari": self.agglomerative_scores.ari,
+        }
+        if self.whole_photo_loo is not None:
+            out["whole_photo_loo_precision_at_1"] = self.whole_photo_loo.precision_at_1
+        return out
+
+
+def frozen_embedder(size: int = 160, weights: str | os.PathLike | None = None, backbone: str = "mobilenet_v2") -> Any:
+    """Raw pixels → backbone preprocessing → frozen ImageNet backbone → GAP (local weights by default)."""
+    from itemrec import settings
+    from itemrec.models.embedding import build_feature_extractor
+
+    return build_feature_extractor(backbone, int(size), str(weights if weights is not None else settings.local_weights()))
+
+
+def per_person(ds: ImageDataset, n: int | None, seed: int = 0) -> ImageDataset:
+    """At most ``n`` photos of each person (seeded draw, order kept); ``None`` keeps all."""
+    from itemrec.experiments.packed_scenes import cap_per_class
+
+    return cap_per_class(ds, n, seed)
+
+
+def run_face_retrieval(
+    ds: ImageDataset,
+    size: int = 160,
+    margin: float = 0.2,
+    weights: str | os.PathLike | None = None,
+    ks: tuple[int, ...] = (1, 3, 5),
+    min_cluster_size: int = 3,
+    compare_whole_photo: bool = True,
+    progress: bool = False,
+) -> FaceRetrievalResult:
+    """Crop faces, embed them with the frozen backbone, score retrieval and clustering (module docstring)."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    from itemrec.clustering import cluster_embeddings, clustering_scores
+    from itemrec.data.images import load_images
+    from itemrec.training.features import features_of
+
+    crops = crop_faces(ds.paths, size=size, margin=margin, progress=progress)
+    if len(crops.keep) < 3:
+        raise ValueError(f"{ds.name}: only {len(crops.keep)} readable photos; need at least 3")
+    labels = ds.labels[crops.keep]
+    model = frozen_embedder(size, weights)
+    emb = features_of(model, crops.images)
+    ks = tuple(k for k in ks if k <= len(labels) - 1)
+    loo = loo_retrieval(emb, labels, ks)
+    whole = None
+    if compare_whole_photo:
+        photos, keep, _ = load_images(crops.paths, size, mode="pad")
+        whole = loo_retrieval(features_of(model, photos), labels[keep], ks)
+    clusters = cluster_embeddings(emb, min_cluster_size=min_cluster_size)
+    n_people = int(len(np.unique(labels)))
+    agg = AgglomerativeClustering(n_clusters=n_people, metric="cosine", linkage="average").fit_predict(emb)
+    return FaceRetrievalResult(
+        crops, labels, list(ds.class_names), emb, loo, whole, clusters,
+        clustering_scores(labels, clusters.labels), agg.astype(np.int64), clustering_scores(labels, agg),
+    )
+
+
+def plot_face_crops(result: FaceRetrievalResult, per_row: int = 8, path: str | os.PathLike | None = None):
+    """Up to ``per_row`` crops of each person, one row each; red frames mark centre-crop fallbacks."""
+    from itemrec.plots._common import maybe_save, new_figure
+
+    people = np.unique(result.labels)
+    fig = new_figure(1.3 * per_row, 1.45 * len(people))
+    for r, person in enumerate(people):
+        idx = np.flatnonzero(result.labels == person)[:per_row]
+        for c, i in enumerate(idx):
+            ax = fig.add_subplot(len(people), per_row, r * per_row + c + 1)
+            ax.imshow(result.crops.images[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not result.crops.detected[i]:
+                for spine in ax.spines.values():
+                    spine.set_color("red")
+                    spine.set_linewidth(3)
+            if c == 0:
+                ax.set_ylabel(result.class_names[int(person)], fontsize=8)
+    fig.suptitle("face crops (red frame: no face found, centre crop)", fontsize=10)
+    return maybe_save(fig, path)

@@ -1,0 +1,385 @@
+"""Drivers of notebooks 01 (triplet loss) and 02 (center loss) on the Grocery Store open-set protocol.
+
+The protocol (:func:`itemrec.data.splits.grocery_open_set`): 41 of the 81 fine
+classes are seen in training (official train/val images), the other 40 are
+never seen; their official val images calibrate thresholds and their official
+test images are the queries, matched against the catalogue ("iconic") image of
+each class. Training and evaluation go through
+:func:`itemrec.training.run_experiment`; this module adds what the notebooks
+show on top of it:
+
+* :func:`grocery_subset`: a small copy of the dataset folder (split files cut
+  per class, images linked, not copied) for the notebooks' QUICK mode, with the
+  official split kept, so the protocol is unchanged;
+* :func:`grocery_config` and :func:`run_or_load` (a finished identical run is
+  read back instead of retrained);
+* :func:`open_set_embeddings`, :func:`verification_sweep` (thresholds fitted on
+  the calibration split at several target FARs, VAL/FAR reported on test),
+  :func:`top_matches` and :func:`export_run_projector`;
+* :func:`cmc_from_metrics` and :func:`feature_animation`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from itemrec.data.records import ImageDataset
+
+SPLIT_FILES = ("train", "val", "test")
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def grocery_subset(
+    out_dir: str | os.PathLike,
+    max_per_class: dict[str, int | None] | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+) -> Path:
+    """A small Grocery Store folder under ``out_dir`` for quick experiments; returns its path.
+
+    ``max_per_class`` caps the images of each class in each official split
+    (``{"train": 10, "val": None, "test": 5}``; ``None`` keeps all), drawn with
+    ``numpy.random.default_rng(seed)``. The split files are rewritten; every
+    other entry of the dataset folder (images, ``classes.csv``, iconic images) is
+    a symbolic link to the original, so nothing is copied and the images keep
+    their real paths once resolved. Load it with
+    ``itemrec.data.load_grocery(path)``.
+    """
+    from itemrec import settings
+
+    caps = {"train": 10, "val": None, "test": 5} if max_per_class is None else dict(max_per_class)
+    bad = sorted(set(caps) - set(SPLIT_FILES))
+    if bad:
+        raise ValueError(f"max_per_class keys must be among {SPLIT_FILES}; got {bad}")
+    for name, cap in caps.items():
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"max_per_class[{name!r}] must be a positive int or None; got {cap!r}")
+    src = settings.dataset_dir("grocery-store") if root is None else Path(root).expanduser()
+    if (src / "dataset" / "classes.csv").is_file():
+        src = src / "dataset"
+    if not (src / "classes.csv").is_file():
+        raise settings.DataNotFoundError(f"grocery-store: {src / 'classes.csv'} not found")
+    src = src.resolve()
+    dest = Path(out_dir).expanduser() / "dataset"
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for entry in sorted(src.iterdir()):
+        target = dest / entry.name
+        if entry.stem in SPLIT_FILES and entry.suffix == ".txt":
+            lines = [ln for ln in entry.read_text().splitlines() if ln.strip()]
+            cap = caps.get(entry.stem)
+            if cap is not None:
+                by_class: dict[int, list[int]] = {}
+                for i, ln in enumerate(lines):
+                    by_class.setdefault(int(ln.split(",")[1]), []).append(i)
+                keep = sorted(j for idx in by_class.values() for j in rng.permutation(idx)[:cap])
+                lines = [lines[j] for j in keep]
+            if target.is_symlink():
+                target.unlink()
+            target.write_text("\n".join(lines) + "\n")
+        elif not (target.is_symlink() and target.resolve() == entry):
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            elif target.exists():
+                raise FileExistsError(f"{target} exists and is not a link to {entry}; choose another out_dir")
+            target.symlink_to(entry, target_is_directory=entry.is_dir())
+    return dest.parent
+
+
+# -- configs and runs ---------------------------------------------------------------------
+
+
+def default_weights(backbone: str) -> str | None:
+    """``"local"`` (the MobileNetV2 file) for MobileNetV2, ``None`` for the small CNN, else ``"imagenet"`` (download)."""
+    if backbone == "mobilenet_v2":
+        return "local"
+    if backbone == "small_cnn":
+        return None
+    return "imagenet"
+
+
+def grocery_config(
+    name: str,
+    output_dir: str | os.PathLike,
+    *,
+    loss: str = "triplet",
+    backbone: str = "mobilenet_v2",
+    weights: str | None = "auto",
+    input_size: int = 96,
+    embedding_dim: int = 128,
+    hidden: int | None = 256,
+    dropout: float = 0.2,
+    margin: float = 0.2,
+    miner: str = "batch_hard",
+    lam: float = 0.01,
+    alpha: float = 0.5,
+    epochs: int = 5,
+    finetune_epochs: int = 0,
+    finetune_layers: int | str = 20,
+    lr: float = 1e-3,
+    finetune_lr: float = 1e-5,
+    p: int = 16,
+    k: int = 4,
+    steps_per_epoch: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    cmc_draws: int = 100,
+    far_targets: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
+    feature_monitor: bool = False,
+    seed: int = 0,
+) -> Any:
+    """An :class:`itemrec.training.ExperimentConfig` for the Grocery open-set protocol.
+
+    ``data_root`` is a folder holding ``dataset/`` (the real one under
+    ``$ITEMREC_DATA/grocery-store`` by default, or a :func:`grocery_subset`).
+    ``weights="auto"`` is :func:`default_weights`. A pretrained backbone trains
+    ``epochs`` epochs frozen (the head on cached features), then
+    ``finetune_epochs`` with its top ``finetune_layers`` layers; a backbone
+    without weights trains all its layers from scratch for
+    ``epochs + finetune_epochs`` epochs. Batches are P classes × K images.
+    """
+    from itemrec.training import ExperimentConfig
+
+    if weights == "auto":
+        weights = default_weights(backbone)
+    scratch = weights is None
+    train = {
+        "optimizer": "adam",
+        "frozen_epochs": 0 if scratch else int(epochs),
+        "frozen_lr": lr,
+        "finetune_epochs": int(epochs + finetune_epochs) if scratch else int(finetune_epochs),
+        "finetune_lr": lr if scratch else finetune_lr,
+        "finetune_layers": "all" if scratch else finetune_layers,
+        "p": int(p),
+        "k": int(k),
+        "steps_per_epoch": steps_per_epoch,
+        "tensorboard": False,
+        "feature_monitor": bool(feature_monitor),
+    }
+    return ExperimentConfig.from_dict({
+        "name": name,
+        "output_dir": str(output_dir),
+        "seed": int(seed),
+        "data": {"name": "grocery", "root": None if data_root is None else str(data_root)},
+        "split": {"kind": "open", "seed": int(seed)},
+        "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
+                  "embedding_dim": int(embedding_dim), "hidden": hidden, "dropout": float(dropout)},
+        "loss": {"name": loss, "margin": float(margin), "miner": miner, "lam": float(lam), "alpha": float(alpha)},
+        "train": train,
+        "eval": {"cmc_draws": int(cmc_draws), "far_targets": list(far_targets)},
+    })
+
+
+def load_run(run_dir: str | os.PathLike) -> Any:
+    """A finished run folder read back as an :class:`itemrec.training.RunResult` (no training)."""
+    import pandas as pd
+
+    from itemrec.training import ExperimentConfig
+    from itemrec.training.runner import RunResult
+
+    run_dir = Path(run_dir)
+    for need in ("done.json", "config.json", "history.csv", "metrics.json"):
+        if not (run_dir / need).is_file():
+            raise FileNotFoundError(f"{run_dir / need} not found: {run_dir} is not a finished, evaluated run")
+    config = ExperimentConfig.from_json(run_dir / "config.json")
+    training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
+    files = {n: run_dir / f for n, f in (("embedding", "embedding.keras"), ("model", "model.keras"),
+                                          ("history", "history.csv"), ("config", "config.json"),
+                                          ("metrics", "metrics.json"))}
+    return RunResult(run_dir, config, pd.read_csv(run_dir / "history.csv"),
+                     json.loads((run_dir / "metrics.json").read_text()), training, files)
+
+
+def run_or_load(config: Any, progress: bool = False) -> Any:
+    """Train ``config`` unless its run folder already holds the same finished run, which is read back.
+
+    An unfinished run with the same config resumes; a folder holding a run with
+    another config is replaced (so re-executing a notebook with new parameters
+    retrains, and re-executing it unchanged costs nothing).
+    """
+    from itemrec.training import run_experiment
+
+    run_dir = config.run_dir
+    saved = run_dir / "config.json"
+    same = saved.is_file() and json.loads(saved.read_text()) == config.to_dict()
+    if same and (run_dir / "done.json").is_file() and (run_dir / "metrics.json").is_file():
+        return load_run(run_dir)
+    return run_experiment(config, overwrite=saved.is_file() and not same, progress=progress)
+
+
+# -- embeddings of a run ------------------------------------------------------------------
+
+
+@dataclass
+class OpenSetEmbeddings:
+    """A run's embeddings of its unseen-class splits and of their catalogue images."""
+
+    test: np.ndarray
+    test_labels: np.ndarray
+    test_paths: np.ndarray
+    calib: np.ndarray
+    calib_labels: np.ndarray
+    gallery: np.ndarray
+    gallery_labels: np.ndarray
+    gallery_paths: np.ndarray
+    class_names: list[str]
+    metric: str = "cosine"
+
+
+def _embed(embedder: Any, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    emb, keep, _ = embedder.embed_paths(list(ds.paths))
+    return emb, ds.labels[keep], np.asarray(ds.paths, dtype=object)[keep]
+
+
+def open_set_embeddings(run_dir: str | os.PathLike) -> OpenSetEmbeddings:
+    """Embed a finished open-set run's ``test`` and ``calib`` images and the test classes' catalogue images."""
+    from itemrec.embedder import ImageEmbedder
+    from itemrec.training import ExperimentConfig
+    from itemrec.training.data import SplitData
+
+    run_dir = Path(run_dir)
+    splits = SplitData.load(run_dir / "splits")
+    if splits.kind != "open" or splits.calib is None:
+        raise ValueError(f"{run_dir} is a {splits.kind}-set run; open_set_embeddings needs an open-set run")
+    config = ExperimentConfig.from_json(run_dir / "config.json")
+    embedder = ImageEmbedder.load(run_dir / "embedding.keras")
+    test, test_y, test_p = _embed(embedder, splits.test)
+    calib, calib_y, _ = _embed(embedder, splits.calib)
+    classes = np.unique(test_y)
+    missing = [splits.test.class_names[int(c)] for c in classes if int(c) not in splits.test.representatives]
+    if missing:
+        raise ValueError(f"{run_dir}: test classes without a catalogue image: {missing[:5]}")
+    gal_p, gal_y = splits.test.representative_arrays(classes)
+    gal, keep, skipped = embedder.embed_paths(list(gal_p))
+    if skipped:
+        raise ValueError(f"catalogue images cannot be read: {skipped[:3]}")
+    return OpenSetEmbeddings(test, test_y, test_p, calib, calib_y, gal, gal_y[keep], np.asarray(gal_p)[keep],
+                             list(splits.test.class_names), config.eval.metric)
+
+
+@dataclass
+class VerificationSweep:
+    """Thresholds fitted on the calibration split, one per target FAR, and their VAL/FAR on test."""
+
+    table: Any  # pandas.DataFrame: target_far, threshold, far_calib, val_calib, far_test, val_test, n_same_test, n_diff_test
+    reports: list  # itemrec.evaluation.VerificationReport, one per target
+    curve: Any  # itemrec.evaluation.ValFarCurve on test
+
+
+def verification_sweep(
+    emb: OpenSetEmbeddings, far_targets: tuple[float, ...] = (1e-1, 1e-2, 1e-3), n_thresholds: int = 256
+) -> VerificationSweep:
+    """For each target FAR: ``fit_threshold`` on the calib pairs, ``evaluate_threshold`` on the test pairs.
+
+    The threshold never sees a test pair, so test FAR can miss its target: the
+    table shows by how much. ``curve`` is the descriptive VAL/FAR sweep on test.
+    """
+    import pandas as pd
+
+    from itemrec import evaluation as ev
+
+    if not far_targets:
+        raise ValueError("far_targets is empty; give at least one target FAR in (0, 1)")
+    rows, reports = [], []
+    for far in far_targets:
+        thr = ev.fit_threshold(emb.calib, emb.calib_labels, float(far), emb.metric)
+        rep = ev.evaluate_threshold(thr, emb.test, emb.test_labels)
+        reports.append(rep)
+        rows.append({"target_far": float(far), "threshold": thr.value, "far_calib": thr.far_val,
+                     "val_calib": thr.val_val, "far_test": rep.far, "val_test": rep.val,
+                     "n_same_test": rep.n_same, "n_diff_test": rep.n_diff})
+    curve = ev.val_far_curve(emb.test, emb.test_labels, n_thresholds, emb.metric)
+    return VerificationSweep(pd.DataFrame(rows), reports, curve)
+
+
+def top_matches(
+    emb: OpenSetEmbeddings, n_queries: int = 6, k: int = 5, seed: int = 0, path: str | os.PathLike | None = None
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Grid of ``n_queries`` random test images (distinct classes) and their ``k`` nearest catalogue images.
+
+    Returns ``(figure, query indices into emb.test, neighbours (n_queries, k) into the gallery)``.
+    """
+    from itemrec import evaluation as ev
+    from itemrec import plots
+
+    k = min(int(k), len(emb.gallery_labels))
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(emb.test_labels))[: int(n_queries)]
+    queries = np.array([rng.choice(np.flatnonzero(emb.test_labels == c)) for c in classes], dtype=np.int64)
+    dist, nb = ev.knn(emb.test[queries], emb.gallery, k, metric=emb.metric)
+    fig = plots.plot_query_matches(list(emb.test_paths[queries]), emb.test_labels[queries], list(emb.gallery_paths),
+                                   emb.gallery_labels, nb, dist, emb.class_names, path=path)
+    return fig, queries, nb
+
+
+def export_run_projector(
+    emb: OpenSetEmbeddings, out_dir: str | os.PathLike, max_images: int = 1000, thumb_size: int = 48, seed: int = 0
+) -> Any:
+    """TensorBoard projector files of (up to ``max_images``) test embeddings with image thumbnails."""
+    from itemrec import plots
+
+    n = len(emb.test_labels)
+    pick = np.sort(np.random.default_rng(seed).permutation(n)[: int(max_images)])
+    return plots.export_projector(emb.test[pick], emb.test_labels[pick], list(emb.test_paths[pick]), out_dir,
+                                  emb.class_names, thumb_size=thumb_size)
+
+
+# -- summaries ----------------------------------------------------------------------------
+
+
+def cmc_from_metrics(metrics: dict[str, Any]) -> Any:
+    """The :class:`itemrec.evaluation.CMCResult` stored in an open-set run's ``metrics.json``."""
+    from itemrec.evaluation import CMCResult
+
+    if metrics.get("kind") != "open" or "cmc" not in metrics:
+        raise ValueError(f"metrics of run {metrics.get('run')!r} hold no open-set CMC")
+    c = metrics["cmc"]
+    return CMCResult(np.asarray(c["ranks"]), np.asarray(c["mean"]), np.asarray(c["ci_low"]),
+                     np.asarray(c["ci_high"]), int(c["n_draws"]), int(c["n_queries_per_draw"]))
+
+
+OPEN_SET_KEYS = ("rank1", "rank5", "recall_at_1", "recall_at_5", "map_at_r", "roc_auc", "dir_at_far")
+
+
+def summary_table(results: dict[str, Any], keys: tuple[str, ...] = OPEN_SET_KEYS) -> Any:
+    """One row per run (``{name: RunResult}``), the scalar metrics ``keys`` as columns, plus training seconds."""
+    import pandas as pd
+
+    rows = []
+    for name, res in results.items():
+        missing = [k for k in keys if k not in res.metrics]
+        if missing:
+            raise KeyError(f"run {name!r} has no metrics {missing}; it has {sorted(res.metrics)}")
+        row = {"run": name, **{k: float(res.metrics[k]) for k in keys}}
+        row["train_seconds"] = float(res.training.get("seconds", float("nan")))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def feature_animation(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = None,
+                      duration_ms: int = 600) -> tuple[Path, list[Path]]:
+    """Join the deep-feature frames of both phases (``phaseN/features/frame_*.png``) into one GIF.
+
+    Needs a run trained with ``train.feature_monitor``. Returns ``(gif path, frames in epoch order)``.
+    """
+    from PIL import Image
+
+    run_dir = Path(run_dir)
+    frames = sorted((p for n in (1, 2) for p in (run_dir / f"phase{n}" / "features").glob("frame_*.png")),
+                    key=lambda p: (p.parent.parent.name, p.name))
+    if not frames:
+        raise FileNotFoundError(f"no deep-feature frames under {run_dir}/phase*/features: train with feature_monitor")
+    out = Path(out_path) if out_path is not None else run_dir / "deep_features.gif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.open(p).convert("RGB") for p in frames]
+    size = images[0].size
+    images = [im if im.size == size else im.resize(size) for im in images]
+    images[0].save(out, save_all=True, append_images=images[1:], duration=int(duration_ms), loop=0)
+    return out, frames

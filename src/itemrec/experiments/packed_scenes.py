@@ -1,0 +1,425 @@
+"""Packed-scenes crops: clean the corrupted labels, split without leaking duplicates, sweep λ.
+
+The packed-scenes training crops (github.com/BCuan/embedding-clustering) are
+corrupted on purpose: many files are byte-identical copies (within a class and
+across classes), two class ids hold the same product (duplicated classes) and
+one class holds crops of several others (a mixed class); see
+:func:`itemrec.data.audit.audit`.
+
+* :func:`clean_crops` merges each duplicated class into one label, drops the
+  mixed classes and every content (SHA-1 of the bytes) still found under two
+  labels, and relabels densely.
+* :func:`duplicate_safe_split` splits by **content group**: all copies of one
+  image fall on the same side (scikit-learn's ``StratifiedGroupKFold``, so the
+  class proportions are kept as far as the groups allow). A plain per-file
+  split would put copies of a test image in training, and an exact copy is
+  its own nearest neighbour: Recall@1 would measure memory, not the embedding.
+  :func:`leaked` counts the test files whose content is also in training.
+* :func:`dedupe` keeps one file per content (for scoring, so that a query's
+  copy is not its trivially found match).
+* :func:`train_head` trains an embedding head on frozen-backbone features with
+  the cosine softmax (NormFace, Wang et al., ACM MM 2017): logits
+  ``λ · cos θ_j`` between the L2-normalised embedding and learnable class
+  anchors, λ the scale; or, with ``scale=None``, the plain softmax baseline
+  (a ``Dense`` classifier on an unnormalised embedding).
+* :func:`scale_sweep` trains the baseline and one cosine head per λ and
+  scores each on held-out crops by Recall@1 and MAP@R (Musgrave, Belongie &
+  Lim, "A Metric Learning Reality Check", ECCV 2020) with cosine distance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from itemrec.data.records import ImageDataset
+
+CONTENT = "content"  # the column :func:`clean_crops` adds: SHA-1 of the file's bytes
+
+
+# ----------------------------------------------------------------------------- cleaning
+def content_hashes(paths: Sequence[str | os.PathLike], workers: int = 8) -> np.ndarray:
+    """SHA-1 hex digest of each file's bytes (threads for the I/O); an unreadable file raises naming it."""
+
+    def sha1(p: str) -> str:
+        h = hashlib.sha1()
+        try:
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as exc:
+            raise OSError(f"cannot read {p} to hash it: {exc}") from exc
+        return h.hexdigest()
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return np.array(list(pool.map(sha1, [os.fspath(p) for p in paths])), dtype=object)
+
+
+@dataclass
+class CleanedCrops:
+    """What :func:`clean_crops` did; ``dataset`` has the extra column ``content`` (SHA-1)."""
+
+    dataset: ImageDataset
+    merged: dict[str, str]  # merged class -> the class it was merged into
+    dropped_classes: list[str]
+    n_ambiguous: int  # files dropped because their content still had two labels
+    n_files_in: int
+    report: Any = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        ds = self.dataset
+        n_distinct = ds.frame[CONTENT].nunique()
+        merged = ", ".join(f"{a} -> {b}" for a, b in self.merged.items()) or "none"
+        return (
+            f"{self.n_files_in} files -> {len(ds)} files ({n_distinct} distinct contents) in {ds.n_classes} classes; "
+            f"merged: {merged}; dropped classes: {', '.join(self.dropped_classes) or 'none'}; "
+            f"dropped {self.n_ambiguous} files whose content had two labels"
+        )
+
+
+def clean_crops(ds: ImageDataset, report: Any = None, drop_mixed: bool = True, hashes: np.ndarray | None = None) -> CleanedCrops:
+    """Merge duplicated classes, drop mixed classes and ambiguous contents, relabel ``0..n-1``.
+
+    ``report`` is an :class:`itemrec.data.audit.AuditReport` of ``ds`` (made
+    here when None, without the decode check); ``hashes`` the files' SHA-1
+    (computed when None). Duplicated pairs are merged into the alphabetically
+    first class name (chains a=b=c merge into one). Copies are kept: use
+    :func:`dedupe` where they must go.
+    """
+    from itemrec.data.audit import audit
+
+    if report is None:
+        report = audit(ds, check=None)
+    if hashes is None:
+        hashes = content_hashes(ds.paths)
+    hashes = np.asarray(hashes, dtype=object)
+    if len(hashes) != len(ds):
+        raise ValueError(f"{len(hashes)} hashes for {len(ds)} files")
+    parent = {c: c for c in ds.class_names}
+
+    def find(c: str) -> str:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for a, b in report.duplicated_classes:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    merged = {c: find(c) for c in ds.class_names if find(c) != c}
+    dropped = sorted(report.mixed_classes) if drop_mixed else []
+    frame = ds.frame.copy()
+    frame[CONTENT] = hashes
+    frame["class_name"] = frame["class_name"].map(find)
+    frame = frame[~frame["class_name"].isin(dropped)]
+    n_labels = frame.groupby(CONTENT)["class_name"].nunique()
+    ambiguous = frame[CONTENT].map(n_labels) > 1
+    frame = frame[~ambiguous]
+    names = sorted(set(frame["class_name"]))
+    frame["label"] = frame["class_name"].map({c: i for i, c in enumerate(names)}).astype(np.int64)
+    out = ImageDataset(frame.reset_index(drop=True), names, name=f"{ds.name}/clean")
+    return CleanedCrops(out, merged, dropped, int(ambiguous.sum()), len(ds), report)
+
+
+def _content(ds: ImageDataset) -> np.ndarray:
+    if CONTENT not in ds.frame.columns:
+        raise ValueError(f"{ds.name} has no {CONTENT!r} column; make it with clean_crops() or content_hashes()")
+    return ds.frame[CONTENT].to_numpy(dtype=object)
+
+
+def dedupe(ds: ImageDataset) -> ImageDataset:
+    """One file per content (the first), e.g. to score without trivial exact-copy matches."""
+    keep = ~pd.Series(_content(ds)).duplicated().to_numpy()
+    return ds.subset(keep, f"{ds.name}/dedupe")
+
+
+def cap_per_class(ds: ImageDataset, max_per_class: int | None, seed: int = 0) -> ImageDataset:
+    """At most ``max_per_class`` files of each class, drawn with ``numpy.random.default_rng(seed)``; order kept."""
+    if max_per_class is None:
+        return ds
+    if max_per_class < 1:
+        raise ValueError(f"max_per_class must be >= 1 or None; got {max_per_class}")
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(ds), dtype=bool)
+    for c in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == c)
+        keep[idx if len(idx) <= max_per_class else rng.choice(idx, max_per_class, replace=False)] = True
+    return ds.subset(keep, ds.name)
+
+
+# ----------------------------------------------------------------------------- splits
+def duplicate_safe_split(
+    ds: ImageDataset, test_fraction: float = 0.3, seed: int = 0, groups: np.ndarray | None = None
+) -> tuple[ImageDataset, ImageDataset]:
+    """``(train, test)`` with every content group (identical files) wholly on one side.
+
+    ``groups`` defaults to the ``content`` column. The test part is one fold
+    of ``StratifiedGroupKFold(n_splits=round(1 / test_fraction), shuffle=True,
+    random_state=seed)``, so it holds about ``test_fraction`` of the files
+    with the class proportions kept as far as whole groups allow.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0.0 < test_fraction <= 0.5:
+        raise ValueError(f"test_fraction must lie in (0, 0.5]; got {test_fraction}")
+    groups = _content(ds) if groups is None else np.asarray(groups, dtype=object)
+    if len(groups) != len(ds):
+        raise ValueError(f"{len(groups)} groups for {len(ds)} files")
+    n_splits = max(2, int(round(1.0 / test_fraction)))
+    codes = pd.factorize(pd.Series(groups))[0]
+    if len(np.unique(codes)) < n_splits:
+        raise ValueError(f"{ds.name}: {len(np.unique(codes))} content groups are too few for {n_splits} folds")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, test_idx = next(folds.split(np.zeros(len(ds)), ds.labels, codes))
+    mask = np.zeros(len(ds), dtype=bool)
+    mask[test_idx] = True
+    train, test = ds.subset(~mask, f"{ds.name}/train"), ds.subset(mask, f"{ds.name}/test")
+    if leaked(train, test, groups[~mask], groups[mask]):
+        raise AssertionError("a content group crossed the split")  # StratifiedGroupKFold guarantees it
+    return train, test
+
+
+def per_file_split(ds: ImageDataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """The naive split, file by file (stratified): copies of one image can land on both sides."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(ds))
+    _, test_idx = train_test_split(idx, test_size=test_fraction, stratify=ds.labels, random_state=seed)
+    mask = np.zeros(len(ds), dtype=bool)
+    mask[test_idx] = True
+    return ds.subset(~mask, f"{ds.name}/train"), ds.subset(mask, f"{ds.name}/test")
+
+
+def leaked(train: ImageDataset, test: ImageDataset, train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None) -> int:
+    """Number of ``test`` files whose content (group) also occurs in ``train``."""
+    tg = set((_content(train) if train_groups is None else np.asarray(train_groups, dtype=object)).tolist())
+    qg = _content(test) if test_groups is None else np.asarray(test_groups, dtype=object)
+    return int(sum(g in tg for g in qg.tolist()))
+
+
+# ----------------------------------------------------------------------------- features
+def backbone_features(
+    paths: Sequence[str],
+    input_size: int = 128,
+    weights: str | os.PathLike | None = None,
+    backbone: str = "mobilenet_v2",
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, Any]:
+    """Frozen-backbone GAP features of image files, ``(features (N, D), extractor model)``.
+
+    ``weights`` defaults to the local MobileNetV2 file (:func:`itemrec.settings.local_weights`).
+    With ``cache_dir`` the features go through :class:`itemrec.training.features.FeatureCache`
+    (keyed on the files, weights and settings). Unreadable files raise.
+    """
+    from itemrec import settings
+    from itemrec.models.embedding import build_feature_extractor
+    from itemrec.training.features import FeatureCache, compute_features
+
+    weights = str(weights if weights is not None else settings.local_weights())
+    extractor = build_feature_extractor(backbone, int(input_size), weights)
+    paths = [str(p) for p in paths]
+    if cache_dir is not None:
+        got = FeatureCache(cache_dir).get_or_compute(extractor, paths, backbone, weights, int(input_size), batch_size=batch_size, progress=progress)
+    else:
+        got = compute_features(extractor, paths, int(input_size), batch_size=batch_size, progress=progress)
+    if got.skipped:
+        raise ValueError(f"{len(got.skipped)} unreadable images, e.g. {got.skipped[0][0]}: {got.skipped[0][1]}")
+    return got.features, extractor
+
+
+# ----------------------------------------------------------------------------- heads
+@dataclass
+class HeadRun:
+    """One trained head and its held-out scores."""
+
+    name: str
+    scale: float | None
+    head: Any
+    history: dict[str, list[float]]
+    recall_at_1: float
+    map_at_r: float
+    seconds: float
+
+
+def train_head(
+    features: np.ndarray,
+    labels: np.ndarray,
+    scale: float | None = 16.0,
+    embedding_dim: int = 128,
+    hidden: int | None = 512,
+    dropout: float = 0.2,
+    epochs: int = 10,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> tuple[Any, dict[str, list[float]]]:
+    """An embedding head trained on frozen features: ``(head model, history)``.
+
+    ``scale=λ``: the cosine softmax ``softmax(λ cos θ)`` on the L2-normalised
+    embedding; ``scale=None``: the plain softmax baseline (``Dense`` logits on
+    the unnormalised embedding). Labels must be ``0..n-1``.
+    """
+    import keras
+
+    from itemrec.losses import CosineSoftmax, SoftmaxLoss
+    from itemrec.models import MetricLearningModel, build_head
+
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be (N, D) with N = len(labels); got {x.shape} and {y.shape}")
+    n_classes = int(y.max()) + 1
+    if set(np.unique(y).tolist()) != set(range(n_classes)):
+        raise ValueError(f"labels must be 0..n-1 with every class present; got {np.unique(y).tolist()[:20]}")
+    if scale is not None and scale <= 0:
+        raise ValueError(f"scale must be > 0 or None; got {scale}")
+    keras.utils.set_random_seed(seed)
+    head = build_head(x.shape[1], embedding_dim, dropout, hidden, l2_normalize=scale is not None)
+    loss = SoftmaxLoss(n_classes) if scale is None else SoftmaxLoss(head=CosineSoftmax(n_classes, scale=float(scale)))
+    model = MetricLearningModel(head, loss)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    hist = model.fit(x, y, epochs=int(epochs), batch_size=int(batch_size), shuffle=True, verbose=0)
+    return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def embed_features(head: Any, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The head's embeddings of frozen features, float32 (N, D)."""
+    return np.asarray(head.predict(np.asarray(features, np.float32), batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """``(Recall@1, MAP@R)`` of the held-out set retrieving from itself (query left out), cosine."""
+    from itemrec.evaluation import retrieval_report
+
+    rep = retrieval_report(embeddings, labels, ks=(1,), metric="cosine")
+    return rep.recall_at_k[1], rep.map_at_r
+
+
+@dataclass
+class SweepResult:
+    """The runs of :func:`scale_sweep` (baseline first) and the frozen features' own scores."""
+
+    runs: list[HeadRun]
+    frozen_recall_at_1: float
+    frozen_map_at_r: float
+
+    def table(self) -> pd.DataFrame:
+        rows = [dict(head="frozen features (no head)", scale=np.nan, recall_at_1=self.frozen_recall_at_1,
+                     map_at_r=self.frozen_map_at_r, final_train_accuracy=np.nan, seconds=0.0)]
+        for r in self.runs:
+            rows.append(dict(head=r.name, scale=np.nan if r.scale is None else r.scale, recall_at_1=r.recall_at_1,
+                             map_at_r=r.map_at_r, final_train_accuracy=r.history.get("accuracy", [np.nan])[-1],
+                             seconds=r.seconds))
+        return pd.DataFrame(rows)
+
+    def best(self, metric: str = "map_at_r", cosine_only: bool = True) -> HeadRun:
+        """The run with the highest ``metric`` (among the cosine heads when ``cosine_only``)."""
+        runs = [r for r in self.runs if r.scale is not None] if cosine_only else self.runs
+        if not runs:
+            raise ValueError("no run to choose from")
+        return max(runs, key=lambda r: getattr(r, metric))
+
+
+def scale_sweep(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    scales: Sequence[float] = (4.0, 8.0, 16.0, 32.0, 64.0),
+    baseline: bool = True,
+    progress: bool = False,
+    **train_kwargs: Any,
+) -> SweepResult:
+    """Plain softmax (``baseline``) and a cosine softmax per λ in ``scales``, scored on the test part.
+
+    Every head is trained by :func:`train_head` with the same seed and
+    ``train_kwargs``; scores are :func:`held_out_scores` of its test embeddings.
+    """
+    settings: list[float | None] = ([None] if baseline else []) + [float(s) for s in scales]
+    if not settings:
+        raise ValueError("nothing to sweep: give scales or baseline=True")
+    it = settings
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(settings, desc="heads", unit="head")
+    runs = []
+    for s in it:
+        t0 = time.perf_counter()
+        head, hist = train_head(train_x, train_y, scale=s, **train_kwargs)
+        r1, mapr = held_out_scores(embed_features(head, test_x), test_y)
+        name = "softmax (baseline)" if s is None else f"cosine softmax λ={s:g}"
+        runs.append(HeadRun(name, s, head, hist, r1, mapr, time.perf_counter() - t0))
+    fr1, fmap = held_out_scores(test_x, test_y)
+    return SweepResult(runs, fr1, fmap)
+
+
+def plot_sweep(result: SweepResult, path: str | os.PathLike | None = None):
+    """Recall@1 and MAP@R against λ (log axis), the baseline and frozen features as horizontal lines."""
+    from itemrec.plots._common import maybe_save, new_figure
+
+    cos = sorted((r for r in result.runs if r.scale is not None), key=lambda r: r.scale)
+    base = [r for r in result.runs if r.scale is None]
+    fig = new_figure(9.0, 3.6)
+    for i, (metric, label) in enumerate((("recall_at_1", "Recall@1"), ("map_at_r", "MAP@R"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot([r.scale for r in cos], [getattr(r, metric) for r in cos], "o-", label="cosine softmax")
+        if base:
+            ax.axhline(getattr(base[0], metric), color="C1", ls="--", label="softmax baseline")
+        ax.axhline(getattr(result, f"frozen_{metric}"), color="0.5", ls=":", label="frozen features")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("scale λ")
+        ax.set_ylabel(label)
+        ax.set_title(f"held-out {label}")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    return maybe_save(fig, path)
+
+
+def head_embed_fn(extractor: Any, head: Any, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
+    """``uint8 (N, S, S, 3) -> (N, D)``: frozen backbone features, then the trained head (an ``embed_fn``)."""
+    from itemrec.training.features import features_of
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        return embed_features(head, features_of(extractor, np.asarray(images), batch_size))
+
+    return embed
+
+
+# ----------------------------------------------------------------------------- shelf
+def read_hand_labels(path: str | os.PathLike) -> dict[str, str]:
+    """``{box id: product}`` from a hand-label file ``{"labels": {id: product}, ...}``."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    doc = json.loads(path.read_text())
+    labels = doc.get("labels") if isinstance(doc, dict) else None
+    if not isinstance(labels, dict) or not labels:
+        raise ValueError(f"{path}: expected an object with a non-empty 'labels' mapping of box id -> product")
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def score_against_hand_labels(box_ids: Sequence[str], clusters: np.ndarray, hand_labels: dict[str, str]) -> Any:
+    """:func:`itemrec.clustering.clustering_scores` (ARI, NMI, purity; noise as singletons) of a shelf clustering.
+
+    Every box must have a hand label; a missing one is an error naming it.
+    """
+    from itemrec.clustering import clustering_scores
+
+    missing = [b for b in box_ids if str(b) not in hand_labels]
+    if missing:
+        raise ValueError(f"{len(missing)} boxes have no hand label, e.g. {missing[:5]}")
+    truth = np.array([hand_labels[str(b)] for b in box_ids], dtype=object)
+    return clustering_scores(truth, np.asarray(clusters, dtype=np.int64))
