@@ -265,13 +265,38 @@ def compute_features(
     batch_size: int = 64,
     progress: bool = False,
 ) -> CachedFeatures:
-    """Decode the images (:func:`decode_images`) and run ``model`` on them in batches."""
-    images, keep, skipped = decode_images(paths, input_size, resize_mode, progress)
-    return CachedFeatures(features_of(model, images, batch_size, progress), keep, skipped, "", False)
+    """Decode the images as :func:`decode_images` does and run ``model`` on them in batches.
+
+    Decoding streams through ``tf.data`` (parallel, prefetched), so it overlaps
+    the forward passes instead of preceding them.
+    """
+    from itemrec.data.images import validate_files
+    from itemrec.data.pipeline import make_dataset
+
+    paths = [str(p) for p in paths]
+    keep, _, skipped = validate_files(paths, progress=progress)
+    dim = int(model.output_shape[-1])
+    if len(keep) == 0:
+        return CachedFeatures(np.zeros((0, dim), np.float32), keep.astype(np.int64), skipped, "", False)
+    good = [paths[i] for i in keep]
+    ds = make_dataset(good, np.zeros(len(good), np.int64), int(input_size), batch_size=batch_size, resize_mode=resize_mode)
+    out = np.empty((len(good), dim), np.float32)
+    pos = 0
+    batches = ds.as_numpy_iterator()
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=-(-len(good) // batch_size), desc="backbone features", unit="batch")
+    for x, _ in batches:
+        out[pos : pos + len(x)] = features_of(model, x, batch_size)
+        pos += len(x)
+    if pos != len(good):
+        raise RuntimeError(f"decoded {pos} of {len(good)} images")
+    return CachedFeatures(out, keep.astype(np.int64), skipped, "", False)
 
 
 def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """``model`` applied to uint8 images in batches, float32 (N, D)."""
+    """``model`` applied to images (uint8 or float32 0..255) in batches, float32 (N, D)."""
     dim = int(model.output_shape[-1])
     out = np.empty((len(images), dim), np.float32)
     starts = range(0, len(images), batch_size)
@@ -282,7 +307,7 @@ def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: 
     strategy = getattr(model, "distribute_strategy", None)
     distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     for b in starts:
-        x = images[b : b + batch_size].astype(np.float32)
+        x = np.asarray(images[b : b + batch_size], dtype=np.float32)
         if distributed:  # predict_on_batch would run the batch on every replica; a plain call runs it once
             import keras
 
