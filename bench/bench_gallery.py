@@ -83,7 +83,8 @@ def numpy_topk(x: np.ndarray, q: np.ndarray, k: int, block: int = 64) -> np.ndar
 
 
 def bench_exact(
-    n: int, dim: int, n_single: int, n_batch: int, work: Path, rng: np.random.Generator, intrinsic: int, rounds: int = 5
+    n: int, dim: int, n_single: int, n_batch: int, work: Path, rng: np.random.Generator, intrinsic: int, rounds: int = 5,
+    ann_only: bool = False,
 ) -> dict:
     import faiss
 
@@ -93,6 +94,10 @@ def bench_exact(
     nq = max(n_single, n_batch)
     both = clustered(n + nq, dim, rng, max(10, n // 100), intrinsic)
     data, queries = both[:n], both[n:]
+    if ann_only:  # ground truth for the ANN part only
+        raw = faiss.IndexFlatIP(dim)
+        raw.add(data)
+        return {"data": data, "queries": queries[:n_single], "exact": raw.search(queries[:n_single], 10)[1]}
     path = work / f"flat-{n}"
     g, t_enrol = enrol(path, data, "flat", {})
     print(f"bulk enrol (1000 items/transaction): {n / t_enrol:,.0f} items/s ({t_enrol:.1f} s); RSS {rss_mb():,.0f} MB")
@@ -171,12 +176,12 @@ def bench_exact(
     return {"data": data, "queries": queries[:n_single], "exact": exact_ids}
 
 
-def bench_ann(n: int, ctx: dict, work: Path, kinds: list[str], hnsw_m: int) -> None:
+def bench_ann(n: int, ctx: dict, work: Path, kinds: list[str], hnsw_m: int, ef_construction: int) -> None:
     data, queries, exact = ctx["data"], ctx["queries"], ctx["exact"]
     k = exact.shape[1]
     for kind in kinds:
         if kind == "hnsw":
-            params, sweep, knob = {"hnsw_m": hnsw_m, "ef_construction": 80}, [16, 32, 64, 128, 256], "ef_search"
+            params, sweep, knob = {"hnsw_m": hnsw_m, "ef_construction": ef_construction}, [16, 32, 64, 128, 256], "ef_search"
         else:
             nlist = int(min(4 * np.sqrt(n), 1024))
             params, sweep, knob = {"nlist": nlist, "min_train": n}, [4, 8, 16, 32, 64], "nprobe"
@@ -222,6 +227,8 @@ def main() -> None:
     ap.add_argument("--ann", nargs="*", default=["hnsw", "ivf"], help="ANN kinds to run (none: skip)")
     ap.add_argument("--intrinsic", type=int, default=24, help="intrinsic dimension of the clusters (128: isotropic)")
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node")
+    ap.add_argument("--ef-construction", type=int, default=80, help="HNSW build beam width")
+    ap.add_argument("--ann-only", action="store_true", help="skip the exact-mode measurements")
     ap.add_argument("--workdir", help="where galleries are written (default: a temp folder, deleted after)")
     args = ap.parse_args()
     import faiss
@@ -232,8 +239,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     try:
         for n in sizes:
-            ctx = bench_exact(n, args.dim, args.single, args.batch, work, np.random.default_rng(n), args.intrinsic)
-            bench_ann(n, ctx, work, args.ann, args.hnsw_m)
+            ctx = bench_exact(n, args.dim, args.single, args.batch, work, np.random.default_rng(n), args.intrinsic,
+                              ann_only=args.ann_only)
+            bench_ann(n, ctx, work, args.ann, args.hnsw_m, args.ef_construction)
             for p in work.glob(f"*-{n}"):
                 shutil.rmtree(p, ignore_errors=True)
     finally:

@@ -64,9 +64,8 @@ def main() -> None:
     from itemrec.embedder import ImageEmbedder
     from itemrec.losses import SoftmaxLoss, TripletLoss
     from itemrec.models import MetricLearningModel, attach_head, build_backbone, build_head, set_trainable
-    from itemrec.training.data import batch_indices
+    from itemrec.training.data import batch_indices, make_train_dataset
     from itemrec.training.features import FeatureCache, compute_features, decode_images
-    from itemrec.training.runner import make_train_dataset
 
     try:
         weights = str(settings.local_weights())

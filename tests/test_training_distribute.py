@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np, keras, tensorflow as tf
     from itemrec.losses import TripletLoss
     from itemrec.training import ExperimentConfig, get_strategy, run_experiment
-    from itemrec.training.runner import wrap_for_training
+    from itemrec.training.builders import wrap_for_training
 
     out = {}
     strategy = get_strategy("mirrored")

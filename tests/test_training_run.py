@@ -17,7 +17,7 @@ TINY = {
     "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
     "loss": {"name": "triplet", "miner": "batch_hard", "margin": 0.2},
     "train": {"frozen_epochs": 2, "finetune_epochs": 1, "finetune_layers": "all", "p": 2, "k": 3,
-              "tensorboard": True, "early_stopping_patience": 5},
+              "tensorboard": True, "early_stopping_patience": 5, "feature_monitor": True},
     "eval": {"cmc_draws": 20, "far_targets": [0.1, 0.01]},
 }
 
@@ -45,6 +45,7 @@ def test_cli_train_writes_every_output(cli_run):
     missing = [f for f in RUN_FILES if not (run / f).is_file()]
     assert not missing
     assert any((run / "logs" / "phase1").rglob("*tfevents*"))  # TensorBoard
+    assert (run / "phase1" / "features" / "features.gif").is_file()  # the deep-feature monitor
     hist = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [0, 1, 2] and [h["phase"] for h in hist] == [1, 1, 2]
     m = json.loads((run / "metrics.json").read_text())

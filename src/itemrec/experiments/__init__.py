@@ -8,6 +8,10 @@
   rejection of non-digit glyphs.
 * :mod:`.face_retrieval` (notebook 05): face crops embedded with a frozen
   ImageNet backbone, leave-one-out retrieval and clustering.
+* :mod:`.reporting`: mode presets (QUICK / full) and small README PNGs;
+  :mod:`.results_io`: the ``results.json`` every notebook writes.
+
+The other modules here drive the other notebooks (see each module's docstring).
 
 Importing this package is cheap; the modules import TensorFlow/Keras inside
 their functions.

@@ -34,6 +34,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: Settings of notebook 05 in each mode (:func:`itemrec.experiments.reporting.preset`).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(mnist_limit=2000, margins=(0.2, 1.0), n_triplets=1500, epochs=1, filters=(16, 32, 64),
+                  embedding_dim=10, target_in_rejection=0.05, tsne_points=300, faces_per_person=6, face_size=96,
+                  face_margin=0.2),
+    "full": dict(mnist_limit=None, margins=(0.1, 0.2, 0.5, 1.0), n_triplets=15000, epochs=2, filters=(16, 32, 64),
+                 embedding_dim=10, target_in_rejection=0.05, tsne_points=2000, faces_per_person=None, face_size=160,
+                 face_margin=0.2),
+}
+
 
 @dataclass
 class DigitSplits:
@@ -278,4 +288,20 @@ def plot_rejection(exp: GiniExperiment, path: str | os.PathLike | None = None):
     ax.set_title("rejection ROC")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return maybe_save(fig, path)
+
+
+def plot_samples(digits: np.ndarray, letters: np.ndarray, n: int = 12, path: str | os.PathLike | None = None):
+    """Two rows of grey 28×28 images: ``n`` MNIST digits above ``n`` non-digit glyphs."""
+    from itemrec.plots._common import maybe_save, new_figure
+
+    fig = new_figure(0.8 * n, 1.9)
+    for r, (row, name) in enumerate(((digits, "MNIST"), (letters, "glyphs"))):
+        for c in range(min(n, len(row))):
+            ax = fig.add_subplot(2, n, r * n + c + 1)
+            ax.imshow(row[c], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
     return maybe_save(fig, path)

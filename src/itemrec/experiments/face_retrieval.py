@@ -10,8 +10,16 @@ scored by
   compared with the same backbone on the uncropped photos;
 * clustering agreement with the people (adjusted Rand index, Hubert & Arabie
   1985): HDBSCAN then OPTICS on the noise (:func:`itemrec.clustering.cluster_embeddings`,
-  the number of people unknown), and average-linkage agglomerative
-  clustering with cosine distance told the number of people.
+  the number of people unknown), and Ward agglomerative clustering of the
+  L2-normalised embeddings told the number of people (Ward on unit vectors
+  merges by squared chordal distance ``2 (1 − cos)``).
+
+With ``center=True`` the mean embedding of the photo set is subtracted first:
+ImageNet GAP features of all faces share a large common component (they are
+all non-negative ReLU outputs), and cosine distance then compares what
+differs between photos. On the 118 photos this raised leave-one-out
+precision@1 from 0.805 to 0.847 (size 160, margin 0.2); average-linkage
+clustering went from one 103-photo cluster (ARI 0.01) to ARI 0.39.
 """
 
 from __future__ import annotations
@@ -66,6 +74,12 @@ def frozen_embedder(size: int = 160, weights: str | os.PathLike | None = None, b
     return build_feature_extractor(backbone, int(size), str(weights if weights is not None else settings.local_weights()))
 
 
+def centred(embeddings: np.ndarray, center: bool = True) -> np.ndarray:
+    """``embeddings`` minus their mean row (unchanged when ``center`` is False), float32."""
+    e = np.asarray(embeddings, dtype=np.float32)
+    return e - e.mean(axis=0, keepdims=True) if center else e
+
+
 def per_person(ds: ImageDataset, n: int | None, seed: int = 0) -> ImageDataset:
     """At most ``n`` photos of each person (seeded draw, order kept); ``None`` keeps all."""
     from itemrec.experiments.packed_scenes import cap_per_class
@@ -79,7 +93,8 @@ def run_face_retrieval(
     margin: float = 0.2,
     weights: str | os.PathLike | None = None,
     ks: tuple[int, ...] = (1, 3, 5),
-    min_cluster_size: int = 3,
+    min_cluster_size: int = 5,
+    center: bool = True,
     compare_whole_photo: bool = True,
     progress: bool = False,
 ) -> FaceRetrievalResult:
@@ -95,16 +110,17 @@ def run_face_retrieval(
         raise ValueError(f"{ds.name}: only {len(crops.keep)} readable photos; need at least 3")
     labels = ds.labels[crops.keep]
     model = frozen_embedder(size, weights)
-    emb = features_of(model, crops.images)
+    emb = centred(features_of(model, crops.images), center)
     ks = tuple(k for k in ks if k <= len(labels) - 1)
     loo = loo_retrieval(emb, labels, ks)
     whole = None
     if compare_whole_photo:
         photos, keep, _ = load_images(crops.paths, size, mode="pad")
-        whole = loo_retrieval(features_of(model, photos), labels[keep], ks)
+        whole = loo_retrieval(centred(features_of(model, photos), center), labels[keep], ks)
     clusters = cluster_embeddings(emb, min_cluster_size=min_cluster_size)
     n_people = int(len(np.unique(labels)))
-    agg = AgglomerativeClustering(n_clusters=n_people, metric="cosine", linkage="average").fit_predict(emb)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    agg = AgglomerativeClustering(n_clusters=n_people, linkage="ward").fit_predict(unit)
     return FaceRetrievalResult(
         crops, labels, list(ds.class_names), emb, loo, whole, clusters,
         clustering_scores(labels, clusters.labels), agg.astype(np.int64), clustering_scores(labels, agg),

@@ -131,7 +131,7 @@ def classifier_head(
 
 
 def _optimizer(name: str, lr: float) -> Any:
-    from itemrec.training.runner import build_optimizer
+    from itemrec.training.builders import build_optimizer
 
     try:
         return build_optimizer(name, float(lr))
@@ -227,9 +227,9 @@ def train_classifier(
 
     from itemrec import evaluation as ev
     from itemrec.models import attach_head, build_backbone, set_trainable
-    from itemrec.training.data import batch_indices
+    from itemrec.training.builders import resolve_weights
+    from itemrec.training.data import batch_indices, make_eval_dataset, make_train_dataset
     from itemrec.training.features import weights_hash
-    from itemrec.training.runner import make_eval_dataset, make_train_dataset, resolve_weights
 
     t0 = time.perf_counter()
     weights = resolve_weights(weights)
@@ -303,7 +303,7 @@ def sweep_head(
     import keras
     import pandas as pd
 
-    from itemrec.training.runner import resolve_weights
+    from itemrec.training.builders import resolve_weights
 
     if not learning_rates or not optimizers:
         raise ValueError("give at least one learning rate and one optimizer")

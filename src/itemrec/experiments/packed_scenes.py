@@ -44,6 +44,15 @@ from itemrec.data.records import ImageDataset
 
 CONTENT = "content"  # the column :func:`clean_crops` adds: SHA-1 of the file's bytes
 
+#: Settings of notebook 04 in each mode (:func:`itemrec.experiments.reporting.preset`).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(input_size=96, train_per_class=20, test_per_class=10, test_fraction=0.3, scales=(8.0, 32.0),
+                  epochs=8, embedding_dim=128, hidden=256, min_cluster_size=2, closing_scale=0.01),
+    "full": dict(input_size=128, train_per_class=150, test_per_class=50, test_fraction=0.3,
+                 scales=(2.0, 4.0, 8.0, 16.0, 32.0, 64.0), epochs=20, embedding_dim=128, hidden=512,
+                 min_cluster_size=2, closing_scale=0.01),
+}
+
 
 # ----------------------------------------------------------------------------- cleaning
 def content_hashes(paths: Sequence[str | os.PathLike], workers: int = 8) -> np.ndarray:
@@ -212,24 +221,32 @@ def backbone_features(
     weights: str | os.PathLike | None = None,
     backbone: str = "mobilenet_v2",
     cache_dir: str | os.PathLike | None = None,
+    extractor: Any = None,
     batch_size: int = 64,
     progress: bool = False,
 ) -> tuple[np.ndarray, Any]:
     """Frozen-backbone GAP features of image files, ``(features (N, D), extractor model)``.
 
-    ``weights`` defaults to the local MobileNetV2 file (:func:`itemrec.settings.local_weights`).
-    With ``cache_dir`` the features go through :class:`itemrec.training.features.FeatureCache`
-    (keyed on the files, weights and settings). Unreadable files raise.
+    ``weights`` defaults to the local MobileNetV2 file (:func:`itemrec.settings.local_weights`);
+    ``extractor`` reuses a model from an earlier call (it must be that backbone
+    with those weights at ``input_size``). With ``cache_dir`` the features go
+    through :class:`itemrec.training.features.FeatureCache` (keyed on the
+    files, weights and settings). Unreadable files raise.
     """
     from itemrec import settings
     from itemrec.models.embedding import build_feature_extractor
     from itemrec.training.features import FeatureCache, compute_features
 
     weights = str(weights if weights is not None else settings.local_weights())
-    extractor = build_feature_extractor(backbone, int(input_size), weights)
+    if extractor is None:
+        extractor = build_feature_extractor(backbone, int(input_size), weights)
+    elif tuple(extractor.input_shape[1:3]) != (int(input_size), int(input_size)):
+        raise ValueError(f"extractor takes {extractor.input_shape[1:3]} images, not input_size {input_size}")
     paths = [str(p) for p in paths]
     if cache_dir is not None:
-        got = FeatureCache(cache_dir).get_or_compute(extractor, paths, backbone, weights, int(input_size), batch_size=batch_size, progress=progress)
+        got = FeatureCache(cache_dir).get_or_compute(
+            extractor, paths, backbone, weights, int(input_size), batch_size=batch_size, progress=progress
+        )
     else:
         got = compute_features(extractor, paths, int(input_size), batch_size=batch_size, progress=progress)
     if got.skipped:

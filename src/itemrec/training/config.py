@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itemrec.training._checks import ConfigError, _choice, _fraction, _int, _positive
+
 DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
 SPLITS = ("open", "closed")
 WEIGHTS_KEYWORDS = ("imagenet", "local")
@@ -28,38 +30,6 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
-
-
-class ConfigError(ValueError):
-    """An invalid experiment configuration; the message names the field and the fix."""
-
-
-def _choice(where: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{where} must be one of {list(choices)}; got {value!r}")
-
-
-def _positive(where: str, value: Any, allow_zero: bool = False, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where} must be a number; got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{where} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
-
-
-def _int(where: str, value: Any, minimum: int = 0, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{where} must be >= {minimum}; got {value}")
-
-
-def _fraction(where: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise ConfigError(f"{where} must lie strictly between 0 and 1; got {value!r}")
 
 
 @dataclass

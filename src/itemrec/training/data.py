@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -206,3 +207,37 @@ def batch_indices(
         stream = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch_size // n))])
         out[e] = stream[: steps * batch_size].reshape(steps, batch_size)
     return out
+
+
+def make_train_dataset(x: np.ndarray, y: np.ndarray, idx: np.ndarray, augment: Any = None, seed: int = 0) -> Any:
+    """``tf.data`` of ``(x[i], y[i])`` for each index batch ``i`` of ``idx`` (steps, B) in order.
+
+    Images (uint8) are cast to float32 0..255 (the models preprocess
+    themselves); ``augment`` is a per-image function ``(image, seed) -> image``.
+    """
+    import tensorflow as tf
+
+    batch = idx.shape[-1]
+    xs, ys = tf.constant(x), tf.constant(np.asarray(y, np.int32))
+    auto = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices(idx.reshape(-1, batch))
+    ds = ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=auto, deterministic=True)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds.unbatch(), seeds))
+        ds = ds.map(lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=auto, deterministic=True)
+        ds = ds.batch(batch, drop_remainder=True)
+    elif x.dtype != np.float32:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=auto, deterministic=True)
+    return ds.prefetch(auto)
+
+
+def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch: int, seed: int = 0) -> Any:
+    """Validation batches in one fixed shuffled order (so in-batch mining sees mixed classes)."""
+    import tensorflow as tf
+
+    order = np.random.default_rng(seed).permutation(len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x[order], np.asarray(y, np.int32)[order])).batch(batch)
+    if x.dtype != np.float32:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -308,11 +308,14 @@ def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: 
     distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     for b in starts:
         x = np.asarray(images[b : b + batch_size], dtype=np.float32)
+        rows = len(x)
+        if rows < batch_size:  # pad the tail: one traced shape, no retracing
+            x = np.concatenate([x, np.zeros((batch_size - rows,) + x.shape[1:], np.float32)])
         if distributed:  # predict_on_batch would run the batch on every replica; a plain call runs it once
             import keras
 
             y = keras.ops.convert_to_numpy(model(x, training=False))
         else:
             y = model.predict_on_batch(x)
-        out[b : b + len(x)] = np.asarray(y, dtype=np.float32).reshape(len(x), dim)
+        out[b : b + rows] = np.asarray(y, dtype=np.float32).reshape(len(x), dim)[:rows]
     return out

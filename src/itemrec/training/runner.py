@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from itemrec.training.config import ConfigError, ExperimentConfig, LossConfig
+from itemrec.training.builders import build_loss, build_optimizer, resolve_weights, wrap_for_training
+from itemrec.training.config import ConfigError, ExperimentConfig
+from itemrec.training.data import make_eval_dataset, make_train_dataset
 
 log = logging.getLogger("itemrec.training")
 
@@ -51,55 +53,6 @@ class RunResult:
     metrics: dict[str, Any]
     training: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def resolve_weights(weights: str | None) -> str | None:
-    """``"local"`` -> the MobileNetV2 file of :func:`itemrec.settings.local_weights`; else unchanged."""
-    if weights == "local":
-        from itemrec import settings
-
-        return str(settings.local_weights())
-    return weights
-
-
-def build_loss(cfg: LossConfig, n_classes: int, seed: int = 0) -> Any:
-    """The :mod:`itemrec.losses` object described by ``cfg`` for ``n_classes`` training classes."""
-    from itemrec import losses
-
-    if cfg.name == "softmax":
-        return losses.SoftmaxLoss(n_classes)
-    if cfg.name == "center":
-        return losses.CenterLoss(n_classes, alpha=cfg.alpha, lam=cfg.lam)
-    if cfg.name == "triplet":
-        return losses.TripletLoss(cfg.margin, cfg.miner, cfg.distance, cfg.soft_margin, seed=seed)
-    if cfg.name == "cosine":
-        return losses.SoftmaxLoss(head=losses.CosineSoftmax(n_classes, scale=cfg.scale))
-    if cfg.name == "arcface":
-        return losses.SoftmaxLoss(head=losses.ArcFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
-    if cfg.name == "cosface":
-        return losses.SoftmaxLoss(head=losses.CosFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
-    raise ConfigError(f"unknown loss {cfg.name!r}")
-
-
-def build_optimizer(name: str, learning_rate: float) -> Any:
-    import keras
-
-    return {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name](learning_rate=learning_rate)
-
-
-def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any) -> Any:
-    """:class:`itemrec.models.MetricLearningModel`, replica-scaled under a multi-replica strategy."""
-    from itemrec.models import MetricLearningModel
-    from itemrec.training.distribute import replica_scaled_model
-
-    if strategy.num_replicas_in_sync > 1:
-        return replica_scaled_model(embedding_model, metric_loss)
-    return MetricLearningModel(embedding_model, metric_loss)
 
 
 # -- weights of finished phases ------------------------------------------------------
@@ -120,43 +73,6 @@ def load_variables(path: Path, groups: dict[str, list]) -> None:
                 if tuple(arr.shape) != tuple(v.shape):
                     raise ValueError(f"{path}: {g} variable {i} has shape {arr.shape}, model expects {tuple(v.shape)}")
                 v.assign(arr)
-
-
-# -- batches ----------------------------------------------------------------------------
-
-
-def make_train_dataset(x: np.ndarray, y: np.ndarray, idx: np.ndarray, augment: Any = None, seed: int = 0) -> Any:
-    """``tf.data`` of ``(x[i], y[i])`` for each index batch ``i`` of ``idx`` (steps, B) in order.
-
-    Images (uint8) are cast to float32 0..255 (the models preprocess
-    themselves); ``augment`` is a per-image function ``(image, seed) -> image``.
-    """
-    import tensorflow as tf
-
-    batch = idx.shape[-1]
-    xs, ys = tf.constant(x), tf.constant(np.asarray(y, np.int32))
-    auto = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices(idx.reshape(-1, batch))
-    ds = ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=auto, deterministic=True)
-    if augment is not None:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        ds = tf.data.Dataset.zip((ds.unbatch(), seeds))
-        ds = ds.map(lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=auto, deterministic=True)
-        ds = ds.batch(batch, drop_remainder=True)
-    elif x.dtype != np.float32:
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=auto, deterministic=True)
-    return ds.prefetch(auto)
-
-
-def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch: int, seed: int = 0) -> Any:
-    """Validation batches in one fixed shuffled order (so in-batch mining sees mixed classes)."""
-    import tensorflow as tf
-
-    order = np.random.default_rng(seed).permutation(len(x))
-    ds = tf.data.Dataset.from_tensor_slices((x[order], np.asarray(y, np.int32)[order])).batch(batch)
-    if x.dtype != np.float32:
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # -- the run ----------------------------------------------------------------------------

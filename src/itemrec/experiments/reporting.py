@@ -1,0 +1,52 @@
+"""Notebook plumbing: mode presets and small PNGs for the README (``results.json``: :mod:`.results_io`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def preset(presets: dict[str, dict[str, Any]], quick: bool, **overrides: Any) -> dict[str, Any]:
+    """``presets["quick" or "full"]`` with every override that is not None put over it.
+
+    An override for a key the preset does not have is an error naming it (a typo would otherwise be ignored).
+    """
+    mode = "quick" if quick else "full"
+    if mode not in presets:
+        raise KeyError(f"no {mode!r} preset; have {sorted(presets)}")
+    out = dict(presets[mode])
+    unknown = sorted(set(overrides) - set(out))
+    if unknown:
+        raise KeyError(f"unknown settings {unknown}; known: {sorted(out)}")
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    out["mode"] = mode
+    return out
+
+
+def save_figure_png(fig: Any, path: str | os.PathLike, dpi: int = 80) -> Path:
+    """Save a matplotlib figure as a small PNG (``dpi`` 80 by default); return the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: expected a .png path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def save_image_png(image: np.ndarray | str | os.PathLike, path: str | os.PathLike, max_side: int = 640, colors: int = 128) -> Path:
+    """A photo (array or file) as a small PNG: long side at most ``max_side``, palette of ``colors`` colours."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: expected a .png path")
+    im = Image.open(image).convert("RGB") if isinstance(image, (str, os.PathLike)) else Image.fromarray(np.asarray(image, np.uint8))
+    scale = max_side / max(im.size)
+    if scale < 1:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.quantize(colors=int(colors), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    return path

@@ -1,0 +1,56 @@
+"""Objects a run is made of, built from its config: weights path, loss, optimizer, training wrapper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from itemrec.training.config import ConfigError, LossConfig
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``"local"`` -> the MobileNetV2 file of :func:`itemrec.settings.local_weights`; else unchanged."""
+    if weights == "local":
+        from itemrec import settings
+
+        return str(settings.local_weights())
+    return weights
+
+
+def build_loss(cfg: LossConfig, n_classes: int, seed: int = 0) -> Any:
+    """The :mod:`itemrec.losses` object described by ``cfg`` for ``n_classes`` training classes."""
+    from itemrec import losses
+
+    if cfg.name == "softmax":
+        return losses.SoftmaxLoss(n_classes)
+    if cfg.name == "center":
+        return losses.CenterLoss(n_classes, alpha=cfg.alpha, lam=cfg.lam)
+    if cfg.name == "triplet":
+        return losses.TripletLoss(cfg.margin, cfg.miner, cfg.distance, cfg.soft_margin, seed=seed)
+    if cfg.name == "cosine":
+        return losses.SoftmaxLoss(head=losses.CosineSoftmax(n_classes, scale=cfg.scale))
+    if cfg.name == "arcface":
+        return losses.SoftmaxLoss(head=losses.ArcFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
+    if cfg.name == "cosface":
+        return losses.SoftmaxLoss(head=losses.CosFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
+    raise ConfigError(f"unknown loss {cfg.name!r}")
+
+
+def build_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    return {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name](learning_rate=learning_rate)
+
+
+def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any) -> Any:
+    """:class:`itemrec.models.MetricLearningModel`, replica-scaled under a multi-replica strategy."""
+    from itemrec.models import MetricLearningModel
+    from itemrec.training.distribute import replica_scaled_model
+
+    if strategy.num_replicas_in_sync > 1:
+        return replica_scaled_model(embedding_model, metric_loss)
+    return MetricLearningModel(embedding_model, metric_loss)

@@ -1,0 +1,128 @@
+"""MNIST drivers: splits, the triplet network, triplet accuracy, Gini rejection of non-digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from itemrec.experiments import digits as dg
+
+
+def _toy_digits(n_per_class: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two 'digits': a bright block top-left or bottom-right, with noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, size=(2 * n_per_class, 28, 28)).astype(np.uint8)
+    y = np.repeat([0, 1], n_per_class)
+    x[y == 0, 3:13, 3:13] = 230
+    x[y == 1, 15:25, 15:25] = 230
+    return x, y
+
+
+def test_split_digits_is_stratified_disjoint_and_seeded():
+    y = np.repeat(np.arange(10), 50)
+    x = np.zeros((500, 28, 28), np.uint8)
+    x[:, 0, 0] = np.arange(500) % 256
+    x[:, 0, 1] = np.arange(500) // 256  # each image unique: (x[0,0], x[0,1]) encodes its index
+    s = dg.split_digits(x, y, (0.6, 0.2, 0.2), seed=0)
+    assert s.sizes() == {"train": 300, "val": 100, "test": 100}
+    for part, n in (("train", 30), ("val", 10), ("test", 10)):
+        assert np.bincount(getattr(s, f"y_{part}"), minlength=10).tolist() == [n] * 10
+    ids = {p: set((getattr(s, f"x_{p}")[:, 0, 0].astype(int) + 256 * getattr(s, f"x_{p}")[:, 0, 1]).tolist()) for p in ("train", "val", "test")}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    assert len(ids["train"] | ids["val"] | ids["test"]) == 500
+    # labels travel with their images
+    idx = s.x_train[:, 0, 0].astype(int) + 256 * s.x_train[:, 0, 1]
+    assert (y[idx] == s.y_train).all()
+    again = dg.split_digits(x, y, seed=0)
+    np.testing.assert_array_equal(again.y_test, s.y_test)
+    small = dg.split_digits(x, y, seed=0, limit=100)
+    assert sum(small.sizes().values()) == 100 and np.bincount(small.y_train).tolist() == [6] * 10
+    with pytest.raises(ValueError, match="fractions"):
+        dg.split_digits(x, y, (0.5, 0.5))
+    with pytest.raises(ValueError, match="images"):
+        dg.split_digits(x[:, 0], y)
+
+
+def test_to_rgb_and_embedder_shapes():
+    x, _ = _toy_digits(3)
+    rgb = dg.to_rgb(x)
+    assert rgb.shape == (6, 28, 28, 3) and (rgb[..., 1] == x).all()
+    model = dg.build_digit_embedder(embedding_dim=10, filters=(4, 8))
+    emb = dg.embed_digits(model, x)
+    assert emb.shape == (6, 10)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_triplet_accuracy_hand_worked():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    separated = np.array([[1, 0]] * 3 + [[0, 1]] * 3, float)
+    assert dg.triplet_accuracy(separated, y, n=200) == 1.0  # d(a, p) = 0 < d(a, n) = 2
+    assert dg.triplet_accuracy(np.ones((6, 2)), y, n=200) == 0.0  # all distances 0: never strictly closer
+    # Points A, B alternate regardless of class (A B A | B A B). A triplet counts only when the
+    # positive is the anchor's own point (d = 0) and the negative the other (d = 2). Anchors at
+    # positions 0, 2, 3, 5: P(positive same) = 1/2, P(negative other) = 2/3 -> 1/3; anchors 1, 4:
+    # both positives are the other point -> 0. Expected accuracy (4 · 1/3) / 6 = 2/9.
+    mixed = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [1, 0], [0, 1]], float)
+    assert dg.triplet_accuracy(mixed, y, n=4000) == pytest.approx(2 / 9, abs=0.04)
+
+
+def test_margin_sweep_learns_two_toy_digits():
+    x, y = _toy_digits()
+    splits = dg.DigitSplits(x[::2], y[::2], x[1::2], y[1::2], x[1::2], y[1::2])
+    sweep = dg.margin_sweep(splits, margins=(0.5,), n_triplets=512, epochs=2, filters=(4, 8), embedding_dim=4, seed=0)
+    table = sweep.table()
+    assert table["margin"].tolist() == [0.5]
+    run = sweep.best()
+    assert len(run.history["loss"]) == 2 and np.isfinite(run.history["loss"]).all()
+    assert run.history["loss"][-1] < run.history["loss"][0]
+    # two trivially separable classes: the validation embedding separates them
+    assert run.recall_at_1 == 1.0 and run.triplet_accuracy >= 0.95
+    with pytest.raises(ValueError, match="margin"):
+        dg.train_triplet(x, y, margin=-1.0)
+
+
+class _FixedProbs:
+    """A stand-in classifier whose ``predict_proba`` returns rows chosen by the first feature."""
+
+    def __init__(self, table: dict[int, list[float]]):
+        self.table = table
+
+    def predict_proba(self, x):
+        return np.array([self.table[int(v)] for v in np.asarray(x)[:, 0]])
+
+
+def test_gini_rejection_hand_worked():
+    # impurities 1 - Σp²: [1, 0] -> 0; [.5, .5] -> 0.5; [.9, .1] -> 1 - .81 - .01 = 0.18; [.6, .4] -> 0.48
+    clf = _FixedProbs({0: [1.0, 0.0], 1: [0.5, 0.5], 2: [0.9, 0.1], 3: [0.6, 0.4]})
+    val = np.array([[0], [0], [2], [2], [2], [2], [2], [2], [2], [3]], float)  # impurities: 0, 0, 0.18 x7, 0.48
+    test = np.array([[0], [2], [3], [3]], float)
+    out = np.array([[1], [1], [3], [2]], float)
+    exp = dg.gini_rejection(clf, val, test, out, target_in_rejection=0.1)
+    # k = floor(0.1 * 10) = 1 rejected: τ = (0.48 + 0.18) / 2 = 0.33
+    assert exp.report.threshold.value == pytest.approx(0.33)
+    assert exp.report.threshold.in_rejection_val == pytest.approx(0.1)
+    assert exp.report.in_rejection_rate == pytest.approx(0.5)  # 0.48, 0.48 of [0, 0.18, 0.48, 0.48]
+    assert exp.report.out_rejection_rate == pytest.approx(0.75)  # 0.5, 0.5, 0.48 of 4
+    np.testing.assert_allclose(exp.in_impurity, [0.0, 0.18, 0.48, 0.48])
+    np.testing.assert_allclose(exp.out_impurity, [0.5, 0.5, 0.48, 0.18])
+    # AUC = P(out score > in score) + ½ P(tie) over the 16 (out, in) pairs: out 0.5 beats all 4 in
+    # scores (twice), 0.48 beats 2 and ties 2 (3), 0.18 beats 1 and ties 1 (1.5): (4 + 4 + 3 + 1.5) / 16
+    assert exp.report.auc == pytest.approx(12.5 / 16)
+    fig = dg.plot_rejection(exp)
+    assert len(fig.axes) == 2
+
+
+def test_softmax_classifier_on_embeddings():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    emb = np.eye(3)[y] + 0.1 * rng.normal(size=(60, 3))
+    clf = dg.fit_softmax_classifier(emb, y)
+    p = clf.predict_proba(emb)
+    assert p.shape == (60, 3) and np.allclose(p.sum(axis=1), 1.0)
+    assert (p.argmax(axis=1) == y).mean() == 1.0
+
+
+def test_plot_samples():
+    x, _ = _toy_digits(3)
+    fig = dg.plot_samples(x, x[::-1], n=4)
+    assert len(fig.axes) == 8
