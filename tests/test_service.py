@@ -68,8 +68,12 @@ def server(tmp_path_factory):
     url = line.strip().rsplit(" ", 1)[1]
     assert url.startswith("http://127.0.0.1:")
     yield {"url": url, "images": images, "stranger": stranger, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=10)
+    proc.terminate()  # SIGTERM: the server shuts down and saves its index
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # a very busy machine: do not leave it behind
+        proc.kill()
+        proc.wait()
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:

@@ -64,7 +64,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         "data": {"name": "synthetic", "synthetic_products": 8, "synthetic_photos": 5, "synthetic_image_size": 40},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
         "loss": {"name": "triplet", "miner": "batch_hard"},
-        "train": {"frozen_epochs": 2, "finetune_epochs": 1, "finetune_layers": "all", "p": 4, "k": 2, "tensorboard": False},
+        "train": {"frozen_epochs": 1, "finetune_epochs": 1, "finetune_layers": "all", "p": 4, "k": 2, "tensorboard": False},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=300)
@@ -78,4 +78,4 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert abs(out["full_batch_loss"] - expected) > 1e-3
     # one SGD step equals the step on the mean of the replicas' losses (gradients are not double counted)
     assert out["step_size"] > 1e-3 and out["max_step_error"] < 1e-6
-    assert len(out["run_losses"]) == 3 and all(v == v and v < 1e6 for v in out["run_losses"])
+    assert len(out["run_losses"]) == 2 and all(v == v and v < 1e6 for v in out["run_losses"])

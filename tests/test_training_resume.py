@@ -20,7 +20,7 @@ CONFIG = {
     "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
     "loss": {"name": "softmax"},
     "train": {"frozen_epochs": 0, "finetune_epochs": 10, "finetune_layers": "all", "finetune_lr": 1e-3,
-              "batch_size": 8, "steps_per_epoch": 12, "tensorboard": False},
+              "batch_size": 8, "steps_per_epoch": 6, "tensorboard": False},
     "eval": {"cmc_draws": 5},
 }
 

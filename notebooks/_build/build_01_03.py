@@ -68,7 +68,8 @@ def nb01() -> list:
         MINER = "semi_hard"  # the miner of the small-CNN comparison
         EPOCHS = 20  # frozen-backbone epochs (head on cached features)
         FINETUNE_EPOCHS = 0
-        CNN_EPOCHS = 15
+        CNN_EPOCHS = 8
+        CNN_INPUT_SIZE = 64  # the small CNN trains from scratch: a smaller input keeps it CPU-friendly
         P, K = 16, 4
         FAR_TARGETS = (0.1, 0.01, 0.001)
         CMC_DRAWS = 100
@@ -91,7 +92,7 @@ def nb01() -> list:
         root = Path(DATA_ROOT) / "grocery-store" if DATA_ROOT else None
         if QUICK:
             root = g.grocery_subset(out / "grocery-quick", {"train": 6, "val": None, "test": 3}, seed=SEED, root=root)
-            EPOCHS, CNN_EPOCHS, FINETUNE_EPOCHS, INPUT_SIZE, CMC_DRAWS, P, K = 3, 2, 0, 64, 30, 8, 4
+            EPOCHS, CNN_EPOCHS, FINETUNE_EPOCHS, INPUT_SIZE, CNN_INPUT_SIZE, CMC_DRAWS, P, K = 3, 2, 0, 64, 48, 30, 8, 4
         ds = load_grocery(root)
         seen, unseen = grocery_open_set(ds)
         pd.DataFrame({"seen (train)": seen.frame["split"].value_counts(),
@@ -147,7 +148,7 @@ def nb01() -> list:
         """),
         code("""
         cfg = g.grocery_config("triplet_small_cnn", out / "runs", loss="triplet", miner=MINER, margin=MARGIN,
-                               backbone="small_cnn", input_size=INPUT_SIZE, embedding_dim=EMBEDDING_DIM,
+                               backbone="small_cnn", input_size=CNN_INPUT_SIZE, embedding_dim=EMBEDDING_DIM,
                                epochs=CNN_EPOCHS, p=P, k=K, data_root=root, cmc_draws=CMC_DRAWS,
                                far_targets=FAR_TARGETS, seed=SEED)
         runs["small_cnn"] = g.run_or_load(cfg)
@@ -243,7 +244,7 @@ def nb02() -> list:
         MARGIN = 0.2  # triplet baseline
         MINER = "semi_hard"  # triplet baseline
         FROZEN_EPOCHS = 15  # phase 1: backbone frozen, head on cached features
-        FINETUNE_EPOCHS = 3  # phase 2: top layers of the backbone too
+        FINETUNE_EPOCHS = 2  # phase 2: top layers of the backbone too
         FINETUNE_LAYERS = 20
         FINETUNE_LR = 1e-5
         P, K = 16, 4
@@ -353,14 +354,14 @@ def nb03() -> list:
         OUT_DIR = "outputs/03_fashion"
         LABEL_COLUMN = "articleType"
         MIN_COUNT = 100  # drop classes rarer than this
-        MAX_PER_CLASS = 200  # cap per class (None: all images)
-        INPUT_SIZE = 64
+        MAX_PER_CLASS = 120  # cap per class (None: all images)
+        INPUT_SIZE = 48
         BACKBONES = ("mobilenet_v2", "vgg16")
         HEADS = ("fc", "bn_dropout")
         VGG16_WEIGHTS = None  # "imagenet" with internet
         FROZEN_EPOCHS = 15
-        FINETUNE_EPOCHS = 2
-        FINETUNE_LAYERS = 20
+        FINETUNE_EPOCHS = 1
+        FINETUNE_LAYERS = {"mobilenet_v2": 20, "vgg16": 4}  # top weighted layers unfrozen in phase 2
         FINETUNE_LR = 1e-5
         CNN_EPOCHS = 10
         LEARNING_RATES = (1e-2, 1e-3, 1e-4)
@@ -382,7 +383,7 @@ def nb03() -> list:
         code("""
         if QUICK:
             MIN_COUNT, MAX_PER_CLASS, INPUT_SIZE, FROZEN_EPOCHS, FINETUNE_EPOCHS = 300, 30, 48, 3, 1
-            CNN_EPOCHS, SWEEP_EPOCHS, LEARNING_RATES, OPTIMIZERS, FINETUNE_LAYERS = 2, 3, (1e-2, 1e-3), ("adam", "sgd"), 4
+            CNN_EPOCHS, SWEEP_EPOCHS, LEARNING_RATES, OPTIMIZERS = 2, 3, (1e-2, 1e-3), ("adam", "sgd")
         root = Path(DATA_ROOT) / "fashion-products" if DATA_ROOT else None
         splits = f.fashion_splits(root, LABEL_COLUMN, MIN_COUNT, MAX_PER_CLASS, seed=SEED)
         store = f.ImageStore(splits, INPUT_SIZE)
@@ -419,7 +420,7 @@ def nb03() -> list:
             for head in HEADS:
                 models[f"{backbone}+{head}"] = f.train_classifier(
                     store, backbone, weights, head, frozen_epochs=FROZEN_EPOCHS, finetune_epochs=FINETUNE_EPOCHS,
-                    finetune_lr=FINETUNE_LR, finetune_layers=FINETUNE_LAYERS, **train_args)
+                    finetune_lr=FINETUNE_LR, finetune_layers=FINETUNE_LAYERS.get(backbone, 20), **train_args)
         summary = pd.DataFrame({name: {**m.metrics(), **m.frozen_check} for name, m in models.items()}).T
         summary
         """),

@@ -268,7 +268,7 @@ def train_classifier(
         bs = min(int(batch_size), len(y))
         idx = batch_indices(y, epochs, bs, int(seed) + phase)
         hist = model.fit(make_train_dataset(x, y, idx, seed=int(seed)), validation_data=make_eval_dataset(xv, yv, bs),
-                         epochs=epochs, steps_per_epoch=idx.shape[1], verbose=0)
+                         epochs=epochs, steps_per_epoch=idx.shape[1], shuffle=False, verbose=0)
         frames.append(_frame(hist, phase, start))
     if not frames:
         raise ValueError("nothing to train: give frozen_epochs or finetune_epochs > 0")

@@ -1,0 +1,314 @@
+"""The embedded demo (``itemrec demo``): catalogue → training → evaluation → gallery → recognition.
+
+Works offline on a fresh machine: it uses only the embedded synthetic catalogue
+(:mod:`itemrec.data.synthetic`) and a small CNN trained from scratch, so no
+dataset or weights file is needed. Every step is seeded, so the same ``seed``
+gives the same metrics.
+
+1. **Catalogue**: :func:`itemrec.data.synthetic.write_catalogue` renders the
+   products (one catalogue image each, plus shelf photos) into ``out/catalogue``.
+2. **Split and train**: :func:`itemrec.training.run_experiment` splits the
+   products class-disjointly (half *seen* for training, half *unseen*, whose
+   photos form ``calib`` and ``test``) and trains ``small_cnn`` with a
+   normalised-softmax (cosine) loss (Wang et al., "NormFace", 2017;
+   ``s · cos θ`` logits) into ``out/run``.
+3. **Evaluate** (:func:`itemrec.training.evaluate_run`, on unseen products
+   only): CMC against the catalogue images over many random query draws,
+   Recall@K and MAP@R, VAL at fixed FAR with the threshold fitted on ``calib``
+   and reported on ``test``, open-set DIR@FAR.
+4. **Gallery** (:class:`itemrec.gallery.Gallery`, SQLite + FAISS, in
+   ``out/gallery``): the unseen products are enrolled from their catalogue
+   images, except ``unknown_products`` of them, which are never enrolled nor
+   seen before query time. The unknown threshold is calibrated
+   (:meth:`~itemrec.gallery.Gallery.calibrate`) on the ``calib`` photos of the
+   enrolled products for a target false-accept rate.
+5. **Recognise** every ``test`` photo of the unseen products, and draw a few
+   of them with their top matches; photos of never-enrolled products should
+   come back *unknown*. The outcome, whatever it is, goes into the report.
+6. **Report**: ``out/report.md`` with the plots beside it and ``out/demo.json``
+   (see :mod:`itemrec.demo_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MARKER = ".itemrec-demo"
+
+
+class DemoError(ValueError):
+    """The demo cannot run as asked (for instance the output folder holds other files)."""
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is. :data:`FULL` trains for about 1–3 minutes on 2 CPU cores; :data:`QUICK` is for tests."""
+
+    products: int = 120
+    photos: int = 24
+    image_size: int = 64
+    embedding_dim: int = 64
+    epochs: int = 20
+    steps_per_epoch: int = 40
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    unknown_products: int = 2
+    target_far: float = 0.05
+    cmc_draws: int = 200
+    shown_known: int = 6
+    shown_per_unknown: int = 2
+    top_k: int = 3
+
+
+FULL = DemoSize()
+QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=2, steps_per_epoch=6, batch_size=16,
+                 unknown_products=1, cmc_draws=20, shown_known=3, shown_per_unknown=2, top_k=2)
+
+
+@dataclass
+class QueryOutcome:
+    """What the gallery said about one query photo."""
+
+    path: str
+    product: str
+    enrolled: bool
+    decision: str | None  # the recognised item id, None = "unknown"
+    best_item: str | None
+    best_similarity: float
+    top_items: list[str]
+    top_similarities: list[float]
+
+    @property
+    def correct(self) -> bool:
+        """Right when an enrolled product is recognised as itself, or a never-enrolled one is rejected."""
+        return self.decision == self.product if self.enrolled else self.decision is None
+
+
+@dataclass
+class DemoResult:
+    """Everything the demo measured; ``to_dict`` is what ``demo.json`` holds."""
+
+    out_dir: Path
+    settings: dict[str, Any]
+    dataset: dict[str, Any]
+    metrics: dict[str, Any]
+    calibration: dict[str, Any]
+    recognition: dict[str, Any]
+    gallery: dict[str, Any]
+    shown: list[QueryOutcome]
+    timings: dict[str, float]
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "shown"}
+        out["out_dir"] = str(self.out_dir)
+        out["shown"] = [{**asdict(q), "correct": q.correct} for q in self.shown]
+        return out
+
+    def summary_lines(self) -> list[str]:
+        from itemrec.demo_report import summary_lines
+
+        return summary_lines(self)
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out`` or reuse a folder an earlier demo wrote; refuse a non-empty foreign folder."""
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise DemoError(f"--out {out} is not empty and was not written by `itemrec demo`; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `itemrec demo`; the demo may replace everything in this folder\n")
+    for name in ("catalogue", "gallery"):
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
+    """The :class:`~itemrec.training.ExperimentConfig` of the demo's training run (``out/run``)."""
+    from itemrec.training.config import (DataConfig, EvalConfig, ExperimentConfig, LossConfig, ModelConfig,
+                                         SplitConfig, TrainConfig)
+
+    return ExperimentConfig(
+        name="run", output_dir=str(out), seed=seed,
+        data=DataConfig(name=str(manifest)),
+        split=SplitConfig(kind="open", unseen_fraction=0.5, val_fraction=0.2, calib_fraction=0.3, seed=seed),
+        model=ModelConfig(backbone="small_cnn", weights=None, input_size=size.image_size, embedding_dim=size.embedding_dim,
+                          hidden=None, dropout=0.0),
+        loss=LossConfig(name="cosine", scale=16.0),
+        train=TrainConfig(frozen_epochs=0, finetune_epochs=size.epochs, finetune_lr=size.learning_rate,
+                          finetune_layers="all", batch_size=size.batch_size, steps_per_epoch=size.steps_per_epoch,
+                          tensorboard=False),
+        eval=EvalConfig(metric="cosine", cmc_draws=size.cmc_draws, max_rank=10, far_targets=(1e-2, 1e-3),
+                        dir_far=size.target_far),
+    )
+
+
+def _families(n_products: int, seed: int) -> list[int]:
+    from itemrec.data.synthetic import make_specs
+
+    return [s.family for s in make_specs(n_products, seed)]
+
+
+def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, seed: int = 0,
+             progress: bool = True, size: DemoSize | None = None) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module docstring) and write ``report.md``."""
+    from itemrec.data.synthetic import write_catalogue
+    from itemrec.demo_report import write_markdown, write_plots
+    from itemrec.embedder import ImageEmbedder
+    from itemrec.gallery import Gallery
+    from itemrec.training import SplitData, run_experiment
+
+    size = size or (QUICK if quick else FULL)
+    if not isinstance(seed, int) or seed < 0:
+        raise DemoError(f"seed must be an integer >= 0; got {seed!r}")
+    out = Path(out_dir).expanduser().resolve()
+    _prepare_out(out)
+    timings: dict[str, float] = {}
+    t_all, cpu0 = time.perf_counter(), time.process_time()
+
+    t = time.perf_counter()
+    ds = write_catalogue(out / "catalogue", size.products, size.photos, size.image_size, seed)
+    manifest = ds.to_csv(out / "catalogue" / "manifest.csv")
+    timings["catalogue"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    config = demo_config(out, manifest, size, seed)  # imports Keras
+    timings["setup"] = time.perf_counter() - t
+    t = time.perf_counter()
+    run = run_experiment(config, overwrite=True, progress=progress, evaluate=True)
+    timings["train"] = float(run.training["phases"]["phase2"]["seconds"])
+    timings["train_and_evaluate"] = time.perf_counter() - t
+    metrics = run.metrics
+
+    # -- gallery: enrol the unseen products, except the never-enrolled ones ------------------
+    t = time.perf_counter()
+    splits = SplitData.load(run.run_dir / "splits")
+    test, calib = splits.test, splits.calib
+    names = test.class_names
+    unseen = np.unique(test.labels)
+    if len(unseen) <= size.unknown_products:
+        raise DemoError(f"{len(unseen)} unseen products cannot leave {size.unknown_products} unknown and enrol the rest")
+    rng = np.random.default_rng([seed, 2024])
+    unknown = np.sort(rng.choice(unseen, size=size.unknown_products, replace=False))
+    enrolled = np.setdiff1d(unseen, unknown)
+    embedder = ImageEmbedder.load(run.run_dir / "embedding.keras")
+    gallery = Gallery.create(out / "gallery", embedder, prototype="each")
+    gallery.enroll_many([(names[c], names[c], [test.representatives[int(c)]]) for c in enrolled],
+                        progress=progress, total=len(enrolled))
+    timings["enrol"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    known_calib = calib.subset(np.isin(calib.labels, enrolled))
+    calib_emb, keep, _ = embedder.embed_paths(list(known_calib.paths))
+    cal = gallery.calibrate(calib_emb, [names[c] for c in known_calib.labels[keep]], target_far=size.target_far)
+    timings["calibrate"] = time.perf_counter() - t
+
+    # -- recognise every test photo of the unseen products -------------------------------------
+    t = time.perf_counter()
+    q_emb, keep, _ = embedder.embed_paths(list(test.paths))
+    q_labels, q_paths = test.labels[keep], np.asarray(test.paths)[keep]
+    results = gallery.query(vectors=q_emb, k=size.top_k, fingerprint=embedder.fingerprint_id)
+    enrolled_set = {names[c] for c in enrolled}
+    outcomes = [
+        QueryOutcome(str(p), names[c], names[c] in enrolled_set, r.item_id,
+                     r.best.item_id if r.best else None, float(r.best.similarity) if r.best else float("-inf"),
+                     [m.item_id for m in r.matches], [float(m.similarity) for m in r.matches])
+        for p, c, r in zip(q_paths, q_labels, results)
+    ]
+    timings["recognise"] = time.perf_counter() - t
+    check = gallery.check()
+    gallery_info = {**gallery.describe(), "integrity_ok": check.ok, "problems": check.problems,
+                    "enrolled": sorted(enrolled_set), "unknown": [names[c] for c in unknown]}
+    gallery.close()
+
+    families = _families(size.products, seed)
+    fam_of = {names[c]: families[int(c)] for c in unseen}
+    recognition = _recognition(outcomes, fam_of, enrolled_set)
+    shown = _pick_shown(outcomes, size, rng)
+    result = DemoResult(
+        out_dir=out,
+        settings={**asdict(size), "seed": seed, "quick": quick, "model": "small_cnn from scratch", "loss": "cosine (NormFace)"},
+        dataset={"products": size.products, "photos_per_product": size.photos, "image_size": size.image_size,
+                 "seen_products": splits.n_train_classes, "unseen_products": int(len(unseen)),
+                 "train_images": len(splits.train), "val_images": len(splits.val),
+                 "calib_images": len(calib), "test_images": len(test)},
+        metrics=metrics,
+        calibration={"threshold": cal.threshold, "target_far": cal.target_far, "far_calib": cal.far,
+                     "dir_calib": cal.dir, "n_impostor": cal.n_impostor, "n_mated": cal.n_mated},
+        recognition=recognition, gallery=gallery_info, shown=shown, timings=timings,
+    )
+    t = time.perf_counter()
+    plots = write_plots(result, run.run_dir, gallery_images={names[c]: test.representatives[int(c)] for c in enrolled})
+    timings["plots"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    timings["total_cpu"] = time.process_time() - cpu0
+    write_markdown(result, plots)
+    (out / "demo.json").write_text(json.dumps(result.to_dict(), indent=1, default=_json_default) + "\n")
+    result.files["demo.json"] = str(out / "demo.json")
+    return result
+
+
+def _rate(num: int, den: int) -> float | None:
+    return float(num / den) if den else None
+
+
+def _recognition(outcomes: list[QueryOutcome], fam_of: dict[str, int], enrolled: set[str]) -> dict[str, Any]:
+    """Counts over all query photos: known ones recognised/misidentified/rejected, unknown ones rejected/accepted."""
+    known = [o for o in outcomes if o.enrolled]
+    unknown = [o for o in outcomes if not o.enrolled]
+    per_unknown: dict[str, Any] = {}
+    for o in unknown:
+        d = per_unknown.setdefault(o.product, {"photos": 0, "rejected": 0, "accepted_as": {},
+                                               "enrolled_siblings": sorted(p for p in enrolled if fam_of[p] == fam_of[o.product])})
+        d["photos"] += 1
+        if o.decision is None:
+            d["rejected"] += 1
+        else:
+            d["accepted_as"][o.decision] = d["accepted_as"].get(o.decision, 0) + 1
+    n_k, n_u = len(known), len(unknown)
+    right = sum(o.decision == o.product for o in known)
+    return {
+        "n_known_queries": n_k,
+        "n_unknown_queries": n_u,
+        "top1_accuracy": _rate(sum(o.best_item == o.product for o in known), n_k),
+        "recognised": _rate(right, n_k),
+        "misidentified": _rate(sum(o.decision not in (None, o.product) for o in known), n_k),
+        "rejected_known": _rate(sum(o.decision is None for o in known), n_k),
+        "unknown_rejected": _rate(sum(o.decision is None for o in unknown), n_u),
+        "unknown_accepted": _rate(sum(o.decision is not None for o in unknown), n_u),
+        "per_unknown_product": per_unknown,
+    }
+
+
+def _pick_shown(outcomes: list[QueryOutcome], size: DemoSize, rng: np.random.Generator) -> list[QueryOutcome]:
+    """A few known queries (one photo each of different products) and a few photos of each unknown product."""
+    known_products = sorted({o.product for o in outcomes if o.enrolled})
+    pick = rng.choice(len(known_products), size=min(size.shown_known, len(known_products)), replace=False)
+    shown = []
+    for p in sorted(known_products[i] for i in pick):
+        photos = [o for o in outcomes if o.product == p]
+        shown.append(photos[int(rng.integers(len(photos)))])
+    for p in sorted({o.product for o in outcomes if not o.enrolled}):
+        shown += [o for o in outcomes if o.product == p][: size.shown_per_unknown]
+    return shown
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+__all__ = ["run_demo", "demo_config", "DemoResult", "DemoSize", "QueryOutcome", "DemoError", "FULL", "QUICK"]

@@ -1,0 +1,185 @@
+"""The demo's report: ``report.md`` with its PNG plots beside it, and the printed summary.
+
+Plots: the training curves, CMC, VAL/FAR and ROC of
+:func:`itemrec.training.evaluate_run` (copied from the run folder), and a
+query/match grid drawn with :func:`itemrec.plots.plot_query_matches`, whose
+query titles are annotated with the gallery's decision.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+RUN_PLOTS = ("curves.png", "cmc.png", "val_far.png", "roc.png")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -> Path:
+    """Grid of the shown queries (rows) and their top matches among the enrolled catalogue images."""
+    import numpy as np
+
+    from itemrec.plots import plot_query_matches
+
+    shown = result.shown
+    items = sorted(gallery_images)
+    names = sorted(set(items) | {o.product for o in shown})
+    code = {n: i for i, n in enumerate(names)}
+    k = min(len(o.top_items) for o in shown)
+    neighbors = np.array([[items.index(i) for i in o.top_items[:k]] for o in shown], dtype=np.int64)
+    sims = np.array([o.top_similarities[:k] for o in shown], dtype=np.float64)
+    fig = plot_query_matches(
+        [o.path for o in shown], np.array([code[o.product] for o in shown]),
+        [gallery_images[i] for i in items], np.array([code[i] for i in items]),
+        neighbors, sims, class_names=names, thumb=64,
+    )
+    for row, o in enumerate(shown):
+        ax = fig.axes[row * (k + 1)]
+        what = "enrolled" if o.enrolled else "NEVER ENROLLED"
+        said = o.decision if o.decision is not None else "unknown"
+        ax.set_title(f"query ({what})\n{o.product}\n-> {said} ({o.best_similarity:.2f})", fontsize=6,
+                     color=(0.1, 0.6, 0.1) if o.correct else (0.85, 0.1, 0.1))
+    fig.suptitle(f"queries vs the gallery (threshold {result.calibration['threshold']:.3f}; green = right decision)",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def summary_lines(result: Any) -> list[str]:
+    """The short summary ``itemrec demo`` prints."""
+    from itemrec.cli.evaluate import summary_lines as eval_lines
+
+    d, r, c, t = result.dataset, result.recognition, result.calibration, result.timings
+    lines = [
+        f"itemrec demo: {d['products']} synthetic products ({d['seen_products']} seen in training, "
+        f"{d['unseen_products']} unseen), {d['photos_per_product']} photos each, {d['image_size']} px",
+        f"training: {_f(t.get('train'), 1)} s ({result.settings['epochs']} epochs x {result.settings['steps_per_epoch']} steps, "
+        f"{result.settings['model']}, {result.settings['loss']} loss)",
+        "evaluation on the unseen products:",
+        *("  " + line for line in eval_lines(result.metrics)),
+        f"gallery: {len(result.gallery['enrolled'])} unseen products enrolled from their catalogue image, "
+        f"{len(result.gallery['unknown'])} never enrolled ({', '.join(result.gallery['unknown'])})",
+        f"  unknown threshold {c['threshold']:.4f} (cosine), fitted on {c['n_impostor']} calibration photos "
+        f"for FAR {c['target_far']}: FAR {_f(c['far_calib'])}, DIR {_f(c['dir_calib'])} on calibration",
+        f"  {r['n_known_queries']} test photos of enrolled products: top-1 right {_pct(r['top1_accuracy'])}, "
+        f"recognised {_pct(r['recognised'])}, misidentified {_pct(r['misidentified'])}, "
+        f"rejected as unknown {_pct(r['rejected_known'])}",
+        f"  {r['n_unknown_queries']} test photos of never-enrolled products: "
+        f"rejected as unknown {_pct(r['unknown_rejected'])}, accepted as an enrolled product {_pct(r['unknown_accepted'])}",
+    ]
+    for product, u in r["per_unknown_product"].items():
+        acc = ", ".join(f"{k} x{v}" for k, v in sorted(u["accepted_as"].items())) or "none"
+        sib = ", ".join(u["enrolled_siblings"]) or "none"
+        lines.append(f"    {product}: {u['rejected']}/{u['photos']} rejected; accepted as: {acc}; enrolled family siblings: {sib}")
+    if "total" in t:
+        lines.append(f"time: total {t['total']:.1f} s wall, {t['total_cpu']:.1f} s CPU")
+    lines.append(f"report: {result.out_dir / 'report.md'}")
+    return lines
+
+
+def write_plots(result: Any, run_dir: Path, gallery_images: dict[str, str]) -> list[str]:
+    """Copy the run's plots beside ``report.md`` and draw the query grid; returns the PNG names."""
+    out = Path(result.out_dir)
+    plots = []
+    for name in RUN_PLOTS:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, out / name)
+            plots.append(name)
+    plot_demo_queries(result, gallery_images, out / "queries.png")
+    plots.append("queries.png")
+    result.files.update({name: str(out / name) for name in plots})
+    return plots
+
+
+def write_markdown(result: Any, plots: list[str]) -> Path:
+    """Write ``report.md`` (the plots named in ``plots`` lie beside it)."""
+    path = Path(result.out_dir) / "report.md"
+    path.write_text(_markdown(result, plots))
+    result.files["report.md"] = str(path)
+    return path
+
+
+def _markdown(result: Any, plots: list[str]) -> str:
+    m, d, r, c, s, g = result.metrics, result.dataset, result.recognition, result.calibration, result.settings, result.gallery
+    t = result.timings
+    lines = [
+        "# itemrec demo report",
+        "",
+        f"Seed {s['seed']}{' (quick version)' if s['quick'] else ''}. Everything here was made offline from the "
+        "embedded synthetic catalogue (`itemrec.data.synthetic`); no dataset or pretrained weights were used.",
+        "",
+        "## Data and split",
+        "",
+        f"{d['products']} products (in families of 1-3 flavour variants), one catalogue image and "
+        f"{d['photos_per_product']} shelf photos each, {d['image_size']} px. Class-disjoint split: "
+        f"{d['seen_products']} seen products for training ({d['train_images']} train / {d['val_images']} validation photos), "
+        f"{d['unseen_products']} unseen products held out ({d['calib_images']} calibration / {d['test_images']} test photos).",
+        "",
+        "## Training",
+        "",
+        f"`{s['model']}`, {s['embedding_dim']}-d L2-normalised embedding, {s['loss']} loss, Adam lr {s['learning_rate']}, "
+        f"{s['epochs']} epochs x {s['steps_per_epoch']} steps of {s['batch_size']} photos: "
+        f"**{_f(t.get('train'), 1)} s** of training. Run folder: `run/` (config, model, history, metrics).",
+        "",
+        "![training curves](curves.png)" if "curves.png" in plots else "",
+        "",
+        "## Evaluation on the unseen products",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| CMC rank-1 vs catalogue images ({m['cmc']['n_draws']} draws of one photo per product) | "
+        f"{_f(m['rank1'])} (95% interval {_f(m['rank1_ci'][0])}-{_f(m['rank1_ci'][1])}) |",
+        f"| CMC rank-5 | {_f(m['rank5'])} |",
+        f"| Recall@1 / Recall@5 (photos vs photos) | {_f(m['recall_at_1'])} / {_f(m['recall_at_5'])} |",
+        f"| MAP@R | {_f(m['map_at_r'])} |",
+        f"| ROC AUC (test pairs) | {_f(m.get('roc_auc'))} |",
+    ]
+    for key, v in m["verification"].items():
+        lines.append(f"| VAL at FAR {key} (threshold {v['threshold']:.3f} fitted on calibration) | "
+                     f"VAL {_f(v['val'])} at FAR {_f(v['far'], 4)} on test |")
+    o = m["openset"]
+    lines += [
+        f"| open-set DIR at FAR {o['target_far']} ({o['n_enrolled_classes']} of {m['n_test_classes']} products enrolled) | "
+        f"DIR {_f(o['dir'])} at FAR {_f(o['far'])} |",
+        "",
+        *(f"![{name[:-4]}]({name})" for name in ("cmc.png", "val_far.png", "roc.png") if name in plots),
+        "",
+        "## Gallery and recognition",
+        "",
+        f"Gallery `gallery/` (SQLite + FAISS, model fingerprint `{g['fingerprint_id']}`): {len(g['enrolled'])} unseen "
+        f"products enrolled from their catalogue image; {len(g['unknown'])} never enrolled: "
+        f"{', '.join(f'`{u}`' for u in g['unknown'])}. Integrity check: {'ok' if g['integrity_ok'] else g['problems']}.",
+        "",
+        f"Unknown threshold **{c['threshold']:.4f}** (cosine similarity), calibrated on {c['n_impostor']} calibration photos of "
+        f"enrolled products for FAR {c['target_far']}: FAR {_f(c['far_calib'])}, DIR {_f(c['dir_calib'])} there.",
+        "",
+        "| test photos | outcome |",
+        "|---|---|",
+        f"| {r['n_known_queries']} of enrolled products | top-1 right {_pct(r['top1_accuracy'])}; recognised "
+        f"{_pct(r['recognised'])}, misidentified {_pct(r['misidentified'])}, rejected as unknown {_pct(r['rejected_known'])} |",
+        f"| {r['n_unknown_queries']} of never-enrolled products | rejected as unknown {_pct(r['unknown_rejected'])}, "
+        f"accepted as an enrolled product {_pct(r['unknown_accepted'])} |",
+        "",
+    ]
+    for product, u in r["per_unknown_product"].items():
+        acc = ", ".join(f"`{k}` x{v}" for k, v in sorted(u["accepted_as"].items())) or "nothing"
+        sib = ", ".join(f"`{x}`" for x in u["enrolled_siblings"]) or "none"
+        lines.append(f"- never-enrolled `{product}`: {u['rejected']} of {u['photos']} photos rejected as unknown; "
+                     f"accepted as {acc}. Enrolled products of the same family: {sib}.")
+    lines += ["", "![queries and their matches](queries.png)", "", "| query | enrolled | decision | best match (similarity) |",
+              "|---|---|---|---|"]
+    for q in result.shown:
+        lines.append(f"| `{q.product}` | {'yes' if q.enrolled else 'no'} | {q.decision or 'unknown'} "
+                     f"{'(right)' if q.correct else '(wrong)'} | `{q.best_item}` ({q.best_similarity:.3f}) |")
+    lines += ["", "## Timings (wall seconds)", "", "| step | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in t.items()]
+    return "\n".join(lines) + "\n"

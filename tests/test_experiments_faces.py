@@ -1,0 +1,54 @@
+"""Face retrieval driver: crops embedded by the frozen ImageNet MobileNetV2, LOO retrieval, clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from itemrec.experiments import face_retrieval as fr
+
+
+def test_centred_hand_worked():
+    e = np.array([[1.0, 2.0], [3.0, 6.0]])
+    np.testing.assert_allclose(fr.centred(e), [[-1.0, -2.0], [1.0, 2.0]])  # mean row (2, 4) removed
+    np.testing.assert_allclose(fr.centred(e, center=False), e)
+
+
+def test_small_png_helpers(tmp_path):
+    from itemrec.experiments.reporting import save_figure_png, save_image_png
+    from itemrec.plots._common import new_figure
+
+    img = np.random.default_rng(0).integers(0, 255, (300, 500, 3)).astype(np.uint8)
+    p = save_image_png(img, tmp_path / "x.png", max_side=200, colors=16)
+    from PIL import Image
+
+    with Image.open(p) as im:
+        assert im.size == (200, 120) and im.mode == "P" and len(im.getcolors()) <= 16
+    fig = new_figure(4, 3)
+    fig.add_subplot(1, 1, 1).plot([0, 1], [0, 1])
+    q = save_figure_png(fig, tmp_path / "f.png", dpi=50)
+    assert q.stat().st_size < 150_000
+    with pytest.raises(ValueError, match="png"):
+        save_figure_png(fig, tmp_path / "f.jpg")
+
+
+def test_run_face_retrieval_on_a_few_photos(dataset_path, mobilenet_weights):
+    from itemrec.data.loaders import load_faces
+
+    ds = fr.per_person(load_faces(dataset_path("celebrity-faces")), 3, seed=0)
+    assert ds.class_counts().tolist() == [3] * 5
+    res = fr.run_face_retrieval(ds, size=64, weights=mobilenet_weights, ks=(1, 3), min_cluster_size=2)
+    assert res.embeddings.shape == (15, 1280)
+    np.testing.assert_allclose(res.embeddings.mean(axis=0), 0.0, atol=1e-4)  # centred
+    s = res.summary()
+    assert s["n_photos"] == 15 and s["n_people"] == 5
+    for key in ("detection_rate", "loo_precision_at_1", "loo_precision_at_3", "whole_photo_loo_precision_at_1"):
+        assert 0.0 <= s[key] <= 1.0, key
+    assert -1.0 <= s["hdbscan_optics_ari"] <= 1.0 and -1.0 <= s["agglomerative_ari"] <= 1.0
+    assert len(np.unique(res.agglomerative_labels)) == 5  # told the number of people
+    # the driver's retrieval is loo_retrieval of its own embeddings
+    from itemrec.faces import loo_retrieval
+
+    assert loo_retrieval(res.embeddings, res.labels, (1,)).precision_at_1 == s["loo_precision_at_1"]
+    fig = fr.plot_face_crops(res, per_row=3)
+    assert len(fig.axes) == 15
