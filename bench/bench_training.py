@@ -10,16 +10,17 @@
    step of the same compiled model on one in-memory batch
    (``train_on_batch``). Target: >= 0.9x the bare step rate.
 3. JPEG files -> embeddings (:meth:`itemrec.embedder.ImageEmbedder.embed_paths`,
-   and the feature cache's tf.data decoding + forward pass) vs the bare forward
+   and the feature cache's :func:`itemrec.training.features.compute_features`) vs the bare forward
    pass on in-memory tensors. Target: >= 0.9x.
 
 Data: the synthetic catalogue written as JPEGs to a temp dir. Model: MobileNetV2
 (the local ImageNet weights when ``ITEMREC_WEIGHTS`` has them, else random
 weights: the timings do not depend on the values). Times are medians of
-repeated epochs/passes after a warm-up (tracing excluded). The CPU may be shared
+repeated epochs/passes after a warm-up (tracing excluded), the candidates
+of each comparison alternating. The CPU may be shared
 with other work: ratios measured in the same run are the numbers to read.
 
-    python bench/bench_training.py [--products 16] [--photos 10] [--size 96] [--repeats 3]
+    python bench/bench_training.py [--products 24] [--photos 16] [--size 96] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -33,25 +34,26 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _median_epoch(model, ds, steps: int, repeats: int) -> float:
-    """Median seconds of ``repeats`` epochs of ``steps`` steps, after one warm-up epoch."""
-    from itemrec.training.callbacks import EpochTimer
+def _interleaved_epochs(runs: dict, steps: int, repeats: int) -> dict:
+    """Median seconds per epoch of each ``name -> (model, dataset)``, epochs alternating between them.
 
-    timer_logs: list[float] = []
-
-    class Keep(EpochTimer):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            timer_logs.append(logs["epoch_seconds"])
-
-    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, callbacks=[Keep()], verbose=0, shuffle=False)
-    return statistics.median(timer_logs[1:])
+    One warm-up epoch each (tracing), then ``repeats`` rounds of one epoch per
+    candidate, so load from other processes on a shared CPU hits all alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats + 1):
+        for name, (model, ds) in runs.items():
+            t0 = time.perf_counter()
+            model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--products", type=int, default=16)
-    parser.add_argument("--photos", type=int, default=10)
+    parser.add_argument("--products", type=int, default=24)
+    parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -95,17 +97,17 @@ def main() -> None:
         images, keep, _ = decode_images(paths, S)
         y = labels[keep]
         batch = 32
-        idx = batch_indices(y, args.repeats + 1, batch, seed=0)[0]
-        steps = idx.shape[0]
-        idx_all = np.concatenate([idx] * (args.repeats + 1))
+        idx_all = batch_indices(y, 1, batch, seed=0)[0]
+        steps = idx_all.shape[0]
         head_c = build_head(feats.features.shape[1], 128, 0.2, 256)
         cached_model = MetricLearningModel(head_c, SoftmaxLoss(args.products))
         cached_model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        t_cached = _median_epoch(cached_model, make_train_dataset(feats.features, y, idx_all), steps, args.repeats)
         head_n = build_head(feats.features.shape[1], 128, 0.2, 256)
         naive_model = MetricLearningModel(attach_head(backbone, head_n, preprocess="mobilenet_v2"), SoftmaxLoss(args.products))
         naive_model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        t_naive = _median_epoch(naive_model, make_train_dataset(images, y, idx_all), steps, args.repeats)
+        t = _interleaved_epochs({"cached": (cached_model, make_train_dataset(feats.features, y, idx_all)),
+                                 "naive": (naive_model, make_train_dataset(images, y, idx_all))}, steps, args.repeats)
+        t_cached, t_naive = t["cached"], t["naive"]
         print("\n1. frozen-phase epoch (%d images, %d steps of %d)" % (n, steps, batch))
         print(f"   naive fit (backbone every epoch): {t_naive:8.3f} s/epoch")
         print(f"   cached features:                 {t_cached:8.3f} s/epoch   -> {t_naive / t_cached:6.1f}x faster (target >= 10x)")
@@ -120,14 +122,15 @@ def main() -> None:
         head_t = build_head(feats.features.shape[1], 128, 0.2, 256)
         model = MetricLearningModel(attach_head(backbone, head_t, preprocess="mobilenet_v2"), TripletLoss(0.2, "batch_hard"))
         model.compile(optimizer=keras.optimizers.Adam(1e-5))
-        pk = batch_indices(y, args.repeats + 1, P * K, seed=0, p=P, k=K)
-        steps_pk = pk.shape[1]
-        t_pipe = _median_epoch(model, make_train_dataset(images, y, pk.reshape(-1, P * K)), steps_pk, args.repeats)
+        pk = batch_indices(y, 1, P * K, seed=0, p=P, k=K)[0]
+        steps_pk = pk.shape[0]
         import tensorflow as tf
 
-        xb = tf.constant(images[pk[0, 0]].astype(np.float32))
-        yb = tf.constant(y[pk[0, 0]].astype(np.int32))
-        t_bare = _median_epoch(model, tf.data.Dataset.from_tensors((xb, yb)).repeat(), steps_pk, args.repeats)
+        xb = tf.constant(images[pk[0]].astype(np.float32))
+        yb = tf.constant(y[pk[0]].astype(np.int32))
+        t = _interleaved_epochs({"pipeline": (model, make_train_dataset(images, y, pk)),
+                                 "bare": (model, tf.data.Dataset.from_tensors((xb, yb)).repeat())}, steps_pk, args.repeats)
+        t_pipe, t_bare = t["pipeline"], t["bare"]
         print(f"\n2. training step, P x K = {P} x {K}, top 20 backbone layers trainable, batch-hard triplet")
         print(f"   bare step: fit on one in-memory batch tensor:  {t_bare / steps_pk * 1000:8.1f} ms/step")
         print(f"   full pipeline (tf.data PxK gather + fit):    {t_pipe / steps_pk * 1000:8.1f} ms/step"
@@ -156,7 +159,7 @@ def main() -> None:
         print(f"\n3. embeddings of {n} JPEG files, batches of 64")
         print(f"   bare forward pass on in-memory tensors:       {n / w:8.1f} img/s")
         print(f"   ImageEmbedder.embed_paths (Pillow decode):    {n / f:8.1f} img/s   -> {w / f:5.2f}x (target >= 0.9x)")
-        print(f"   feature cache's compute_features (tf.data):   {n / c:8.1f} img/s   -> {w / c:5.2f}x")
+        print(f"   feature cache's compute_features:             {n / c:8.1f} img/s   -> {w / c:5.2f}x")
 
 
 if __name__ == "__main__":

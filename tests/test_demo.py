@@ -83,7 +83,11 @@ def test_gallery_persists_with_its_threshold(demo):
         items = set(g.items()["item_id"])
         assert items == set(d["gallery"]["enrolled"]) and len(items) == 5  # 6 unseen, 1 kept unknown
         assert not items & set(d["gallery"]["unknown"])
+        # each item: its catalogue image + 1 calib photo (quick: 8 photos -> 6 test, 2 calib per product)
+        assert g.items()["n_vectors"].tolist() == [2] * 5
         assert g.threshold == pytest.approx(d["calibration"]["threshold"])
+    # calibrated on the other calib photo of each enrolled product: 5 x (2 - 1) = 5 searches
+    assert d["calibration"]["n_impostor"] == 5 and d["calibration"]["n_mated"] == 5
         assert g.check().ok
 
 

@@ -354,7 +354,7 @@ def nb03() -> list:
         OUT_DIR = "outputs/03_fashion"
         LABEL_COLUMN = "articleType"
         MIN_COUNT = 100  # drop classes rarer than this
-        MAX_PER_CLASS = 120  # cap per class (None: all images)
+        MAX_PER_CLASS = 100  # cap per class (None: all images)
         INPUT_SIZE = 48
         BACKBONES = ("mobilenet_v2", "vgg16")
         HEADS = ("fc", "bn_dropout")

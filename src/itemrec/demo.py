@@ -18,10 +18,11 @@ gives the same metrics.
    and reported on ``test``, open-set DIR@FAR.
 4. **Gallery** (:class:`itemrec.gallery.Gallery`, SQLite + FAISS, in
    ``out/gallery``): the unseen products are enrolled from their catalogue
-   images, except ``unknown_products`` of them, which are never enrolled nor
-   seen before query time. The unknown threshold is calibrated
-   (:meth:`~itemrec.gallery.Gallery.calibrate`) on the ``calib`` photos of the
-   enrolled products for a target false-accept rate.
+   image and ``enrol_photos`` of their ``calib`` photos, except
+   ``unknown_products`` of them, which are never enrolled nor seen before query
+   time. The unknown threshold is calibrated
+   (:meth:`~itemrec.gallery.Gallery.calibrate`) on the other ``calib`` photos
+   of the enrolled products for a target false-accept rate (FPIR).
 5. **Recognise** every ``test`` photo of the unseen products, and draw a few
    of them with their top matches; photos of never-enrolled products should
    come back *unknown*. The outcome, whatever it is, goes into the report.
@@ -52,14 +53,15 @@ class DemoError(ValueError):
 class DemoSize:
     """How big the demo is. :data:`FULL` trains for about 1–3 minutes on 2 CPU cores; :data:`QUICK` is for tests."""
 
-    products: int = 120
-    photos: int = 24
+    products: int = 200
+    photos: int = 30
     image_size: int = 64
     embedding_dim: int = 64
     epochs: int = 20
     steps_per_epoch: int = 40
     batch_size: int = 32
     learning_rate: float = 1e-3
+    enrol_photos: int = 3
     unknown_products: int = 2
     target_far: float = 0.05
     cmc_draws: int = 200
@@ -69,8 +71,8 @@ class DemoSize:
 
 
 FULL = DemoSize()
-QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=2, steps_per_epoch=6, batch_size=16,
-                 unknown_products=1, cmc_draws=20, shown_known=3, shown_per_unknown=2, top_k=2)
+QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=3, steps_per_epoch=8, batch_size=16,
+                 learning_rate=3e-3, enrol_photos=1, unknown_products=1, cmc_draws=20, shown_known=3, shown_per_unknown=2, top_k=2)
 
 
 @dataclass
@@ -201,12 +203,17 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     enrolled = np.setdiff1d(unseen, unknown)
     embedder = ImageEmbedder.load(run.run_dir / "embedding.keras")
     gallery = Gallery.create(out / "gallery", embedder, prototype="each")
-    gallery.enroll_many([(names[c], names[c], [test.representatives[int(c)]]) for c in enrolled],
-                        progress=progress, total=len(enrolled))
+    first = np.zeros(len(calib), bool)  # the first enrol_photos calib photos of each enrolled product
+    for c in enrolled:
+        first[np.flatnonzero(calib.labels == c)[: size.enrol_photos]] = True
+    gallery.enroll_many([(names[c], names[c], [test.representatives[int(c)], *calib.paths[first & (calib.labels == c)]])
+                         for c in enrolled], progress=progress, total=len(enrolled))
     timings["enrol"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    known_calib = calib.subset(np.isin(calib.labels, enrolled))
+    t = time.perf_counter()  # calibrate on the other calib photos of the enrolled products
+    known_calib = calib.subset(np.isin(calib.labels, enrolled) & ~first)
+    if not len(known_calib):
+        raise DemoError(f"no calibration photos left after enrolling {size.enrol_photos} per product; lower enrol_photos")
     calib_emb, keep, _ = embedder.embed_paths(list(known_calib.paths))
     cal = gallery.calibrate(calib_emb, [names[c] for c in known_calib.labels[keep]], target_far=size.target_far)
     timings["calibrate"] = time.perf_counter() - t

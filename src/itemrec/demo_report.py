@@ -47,7 +47,7 @@ def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -
         said = o.decision if o.decision is not None else "unknown"
         ax.set_title(f"query ({what})\n{o.product}\n-> {said} ({o.best_similarity:.2f})", fontsize=6,
                      color=(0.1, 0.6, 0.1) if o.correct else (0.85, 0.1, 0.1))
-    fig.suptitle(f"queries vs the gallery (threshold {result.calibration['threshold']:.3f}; green = right decision)",
+    fig.suptitle(f"queries and the catalogue images of their top matches (threshold {result.calibration['threshold']:.3f}; green = right decision)",
                  fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -66,9 +66,10 @@ def summary_lines(result: Any) -> list[str]:
         f"{result.settings['model']}, {result.settings['loss']} loss)",
         "evaluation on the unseen products:",
         *("  " + line for line in eval_lines(result.metrics)),
-        f"gallery: {len(result.gallery['enrolled'])} unseen products enrolled from their catalogue image, "
+        f"gallery: {len(result.gallery['enrolled'])} unseen products enrolled from their catalogue image "
+        f"+ {result.settings['enrol_photos']} photo(s), "
         f"{len(result.gallery['unknown'])} never enrolled ({', '.join(result.gallery['unknown'])})",
-        f"  unknown threshold {c['threshold']:.4f} (cosine), fitted on {c['n_impostor']} calibration photos "
+        f"  unknown threshold {c['threshold']:.4f} (cosine), fitted on {c['n_impostor']} other calibration photos "
         f"for FAR {c['target_far']}: FAR {_f(c['far_calib'])}, DIR {_f(c['dir_calib'])} on calibration",
         f"  {r['n_known_queries']} test photos of enrolled products: top-1 right {_pct(r['top1_accuracy'])}, "
         f"recognised {_pct(r['recognised'])}, misidentified {_pct(r['misidentified'])}, "
@@ -156,11 +157,12 @@ def _markdown(result: Any, plots: list[str]) -> str:
         "## Gallery and recognition",
         "",
         f"Gallery `gallery/` (SQLite + FAISS, model fingerprint `{g['fingerprint_id']}`): {len(g['enrolled'])} unseen "
-        f"products enrolled from their catalogue image; {len(g['unknown'])} never enrolled: "
+        f"products enrolled from their catalogue image and {s['enrol_photos']} calibration photo(s) each; "
+        f"{len(g['unknown'])} never enrolled (nor seen by the calibration): "
         f"{', '.join(f'`{u}`' for u in g['unknown'])}. Integrity check: {'ok' if g['integrity_ok'] else g['problems']}.",
         "",
-        f"Unknown threshold **{c['threshold']:.4f}** (cosine similarity), calibrated on {c['n_impostor']} calibration photos of "
-        f"enrolled products for FAR {c['target_far']}: FAR {_f(c['far_calib'])}, DIR {_f(c['dir_calib'])} there.",
+        f"Unknown threshold **{c['threshold']:.4f}** (cosine similarity), calibrated on the other {c['n_impostor']} calibration photos of "
+        f"enrolled products (each searched against the other products) for FAR {c['target_far']}: FAR {_f(c['far_calib'])}, DIR {_f(c['dir_calib'])} there.",
         "",
         "| test photos | outcome |",
         "|---|---|",

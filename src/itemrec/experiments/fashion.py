@@ -12,6 +12,7 @@ backbone + head:
   parameter count, 0); then its top ``finetune_layers`` layers are
   **fine-tuned** with the head on image batches at a small learning rate,
   BatchNorm kept in inference mode (the Keras transfer-learning recipe);
+* each phase ends with the weights of its epoch of lowest validation loss;
 * the small CNN (:func:`itemrec.models.small_cnn`) trains from scratch, all
   layers, BatchNorm in training mode.
 
@@ -146,6 +147,13 @@ def _compile(model: Any, optimizer: str, lr: float) -> None:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
 
+def _keep_best() -> Any:
+    """A callback that leaves the model with the weights of its best epoch by validation loss."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=1 << 30, restore_best_weights=True)
+
+
 def _frame(history: Any, phase: int, start: int) -> Any:
     import pandas as pd
 
@@ -253,7 +261,7 @@ def train_classifier(
             check["backbone_trainable_params"] = int(sum(np.prod(w.shape) for w in base.trainable_weights))
             _compile(hd, optimizer, lr)
             hist = hd.fit(feats["train"], y, validation_data=(feats["val"], yv), epochs=int(frozen_epochs),
-                          batch_size=int(batch_size), shuffle=True, verbose=0)
+                          batch_size=int(batch_size), shuffle=True, callbacks=[_keep_best()], verbose=0)
             frames.append(_frame(hist, 1, 0))
             check["backbone_unchanged"] = weights_hash(base) == before
         model = attach_head(base, hd, preprocess=backbone, bn_inference=True, name="classifier")
@@ -268,7 +276,8 @@ def train_classifier(
         bs = min(int(batch_size), len(y))
         idx = batch_indices(y, epochs, bs, int(seed) + phase)
         hist = model.fit(make_train_dataset(x, y, idx, seed=int(seed)), validation_data=make_eval_dataset(xv, yv, bs),
-                         epochs=epochs, steps_per_epoch=idx.shape[1], shuffle=False, verbose=0)
+                         epochs=epochs, steps_per_epoch=idx.shape[1], shuffle=False, callbacks=[_keep_best()],
+                         verbose=0)
         frames.append(_frame(hist, phase, start))
     if not frames:
         raise ValueError("nothing to train: give frozen_epochs or finetune_epochs > 0")

@@ -121,7 +121,7 @@ class FeatureCache:
             "resize_mode": resize_mode,
             "preprocessing": preprocessing,
             "pooling": "gap",
-            "decoder": "itemrec.data.pipeline.make_dataset",
+            "decoder": "itemrec.data.images.load_images",
             "files": [list(f) for f in files],
         }
         key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
@@ -222,39 +222,20 @@ def _preprocessing_name(backbone: str) -> str:
 
 
 def decode_images(
-    paths: Sequence[str], input_size: int, resize_mode: str = "pad", progress: bool = False, batch_size: int = 256
+    paths: Sequence[str], input_size: int, resize_mode: str = "pad", progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode and fit images exactly as the training pipeline does: ``(uint8 (N, S, S, 3), keep, skipped)``.
+    """Read and fit images as the inference side does: ``(uint8 (N, S, S, 3), keep, skipped)``.
 
-    Files are probed first (:func:`itemrec.data.images.validate_files`); the
-    unreadable ones are skipped and listed, ``keep`` gives the positions of the
-    rest in ``paths``. Decoding is :func:`itemrec.data.pipeline.make_dataset`
-    without shuffling or augmentation, so cached features and image batches
-    see the same pixels.
+    :func:`itemrec.data.images.load_images` (Pillow: any mode to RGB, EXIF
+    orientation, aspect-preserving ``fit_image``), the reader of
+    :class:`itemrec.embedder.ImageEmbedder`, so a model trains on the very
+    pixels it will embed later, and cached features and image batches agree.
+    Unreadable files are skipped and listed; ``keep`` gives the positions of the
+    rest in ``paths``.
     """
-    from itemrec.data.images import validate_files
-    from itemrec.data.pipeline import make_dataset
+    from itemrec.data.images import load_images
 
-    paths = [str(p) for p in paths]
-    keep, _, skipped = validate_files(paths, progress=progress)
-    size = int(input_size)
-    if len(keep) == 0:
-        return np.zeros((0, size, size, 3), np.uint8), keep, skipped
-    good = [paths[i] for i in keep]
-    ds = make_dataset(good, np.zeros(len(good), np.int64), size, batch_size=batch_size, resize_mode=resize_mode)
-    out = np.empty((len(good), size, size, 3), np.uint8)
-    pos = 0
-    batches = ds.as_numpy_iterator()
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, total=-(-len(good) // batch_size), desc="decoding images", unit="batch")
-    for x, _ in batches:
-        out[pos : pos + len(x)] = np.asarray(x).astype(np.uint8)
-        pos += len(x)
-    if pos != len(good):
-        raise RuntimeError(f"decoded {pos} of {len(good)} images")
-    return out, keep.astype(np.int64), skipped
+    return load_images([str(p) for p in paths], int(input_size), resize_mode, progress=progress)
 
 
 def compute_features(
@@ -264,35 +245,25 @@ def compute_features(
     resize_mode: str = "pad",
     batch_size: int = 64,
     progress: bool = False,
+    chunk: int = 512,
 ) -> CachedFeatures:
-    """Decode the images as :func:`decode_images` does and run ``model`` on them in batches.
-
-    Decoding streams through ``tf.data`` (parallel, prefetched), so it overlaps
-    the forward passes instead of preceding them.
-    """
-    from itemrec.data.images import validate_files
-    from itemrec.data.pipeline import make_dataset
-
+    """Read images in chunks as :func:`decode_images` does and run ``model`` on them (bounded memory)."""
     paths = [str(p) for p in paths]
-    keep, _, skipped = validate_files(paths, progress=progress)
     dim = int(model.output_shape[-1])
-    if len(keep) == 0:
-        return CachedFeatures(np.zeros((0, dim), np.float32), keep.astype(np.int64), skipped, "", False)
-    good = [paths[i] for i in keep]
-    ds = make_dataset(good, np.zeros(len(good), np.int64), int(input_size), batch_size=batch_size, resize_mode=resize_mode)
-    out = np.empty((len(good), dim), np.float32)
-    pos = 0
-    batches = ds.as_numpy_iterator()
+    feats, keeps, skipped = [], [], []
+    starts = range(0, len(paths), chunk)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=-(-len(good) // batch_size), desc="backbone features", unit="batch")
-    for x, _ in batches:
-        out[pos : pos + len(x)] = features_of(model, x, batch_size)
-        pos += len(x)
-    if pos != len(good):
-        raise RuntimeError(f"decoded {pos} of {len(good)} images")
-    return CachedFeatures(out, keep.astype(np.int64), skipped, "", False)
+        starts = tqdm(starts, desc="backbone features", unit="chunk")
+    for start in starts:
+        images, keep, skip = decode_images(paths[start : start + chunk], input_size, resize_mode)
+        feats.append(features_of(model, images, batch_size))
+        keeps.append(keep + start)
+        skipped += skip
+    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
+    keep = np.concatenate(keeps).astype(np.int64) if keeps else np.zeros(0, np.int64)
+    return CachedFeatures(features, keep, skipped, "", False)
 
 
 def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
