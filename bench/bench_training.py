@@ -15,19 +15,18 @@
 
 Data: the synthetic catalogue written as JPEGs to a temp dir. Model: MobileNetV2
 (the local ImageNet weights when ``ITEMREC_WEIGHTS`` has them, else random
-weights: the timings do not depend on the values). Times are medians of
-repeated epochs/passes after a warm-up (tracing excluded), the candidates
+weights: the timings do not depend on the values). Times are the best of
+``--repeats`` epochs/passes after a warm-up (tracing excluded), the candidates
 of each comparison alternating. The CPU may be shared
 with other work: ratios measured in the same run are the numbers to read.
 
-    python bench/bench_training.py [--products 24] [--photos 16] [--size 96] [--repeats 3]
+    python bench/bench_training.py [--products 24] [--photos 16] [--size 96] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -35,10 +34,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _interleaved_epochs(runs: dict, steps: int, repeats: int) -> dict:
-    """Median seconds per epoch of each ``name -> (model, dataset)``, epochs alternating between them.
+    """Best (minimum) seconds per epoch of each ``name -> (model, dataset)``, epochs alternating.
 
     One warm-up epoch each (tracing), then ``repeats`` rounds of one epoch per
-    candidate, so load from other processes on a shared CPU hits all alike.
+    candidate. On a shared CPU other processes only ever add time, so the
+    minimum over alternating rounds is the least disturbed estimate of each.
     """
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats + 1):
@@ -47,7 +47,7 @@ def _interleaved_epochs(runs: dict, steps: int, repeats: int) -> dict:
             model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
             if r:
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return {name: min(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=24)
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     import keras
@@ -155,7 +155,7 @@ def main() -> None:
             t0 = time.perf_counter()
             compute_features(emb_model, paths, S, batch_size=64)
             t_cachepath.append(time.perf_counter() - t0)
-        f, w, c = (statistics.median(v) for v in (t_files, t_fwd, t_cachepath))
+        f, w, c = (min(v) for v in (t_files, t_fwd, t_cachepath))
         print(f"\n3. embeddings of {n} JPEG files, batches of 64")
         print(f"   bare forward pass on in-memory tensors:       {n / w:8.1f} img/s")
         print(f"   ImageEmbedder.embed_paths (Pillow decode):    {n / f:8.1f} img/s   -> {w / f:5.2f}x (target >= 0.9x)")

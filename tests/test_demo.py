@@ -86,9 +86,9 @@ def test_gallery_persists_with_its_threshold(demo):
         # each item: its catalogue image + 1 calib photo (quick: 8 photos -> 6 test, 2 calib per product)
         assert g.items()["n_vectors"].tolist() == [2] * 5
         assert g.threshold == pytest.approx(d["calibration"]["threshold"])
+        assert g.check().ok
     # calibrated on the other calib photo of each enrolled product: 5 x (2 - 1) = 5 searches
     assert d["calibration"]["n_impostor"] == 5 and d["calibration"]["n_mated"] == 5
-        assert g.check().ok
 
 
 def test_unknown_product_is_handled(demo):
@@ -148,3 +148,39 @@ def test_help_lists_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--out", "--quick", "--seed", "--quiet"):
         assert option in text
+
+
+def test_the_headline_threshold_is_one_of_the_operating_points(demo):
+    _, _, d = demo
+    r, c = d["recognition"], d["calibration"]
+    (row,) = [p for p in r["operating_points"] if p["target_far"] == c["target_far"]]
+    assert row["threshold"] == pytest.approx(c["threshold"])
+    for key in ("recognised", "rejected_known", "unknown_rejected"):
+        assert row[key] == pytest.approx(r[key]), key
+    thresholds = [p["threshold"] for p in r["operating_points"]]
+    assert thresholds == sorted(thresholds, reverse=True)  # a higher target FAR never raises the threshold
+
+
+def test_recognition_counts_by_hand():
+    from itemrec.demo import QueryOutcome
+    from itemrec.demo_report import recognition_counts
+
+    def q(product, enrolled, decision, best):
+        return QueryOutcome("x.jpg", product, enrolled, decision, best, 0.5, [best], [0.5])
+
+    outcomes = [
+        q("a", True, "a", "a"),      # recognised
+        q("a", True, None, "a"),     # rejected, although top-1 was right
+        q("b", True, "a", "a"),      # misidentified
+        q("b", True, None, "c"),     # rejected, top-1 wrong
+        q("u", False, None, "b"),    # unknown rejected
+        q("u", False, "b", "b"),     # unknown accepted as b
+    ]
+    r = recognition_counts(outcomes, {"a": 0, "b": 1, "c": 1, "u": 1}, {"a", "b", "c"})
+    assert (r["n_known_queries"], r["n_unknown_queries"]) == (4, 2)
+    assert r["top1_accuracy"] == 2 / 4  # rows 1 and 2 have best item == product
+    assert (r["recognised"], r["misidentified"], r["rejected_known"]) == (1 / 4, 1 / 4, 2 / 4)
+    assert (r["unknown_rejected"], r["unknown_accepted"]) == (1 / 2, 1 / 2)
+    assert r["per_unknown_product"]["u"] == {"photos": 2, "rejected": 1, "accepted_as": {"b": 1},
+                                            "enrolled_siblings": ["b", "c"]}  # family 1
+    assert [o.correct for o in outcomes] == [True, False, False, False, True, False]

@@ -114,7 +114,7 @@ def test_cached_frozen_phase_equals_naive_fit(tmp_path):
     Tolerance: the two paths run the same float32 arithmetic except that the
     backbone runs on batches of different composition (cache: 64 images per
     forward pass; naive: the training batch), so results agree to float
-    rounding: |Δw| <= 1e-5 after 3 epochs of Adam.
+    rounding: |Δw| <= 1e-5 after 4 epochs of Adam (observed: identical).
     """
     from itemrec.training import ExperimentConfig, run_experiment
 
@@ -123,7 +123,7 @@ def test_cached_frozen_phase_equals_naive_fit(tmp_path):
         "data": {"name": "synthetic", "synthetic_products": 6, "synthetic_photos": 6, "synthetic_image_size": 40},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16, "dropout": 0.2},
         "loss": {"name": "center"},
-        "train": {"frozen_epochs": 3, "batch_size": 6, "tensorboard": False},
+        "train": {"frozen_epochs": 4, "frozen_lr": 0.01, "batch_size": 5, "tensorboard": False},
     }
     runs = {}
     for cached in (True, False):
@@ -136,8 +136,9 @@ def test_cached_frozen_phase_equals_naive_fit(tmp_path):
         assert sorted(a.files) == sorted(b.files) and len(a.files) >= 6  # head + classifier + centres
         for k in a.files:
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5, err_msg=k)
-        # and training did move the weights (the comparison is not between two untrained heads)
-        assert np.abs(a["loss/0000"]).sum() > 0
+        # and training did move the weights: the centres (initialised at zero) have moved
+        centres = [a[k] for k in a.files if k.startswith("loss/") and a[k].shape == (3, 8)]  # 3 classes x D=8
+        assert len(centres) == 1 and np.abs(centres[0]).min() > 0
     ha, hb = runs[True].history, runs[False].history
     np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-5)
     np.testing.assert_allclose(ha["val_loss"], hb["val_loss"], rtol=1e-5)

@@ -32,12 +32,14 @@ gives the same metrics.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -153,6 +155,30 @@ def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
     )
 
 
+@contextlib.contextmanager
+def deterministic_ops() -> Iterator[bool]:
+    """Deterministic kernels while the block runs (TensorFlow backend: op determinism, then the previous state).
+
+    Without it, multi-threaded CPU kernels may add floats in a different order from run to
+    run, and the demo's training drifts apart (rank-1 0.700 vs 0.714 in two runs of seed 0).
+    Yields whether determinism could be switched on.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield False
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield True
+    finally:
+        if not before:
+            tf_config.disable_op_determinism()
+
+
 def _families(n_products: int, seed: int) -> list[int]:
     from itemrec.data.synthetic import make_specs
 
@@ -163,7 +189,7 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
              progress: bool = True, size: DemoSize | None = None) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module docstring) and write ``report.md``."""
     from itemrec.data.synthetic import write_catalogue
-    from itemrec.demo_report import write_markdown, write_plots
+    from itemrec.demo_report import operating_points, pick_shown, recognition_counts, write_markdown, write_plots
     from itemrec.embedder import ImageEmbedder
     from itemrec.gallery import Gallery
     from itemrec.training import SplitData, run_experiment
@@ -185,7 +211,8 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     config = demo_config(out, manifest, size, seed)  # imports Keras
     timings["setup"] = time.perf_counter() - t
     t = time.perf_counter()
-    run = run_experiment(config, overwrite=True, progress=progress, evaluate=True)
+    with deterministic_ops():
+        run = run_experiment(config, overwrite=True, progress=progress, evaluate=True)
     timings["train"] = float(run.training["phases"]["phase2"]["seconds"])
     timings["train_and_evaluate"] = time.perf_counter() - t
     metrics = run.metrics
@@ -215,7 +242,8 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     if not len(known_calib):
         raise DemoError(f"no calibration photos left after enrolling {size.enrol_photos} per product; lower enrol_photos")
     calib_emb, keep, _ = embedder.embed_paths(list(known_calib.paths))
-    cal = gallery.calibrate(calib_emb, [names[c] for c in known_calib.labels[keep]], target_far=size.target_far)
+    calib_ids = [names[c] for c in known_calib.labels[keep]]
+    cal = gallery.calibrate(calib_emb, calib_ids, target_far=size.target_far)
     timings["calibrate"] = time.perf_counter() - t
 
     # -- recognise every test photo of the unseen products -------------------------------------
@@ -230,6 +258,7 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
                      [m.item_id for m in r.matches], [float(m.similarity) for m in r.matches])
         for p, c, r in zip(q_paths, q_labels, results)
     ]
+    op_points = operating_points(gallery, calib_emb, calib_ids, q_emb, [names[c] for c in q_labels], enrolled_set)
     timings["recognise"] = time.perf_counter() - t
     check = gallery.check()
     gallery_info = {**gallery.describe(), "integrity_ok": check.ok, "problems": check.problems,
@@ -238,8 +267,9 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
 
     families = _families(size.products, seed)
     fam_of = {names[c]: families[int(c)] for c in unseen}
-    recognition = _recognition(outcomes, fam_of, enrolled_set)
-    shown = _pick_shown(outcomes, size, rng)
+    recognition = recognition_counts(outcomes, fam_of, enrolled_set)
+    recognition["operating_points"] = op_points
+    shown = pick_shown(outcomes, size.shown_known, size.shown_per_unknown, rng)
     result = DemoResult(
         out_dir=out,
         settings={**asdict(size), "seed": seed, "quick": quick, "model": "small_cnn from scratch", "loss": "cosine (NormFace)"},
@@ -261,51 +291,6 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     (out / "demo.json").write_text(json.dumps(result.to_dict(), indent=1, default=_json_default) + "\n")
     result.files["demo.json"] = str(out / "demo.json")
     return result
-
-
-def _rate(num: int, den: int) -> float | None:
-    return float(num / den) if den else None
-
-
-def _recognition(outcomes: list[QueryOutcome], fam_of: dict[str, int], enrolled: set[str]) -> dict[str, Any]:
-    """Counts over all query photos: known ones recognised/misidentified/rejected, unknown ones rejected/accepted."""
-    known = [o for o in outcomes if o.enrolled]
-    unknown = [o for o in outcomes if not o.enrolled]
-    per_unknown: dict[str, Any] = {}
-    for o in unknown:
-        d = per_unknown.setdefault(o.product, {"photos": 0, "rejected": 0, "accepted_as": {},
-                                               "enrolled_siblings": sorted(p for p in enrolled if fam_of[p] == fam_of[o.product])})
-        d["photos"] += 1
-        if o.decision is None:
-            d["rejected"] += 1
-        else:
-            d["accepted_as"][o.decision] = d["accepted_as"].get(o.decision, 0) + 1
-    n_k, n_u = len(known), len(unknown)
-    right = sum(o.decision == o.product for o in known)
-    return {
-        "n_known_queries": n_k,
-        "n_unknown_queries": n_u,
-        "top1_accuracy": _rate(sum(o.best_item == o.product for o in known), n_k),
-        "recognised": _rate(right, n_k),
-        "misidentified": _rate(sum(o.decision not in (None, o.product) for o in known), n_k),
-        "rejected_known": _rate(sum(o.decision is None for o in known), n_k),
-        "unknown_rejected": _rate(sum(o.decision is None for o in unknown), n_u),
-        "unknown_accepted": _rate(sum(o.decision is not None for o in unknown), n_u),
-        "per_unknown_product": per_unknown,
-    }
-
-
-def _pick_shown(outcomes: list[QueryOutcome], size: DemoSize, rng: np.random.Generator) -> list[QueryOutcome]:
-    """A few known queries (one photo each of different products) and a few photos of each unknown product."""
-    known_products = sorted({o.product for o in outcomes if o.enrolled})
-    pick = rng.choice(len(known_products), size=min(size.shown_known, len(known_products)), replace=False)
-    shown = []
-    for p in sorted(known_products[i] for i in pick):
-        photos = [o for o in outcomes if o.product == p]
-        shown.append(photos[int(rng.integers(len(photos)))])
-    for p in sorted({o.product for o in outcomes if not o.enrolled}):
-        shown += [o for o in outcomes if o.product == p][: size.shown_per_unknown]
-    return shown
 
 
 def _json_default(x: Any) -> Any:

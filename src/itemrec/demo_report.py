@@ -3,7 +3,9 @@
 Plots: the training curves, CMC, VAL/FAR and ROC of
 :func:`itemrec.training.evaluate_run` (copied from the run folder), and a
 query/match grid drawn with :func:`itemrec.plots.plot_query_matches`, whose
-query titles are annotated with the gallery's decision.
+query titles are annotated with the gallery's decision. Also the counting of
+the gallery's decisions (:func:`recognition_counts`), the choice of the queries
+drawn (:func:`pick_shown`) and the threshold trade-off (:func:`operating_points`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from itemrec.demo import QueryOutcome
+
 RUN_PLOTS = ("curves.png", "cmc.png", "val_far.png", "roc.png")
+OPERATING_FARS = (0.01, 0.05, 0.1, 0.2, 0.3)
 
 
 def _pct(x: float | None) -> str:
@@ -23,10 +30,73 @@ def _f(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _rate(num: int, den: int) -> float | None:
+    return float(num / den) if den else None
+
+
+def recognition_counts(outcomes: list[QueryOutcome], fam_of: dict[str, int], enrolled: set[str]) -> dict[str, Any]:
+    """Counts over all query photos: known ones recognised/misidentified/rejected, unknown ones rejected/accepted."""
+    known = [o for o in outcomes if o.enrolled]
+    unknown = [o for o in outcomes if not o.enrolled]
+    per_unknown: dict[str, Any] = {}
+    for o in unknown:
+        d = per_unknown.setdefault(o.product, {"photos": 0, "rejected": 0, "accepted_as": {},
+                                               "enrolled_siblings": sorted(p for p in enrolled if fam_of[p] == fam_of[o.product])})
+        d["photos"] += 1
+        if o.decision is None:
+            d["rejected"] += 1
+        else:
+            d["accepted_as"][o.decision] = d["accepted_as"].get(o.decision, 0) + 1
+    n_k, n_u = len(known), len(unknown)
+    right = sum(o.decision == o.product for o in known)
+    return {
+        "n_known_queries": n_k,
+        "n_unknown_queries": n_u,
+        "top1_accuracy": _rate(sum(o.best_item == o.product for o in known), n_k),
+        "recognised": _rate(right, n_k),
+        "misidentified": _rate(sum(o.decision not in (None, o.product) for o in known), n_k),
+        "rejected_known": _rate(sum(o.decision is None for o in known), n_k),
+        "unknown_rejected": _rate(sum(o.decision is None for o in unknown), n_u),
+        "unknown_accepted": _rate(sum(o.decision is not None for o in unknown), n_u),
+        "per_unknown_product": per_unknown,
+    }
+
+
+def pick_shown(outcomes: list[QueryOutcome], n_known: int, per_unknown: int, rng: Any) -> list[QueryOutcome]:
+    """A few known queries (one photo each of different products) and a few photos of each unknown product."""
+    known_products = sorted({o.product for o in outcomes if o.enrolled})
+    pick = rng.choice(len(known_products), size=min(n_known, len(known_products)), replace=False)
+    shown = []
+    for p in sorted(known_products[i] for i in pick):
+        photos = [o for o in outcomes if o.product == p]
+        shown.append(photos[int(rng.integers(len(photos)))])
+    for p in sorted({o.product for o in outcomes if not o.enrolled}):
+        shown += [o for o in outcomes if o.product == p][:per_unknown]
+    return shown
+
+
+def operating_points(gallery: Any, calib_emb: Any, calib_ids: list[str], query_emb: Any, query_products: list[str],
+                     enrolled: set[str], fars: tuple[float, ...] = OPERATING_FARS) -> list[dict[str, Any]]:
+    """The trade-off behind the threshold: for each target FAR, the threshold
+    :meth:`~itemrec.gallery.Gallery.calibrate` fits (not stored) and what the gallery then
+    decides on the test photos (known recognised / rejected, unknown rejected)."""
+    known = [p in enrolled for p in query_products]
+    rows = []
+    for far in fars:
+        cal = gallery.calibrate(calib_emb, calib_ids, target_far=far, save=False)
+        said = [r.item_id for r in gallery.query(vectors=query_emb, k=1, threshold=cal.threshold)]
+        n_k = sum(known)
+        rows.append({
+            "target_far": far, "threshold": cal.threshold, "far_calib": cal.far, "dir_calib": cal.dir,
+            "recognised": _rate(sum(s == p for s, p, k in zip(said, query_products, known) if k), n_k),
+            "rejected_known": _rate(sum(s is None for s, k in zip(said, known) if k), n_k),
+            "unknown_rejected": _rate(sum(s is None for s, k in zip(said, known) if not k), len(known) - n_k),
+        })
+    return rows
+
+
 def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -> Path:
     """Grid of the shown queries (rows) and their top matches among the enrolled catalogue images."""
-    import numpy as np
-
     from itemrec.plots import plot_query_matches
 
     shown = result.shown
@@ -81,6 +151,10 @@ def summary_lines(result: Any) -> list[str]:
         acc = ", ".join(f"{k} x{v}" for k, v in sorted(u["accepted_as"].items())) or "none"
         sib = ", ".join(u["enrolled_siblings"]) or "none"
         lines.append(f"    {product}: {u['rejected']}/{u['photos']} rejected; accepted as: {acc}; enrolled family siblings: {sib}")
+    ops = r.get("operating_points", [])
+    if ops:
+        lines.append("  other thresholds (target FAR: known recognised / unknown rejected): " + ", ".join(
+            f"{p['target_far']}: {_pct(p['recognised'])} / {_pct(p['unknown_rejected'])}" for p in ops))
     if "total" in t:
         lines.append(f"time: total {t['total']:.1f} s wall, {t['total_cpu']:.1f} s CPU")
     lines.append(f"report: {result.out_dir / 'report.md'}")
@@ -170,6 +244,14 @@ def _markdown(result: Any, plots: list[str]) -> str:
         f"{_pct(r['recognised'])}, misidentified {_pct(r['misidentified'])}, rejected as unknown {_pct(r['rejected_known'])} |",
         f"| {r['n_unknown_queries']} of never-enrolled products | rejected as unknown {_pct(r['unknown_rejected'])}, "
         f"accepted as an enrolled product {_pct(r['unknown_accepted'])} |",
+        "",
+        "The trade-off behind the threshold (calibrated on the same photos for other target FARs, test photos decided again):",
+        "",
+        "| target FAR | threshold | FAR / DIR on calibration | known recognised | known rejected | unknown rejected |",
+        "|---|---|---|---|---|---|",
+        *(f"| {p['target_far']} | {p['threshold']:.3f} | {_f(p['far_calib'])} / {_f(p['dir_calib'])} | "
+          f"{_pct(p['recognised'])} | {_pct(p['rejected_known'])} | {_pct(p['unknown_rejected'])} |"
+          for p in r.get("operating_points", [])),
         "",
     ]
     for product, u in r["per_unknown_product"].items():

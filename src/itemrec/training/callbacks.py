@@ -115,8 +115,12 @@ def phase_callbacks(
     patience: int | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
     feature_monitor: dict[str, Any] | None = None,
+    delete_backup: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """Callbacks of one phase writing under ``phase_dir`` (see the module docstring).
+
+    ``delete_backup``: let ``BackupAndRestore`` delete its backup when ``fit``
+    returns (the runner keeps it until the phase's weights are saved instead).
 
     ``feature_monitor``: keyword arguments of :class:`itemrec.plots.DeepFeatureMonitor`
     (``data``, ``labels``, ``embed_fn``...; ``out_dir`` defaults to ``phase_dir/features``).
@@ -127,7 +131,7 @@ def phase_callbacks(
     cbs: list[keras.callbacks.Callback] = [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(phase_dir / "backup"), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(phase_dir / "backup"), save_freq="epoch", delete_checkpoint=delete_backup),
         BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode),
         keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
     ]

@@ -6,7 +6,10 @@
   into two with ``tf.config.set_logical_device_configuration`` before
   TensorFlow initialises);
 * ``"multiworker"``: :class:`tf.distribute.MultiWorkerMirroredStrategy`, the
-  cluster described by ``TF_CONFIG`` as usual.
+  cluster described by ``TF_CONFIG`` as usual. Every worker runs the same
+  ``itemrec train`` command; the run folder should be per worker (or on the
+  chief only): this module does not yet make non-chief workers skip writing,
+  and it is untested here (one machine).
 
 Batches are split across replicas and each replica runs the loss on its own
 slice, so in-batch triplet mining happens *per replica* (P×K batches keep

@@ -155,8 +155,6 @@ class _Trainer:
 
     def fit_phase(self, number: int, model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
                   initial_epoch: int, epochs: int, lr: float, augment: bool) -> None:
-        import keras
-
         from itemrec.training.callbacks import phase_callbacks, restored_epoch
         from itemrec.training.data import batch_indices
 
@@ -183,13 +181,10 @@ class _Trainer:
         if t.feature_monitor:
             pick = np.random.default_rng(c.seed).permutation(len(xv))[:300]
             monitor = {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None}
-        callbacks = phase_callbacks(
+        callbacks = phase_callbacks(  # the backup stays until the phase is marked done
             phase_dir, t.monitor, t.early_stopping_patience,
-            self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor,
+            self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor, delete_backup=False,
         )
-        for cb in callbacks:  # keep the backup until the phase is marked done
-            if isinstance(cb, keras.callbacks.BackupAndRestore):
-                cb.delete_checkpoint = False
         t0 = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=idx.shape[1], callbacks=callbacks, shuffle=False, verbose=2 if self.progress else 0)
