@@ -79,6 +79,10 @@ def test_frozen_then_finetuned_mobilenet(tiny_store, mobilenet_weights, tmp_path
     m = res.metrics()
     assert 0.0 <= m["accuracy"] <= 1.0
     assert np.isnan(m["top5_accuracy"])  # 4 classes: top-5 accuracy is undefined, not 1
+    h = res.history
+    assert m["best_val_loss_frozen"] == pytest.approx(h["val_loss"][:2].min())
+    assert m["best_val_loss_finetuned"] == pytest.approx(h["val_loss"][2])
+    assert m["best_val_loss"] == pytest.approx(min(m["best_val_loss_frozen"], m["best_val_loss_finetuned"]))
     # the report is the test split scored by the returned model
     xt, yt = tiny_store.arrays("test")
     pred = np.argmax(res.model.predict(xt.astype(np.float32), verbose=0), axis=1)
@@ -89,6 +93,7 @@ def test_frozen_then_finetuned_mobilenet(tiny_store, mobilenet_weights, tmp_path
 def test_small_cnn_from_scratch_and_predictions(tiny_store, tmp_path):
     res = f.train_classifier(tiny_store, "small_cnn", None, "fc", frozen_epochs=1, finetune_epochs=1, batch_size=8)
     assert list(res.history["phase"]) == [2, 2] and res.frozen_check == {}
+    assert np.isnan(res.metrics()["best_val_loss_frozen"])
     paths = list(tiny_store.paths("test")[:3])
     table = f.predict_images(res.model, paths, 32, tiny_store.class_names, top=2)
     from itemrec.data.images import load_images

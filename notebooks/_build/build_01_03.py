@@ -408,8 +408,10 @@ def nb03() -> list:
         ## The benchmark
 
         The small CNN trains from scratch; each ImageNet backbone trains frozen (head only, on
-        cached features; `frozen_check` confirms the backbone's weights did not move) and is then
-        fine-tuned.
+        cached features; `backbone_unchanged` confirms its weights did not move) and is then
+        fine-tuned. Each phase keeps its epoch of lowest validation loss; `best_val_loss_frozen` and
+        `best_val_loss_finetuned` show what fine-tuning changed. Test scores are those of the final,
+        fine-tuned model.
         """),
         code("""
         train_args = dict(optimizer=OPTIMIZER, lr=LR, batch_size=BATCH_SIZE, cache_dir=cache, seed=SEED)

@@ -117,8 +117,6 @@ def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -
         said = o.decision if o.decision is not None else "unknown"
         ax.set_title(f"query ({what})\n{o.product}\n-> {said} ({o.best_similarity:.2f})", fontsize=6,
                      color=(0.1, 0.6, 0.1) if o.correct else (0.85, 0.1, 0.1))
-    fig.suptitle(f"queries and the catalogue images of their top matches (threshold {result.calibration['threshold']:.3f}; green = right decision)",
-                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
@@ -259,7 +257,10 @@ def _markdown(result: Any, plots: list[str]) -> str:
         sib = ", ".join(f"`{x}`" for x in u["enrolled_siblings"]) or "none"
         lines.append(f"- never-enrolled `{product}`: {u['rejected']} of {u['photos']} photos rejected as unknown; "
                      f"accepted as {acc}. Enrolled products of the same family: {sib}.")
-    lines += ["", "![queries and their matches](queries.png)", "", "| query | enrolled | decision | best match (similarity) |",
+    lines += ["", "![queries and their matches](queries.png)", "",
+              f"Each row: a test photo (title green when the gallery's decision is right: its own product, or "
+              f"*unknown* for a never-enrolled one), then the catalogue images of its top matches with their "
+              f"cosine similarity (green frame: the right product). Threshold {c['threshold']:.3f}.", "", "| query | enrolled | decision | best match (similarity) |",
               "|---|---|---|---|"]
     for q in result.shown:
         lines.append(f"| `{q.product}` | {'yes' if q.enrolled else 'no'} | {q.decision or 'unknown'} "

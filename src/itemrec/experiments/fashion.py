@@ -200,11 +200,14 @@ class ClassifierResult:
     frozen_check: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        """Test accuracy, top-5, macro/weighted F1, best validation loss and training seconds."""
-        r = self.report
+        """Test accuracy, top-5, macro/weighted F1, best validation loss (overall, frozen and
+        fine-tuned phase; NaN for a phase that did not run) and training seconds."""
+        r, h = self.report, self.history
+        per_phase = {f"best_val_loss_{name}": float(h.loc[h["phase"] == n, "val_loss"].min()) if (h["phase"] == n).any()
+                     else float("nan") for n, name in ((1, "frozen"), (2, "finetuned"))}
         return {"accuracy": r.accuracy, "top5_accuracy": r.top_k_accuracy.get(5, float("nan")),
                 "f1_macro": r.f1_macro, "f1_weighted": r.f1_weighted,
-                "best_val_loss": float(self.history["val_loss"].min()), "seconds": self.seconds}
+                "best_val_loss": float(h["val_loss"].min()), **per_phase, "seconds": self.seconds}
 
 
 def train_classifier(
