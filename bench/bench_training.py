@@ -20,7 +20,7 @@ weights: the timings do not depend on the values). Times are the best of
 of each comparison alternating. The CPU may be shared
 with other work: ratios measured in the same run are the numbers to read.
 
-    python bench/bench_training.py [--products 24] [--photos 16] [--size 96] [--repeats 5]
+    python bench/bench_training.py [--products 24] [--photos 16] [--size 96] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=24)
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
     import keras

@@ -124,7 +124,6 @@ def test_sigkill_during_enrolment_loses_no_acknowledged_item(tmp_path):
     present: set[str] = set()
     removed: set[str] = set()
     uncertain: set[str] = set()
-    t_start = time.monotonic()
     rounds = 24
     for r in range(rounds):
         proc = _python(CRASHER, str(path), str(r))
@@ -153,4 +152,3 @@ def test_sigkill_during_enrolment_loses_no_acknowledged_item(tmp_path):
         assert not (removed & ids), f"round {r}: removed items came back"
         g.close()
     assert len(present) > 50  # the kills did land during real work
-    assert time.monotonic() - t_start < 60

@@ -234,3 +234,10 @@ def test_metric_learning_model_rejects_keras_losses_and_sample_weights():
     model = MetricLearningModel(tiny_embedding_model(), SoftmaxLoss(2))
     with pytest.raises(ValueError, match="sample_weight"):
         model.compute_loss(None, np.array([0, 1]), np.zeros((2, 8), "float32"), sample_weight=np.ones(2))
+
+
+def test_head_without_embedding_layer_is_the_normalised_features():
+    x = np.random.default_rng(0).normal(size=(4, 10)).astype("float32")
+    head = build_head(10, embedding_dim=None, dropout=0.0, hidden=None)
+    assert not head.trainable_weights
+    np.testing.assert_allclose(np.asarray(head(x)), x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-5)

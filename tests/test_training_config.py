@@ -96,3 +96,14 @@ def test_bad_json_file_names_the_file(tmp_path):
         ExperimentConfig.from_json(bad)
     with pytest.raises(FileNotFoundError, match="missing.json"):
         ExperimentConfig.from_json(tmp_path / "missing.json")
+
+
+def test_untrained_baseline_head_needs_zero_frozen_epochs():
+    base = {"model": {"head": "none"}, "train": {"frozen_epochs": 0, "finetune_epochs": 0}}
+    assert ExperimentConfig.from_dict(base).model.head == "none"
+    with pytest.raises(ConfigError, match="nothing to train"):
+        ExperimentConfig.from_dict({"model": {"head": "none"}, "train": {"frozen_epochs": 3}})
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        ExperimentConfig.from_dict({"train": {"frozen_epochs": 0, "finetune_epochs": 0}})
+    with pytest.raises(ConfigError, match="model.head"):
+        ExperimentConfig.from_dict({"model": {"head": "linear"}})

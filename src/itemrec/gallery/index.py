@@ -223,7 +223,10 @@ class FaissIndex:
             params = faiss.SearchParametersHNSW()
             params.sel = self._selector[1]
             params.efSearch = self.params["ef_search"]
-            scores, labels = self._index.search(vectors, kk, params=params)
+            # faiss.contrib.torch_utils (imported by pytorch-metric-learning, for one) replaces
+            # Index.search with a version that drops ``params``; its NumPy original stays as search_numpy
+            search = getattr(self._index, "search_numpy", self._index.search)
+            scores, labels = search(vectors, kk, params=params)
         else:
             scores, labels = self._index.search(vectors, kk)
         if self._is_ivf():

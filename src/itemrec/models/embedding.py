@@ -21,7 +21,7 @@ ACTIVATIONS = ("linear", "prelu", "sigmoid")
 
 def build_head(
     feature_dim: int,
-    embedding_dim: int = 128,
+    embedding_dim: int | None = 128,
     dropout: float = 0.2,
     hidden: int | None = 512,
     activation: str = "linear",
@@ -32,6 +32,8 @@ def build_head(
 
     ``hidden=None`` or 0 skips the hidden ReLU layer; ``activation`` is applied to
     the embedding layer's output before the optional L2 normalisation.
+    ``embedding_dim=None`` skips the embedding layer too: the (normalised)
+    features themselves are the embedding, the untrained baseline.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown embedding activation {activation!r}; choose one of {ACTIVATIONS}")
@@ -43,6 +45,10 @@ def build_head(
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     if hidden:
         x = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(x)
+    if embedding_dim is None:
+        if l2_normalize:
+            x = L2Normalize(name="l2_normalize")(x)
+        return keras.Model(inputs, x, name=name)
     x = keras.layers.Dense(int(embedding_dim), name="embedding")(x)
     if activation == "prelu":
         x = keras.layers.PReLU(name="embedding_prelu")(x)

@@ -30,6 +30,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
+HEADS = ("mlp", "none")
 
 
 @dataclass
@@ -103,6 +104,9 @@ class ModelConfig:
 
     ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the MobileNetV2 file
     of :func:`itemrec.settings.local_weights`), ``null`` (random init) or a file path.
+    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``) or
+    ``"none"``: the L2-normalised pooled backbone features are the embedding (the
+    untrained-baseline row of the results; needs ``train.frozen_epochs = 0``).
     """
 
     backbone: str = "mobilenet_v2"
@@ -114,9 +118,12 @@ class ModelConfig:
     dropout: float = 0.2
     activation: str = "linear"
     l2_normalize: bool = True
+    head: str = "mlp"
 
     def validate(self) -> None:
         from itemrec.models.backbones import BACKBONES
+
+        _choice("model.head", self.head, HEADS)
 
         _choice("model.backbone", self.backbone, tuple(BACKBONES))
         if self.weights is not None and self.weights not in WEIGHTS_KEYWORDS and not str(self.weights).strip():
@@ -205,8 +212,6 @@ class TrainConfig:
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _int("train.frozen_epochs", self.frozen_epochs, 0)
         _int("train.finetune_epochs", self.finetune_epochs, 0)
-        if self.frozen_epochs + self.finetune_epochs == 0:
-            raise ConfigError("train.frozen_epochs + train.finetune_epochs must be >= 1")
         _positive("train.frozen_lr", self.frozen_lr)
         _positive("train.finetune_lr", self.finetune_lr)
         if self.finetune_layers != "all":
@@ -289,6 +294,15 @@ class ExperimentConfig:
             if not isinstance(section, cls):
                 raise ConfigError(f"{key} must be a {cls.__name__}; got {type(section).__name__}")
             section.validate()
+        if self.model.head == "none" and self.train.frozen_epochs:
+            raise ConfigError(
+                "model.head='none' has nothing to train in the frozen phase; set train.frozen_epochs=0"
+            )
+        if self.model.head != "none" and self.train.frozen_epochs + self.train.finetune_epochs == 0:
+            raise ConfigError(
+                "train.frozen_epochs + train.finetune_epochs must be >= 1 (or model.head='none' for "
+                "the untrained baseline)"
+            )
         if self.train.p is not None and self.split.kind == "open" and self.data.name == "synthetic":
             n_seen = self.data.synthetic_products - round(self.split.unseen_fraction * self.data.synthetic_products)
             if self.train.p > n_seen:

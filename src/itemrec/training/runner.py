@@ -141,9 +141,12 @@ class _Trainer:
             self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights), "frozen")
             self.extractor = attach_head(self.backbone, None, preprocess=m.backbone, bn_inference=True, name="features")
             dim = int(self.extractor.output_shape[-1])
-            self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
+            if m.head == "none":  # the pooled backbone features are the embedding
+                self.head = build_head(dim, None, 0.0, None, l2_normalize=m.l2_normalize)
+            else:
+                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
             self.loss = build_loss(c.loss, self.splits.n_train_classes, c.seed)
-            self.loss.build_for(m.embedding_dim)
+            self.loss.build_for(int(self.head.output_shape[-1]))
         # pretrained (or phase-1-frozen) backbones keep BatchNorm in inference mode; from scratch they train it
         self.bn_inference = self.weights is not None or c.train.frozen_epochs > 0
 
