@@ -59,8 +59,9 @@ def test_cli_train_writes_every_output(cli_run):
     # the training model reloads with its loss (the triplet miner) inside
     import keras
 
-    import itemrec.models  # noqa: F401
+    from itemrec.models import register_custom_objects
 
+    register_custom_objects()
     model = keras.saving.load_model(run / "model.keras", compile=False)
     assert model.metric_loss.miner.__class__.__name__ == "BatchHardMiner"
 

@@ -230,10 +230,9 @@ class ImageEmbedder:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"embedding model {path} does not exist")
-        try:  # registers itemrec's custom layers, when that package is present
-            import itemrec.models  # noqa: F401
-        except ImportError:
-            pass
+        from itemrec.models import register_custom_objects
+
+        register_custom_objects()
         try:
             model = keras.saving.load_model(path, compile=False)
         except Exception as exc:

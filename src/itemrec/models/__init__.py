@@ -1,41 +1,50 @@
 """Embedding models: backbones, heads, classifiers and the metric-learning trainer.
 
-Importing this package imports Keras (not ``itemrec`` itself).
+Names load on first use (PEP 562), so ``from itemrec.models.backbones import
+BACKBONES`` or reading this package's ``__all__`` does not import Keras until a
+model-building name is touched.
 """
 
-from itemrec.models.backbones import (
-    BACKBONES,
-    BackboneSpec,
-    backbone_spec,
-    build_backbone,
-    preprocess_input_for,
-    set_trainable,
-    small_cnn,
-)
-from itemrec.models.embedding import (
-    attach_head,
-    build_classifier,
-    build_embedding_model,
-    build_feature_extractor,
-    build_head,
-)
-from itemrec.models.layers import BackbonePreprocess, L2Normalize
-from itemrec.models.metric_learning import MetricLearningModel
+from __future__ import annotations
 
-__all__ = [
-    "BACKBONES",
-    "BackboneSpec",
-    "backbone_spec",
-    "build_backbone",
-    "preprocess_input_for",
-    "set_trainable",
-    "small_cnn",
-    "attach_head",
-    "build_classifier",
-    "build_embedding_model",
-    "build_feature_extractor",
-    "build_head",
-    "BackbonePreprocess",
-    "L2Normalize",
-    "MetricLearningModel",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "BACKBONES": "backbones",
+    "BackboneSpec": "backbones",
+    "backbone_spec": "backbones",
+    "build_backbone": "backbones",
+    "preprocess_input_for": "backbones",
+    "set_trainable": "backbones",
+    "small_cnn": "backbones",
+    "attach_head": "embedding",
+    "build_classifier": "embedding",
+    "build_embedding_model": "embedding",
+    "build_feature_extractor": "embedding",
+    "build_head": "embedding",
+    "BackbonePreprocess": "layers",
+    "L2Normalize": "layers",
+    "MetricLearningModel": "metric_learning",
+}
+
+__all__ = list(_WHERE) + ["register_custom_objects"]
+
+
+def register_custom_objects() -> None:
+    """Import every module that registers itemrec's Keras objects (layers, losses,
+    the trainer), so ``keras.saving.load_model`` can rebuild a saved itemrec model."""
+    for module in ("itemrec.models.layers", "itemrec.models.metric_learning", "itemrec.losses"):
+        importlib.import_module(module)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'itemrec.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"itemrec.models.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

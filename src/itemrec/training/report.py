@@ -140,8 +140,9 @@ def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress
     test_e, test_y, _, skipped = _embed(embedder, splits.test, progress)
     names = list(splits.train.class_names)
     if config.loss.is_classifier:
-        import itemrec.models  # noqa: F401  (registers the custom objects)
-        import itemrec.losses  # noqa: F401
+        from itemrec.models import register_custom_objects
+
+        register_custom_objects()
 
         model = keras.saving.load_model(run_dir / "model.keras", compile=False)
         scores = np.asarray(keras.ops.convert_to_numpy(model.metric_loss.logits(test_e)))

@@ -174,10 +174,10 @@ class _Trainer:
             self.info["phases"][f"phase{number}"]["resumed_at_epoch"] = restored
         aug_fn = None
         if augment:
-            from itemrec.data.pipeline import AugmentConfig, _augmenter
+            from itemrec.data.pipeline import AugmentConfig, make_augmenter
 
             size = c.model.input_size
-            aug_fn = _augmenter(AugmentConfig(), (size, size))
+            aug_fn = make_augmenter(AugmentConfig(), (size, size))
         train_ds = make_train_dataset(x, y, idx[start:], aug_fn, seed=c.seed + 1000 * number + start)
         val_ds = make_eval_dataset(xv, yv, t.global_batch, c.seed)
         monitor = None
