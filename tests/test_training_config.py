@@ -107,3 +107,11 @@ def test_untrained_baseline_head_needs_zero_frozen_epochs():
         ExperimentConfig.from_dict({"train": {"frozen_epochs": 0, "finetune_epochs": 0}})
     with pytest.raises(ConfigError, match="model.head"):
         ExperimentConfig.from_dict({"model": {"head": "linear"}})
+
+
+def test_finetune_augment_defaults_to_augment_and_can_differ():
+    assert ExperimentConfig.from_dict({"train": {"augment": True}}).train.phase2_augment is True
+    cfg = ExperimentConfig.from_dict({"train": {"augment": False, "finetune_augment": True}})
+    assert cfg.train.phase2_augment is True and cfg.train.augment is False
+    with pytest.raises(ConfigError, match="finetune_augment"):
+        ExperimentConfig.from_dict({"train": {"finetune_augment": "yes"}})

@@ -189,6 +189,9 @@ class TrainConfig:
     (``finetune_epochs``, ``finetune_lr``): the top ``finetune_layers`` weighted
     backbone layers train too (``"all"`` for every one). Batches are either
     ``batch_size`` random images or, with ``p`` and ``k``, P classes × K images.
+    ``finetune_augment`` (default: same as ``augment``) switches augmentation for
+    phase 2 alone, so phase 1 can stay on cached features while fine-tuning
+    sees augmented images.
     """
 
     optimizer: str = "adam"
@@ -202,6 +205,7 @@ class TrainConfig:
     k: int | None = None
     steps_per_epoch: int | None = None
     augment: bool = False
+    finetune_augment: bool | None = None
     use_feature_cache: bool = True
     early_stopping_patience: int | None = None
     monitor: str = "val_loss"
@@ -222,9 +226,16 @@ class TrainConfig:
         _int("train.p", self.p, 2, allow_none=True)
         _int("train.k", self.k, 1, allow_none=True)
         _int("train.steps_per_epoch", self.steps_per_epoch, 1, allow_none=True)
+        if self.finetune_augment is not None and not isinstance(self.finetune_augment, bool):
+            raise ConfigError(f"train.finetune_augment must be true, false or null; got {self.finetune_augment!r}")
         _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
+
+    @property
+    def phase2_augment(self) -> bool:
+        """Whether the fine-tuning phase augments its images."""
+        return self.augment if self.finetune_augment is None else self.finetune_augment
 
     @property
     def global_batch(self) -> int:

@@ -253,7 +253,7 @@ class _Trainer:
         y, yv = self.splits.train.labels[keep], self.splits.val.labels[keepv]
         model = self._wrap(self.embedding_model())
         e0 = t.frozen_epochs
-        self.fit_phase(2, model, x, y, xv, yv, e0, e0 + t.finetune_epochs, t.finetune_lr, t.augment)
+        self.fit_phase(2, model, x, y, xv, yv, e0, e0 + t.finetune_epochs, t.finetune_lr, t.phase2_augment)
         save_variables(phase_dir / "weights.npz", groups)
         (phase_dir / "done.json").write_text(json.dumps(info, indent=1))
         shutil.rmtree(phase_dir / "backup", ignore_errors=True)
