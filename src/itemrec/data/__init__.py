@@ -18,8 +18,7 @@ are imported on first use (``from itemrec.data import read_image``), so that
 
 from __future__ import annotations
 
-import importlib
-
+from itemrec._lazy import lazy_attributes
 from itemrec.data.records import ImageDataset
 
 _LAZY = {
@@ -37,10 +36,4 @@ _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 __all__ = ["ImageDataset", *_WHERE]
 
 
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'itemrec.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"itemrec.data.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

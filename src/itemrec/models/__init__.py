@@ -8,7 +8,8 @@ model-building name is touched.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+from itemrec._lazy import lazy_attributes
 
 _WHERE = {
     "BACKBONES": "backbones",
@@ -38,13 +39,4 @@ def register_custom_objects() -> None:
         importlib.import_module(module)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'itemrec.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"itemrec.models.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

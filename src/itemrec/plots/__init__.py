@@ -11,7 +11,7 @@ grids, confusion heatmap), :mod:`.projector` (TensorBoard Embedding Projector fi
 
 from __future__ import annotations
 
-import importlib
+from itemrec._lazy import lazy_attributes
 
 _WHERE = {
     "plot_history": "curves",
@@ -30,11 +30,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

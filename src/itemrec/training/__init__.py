@@ -6,7 +6,7 @@ Names load on first use, so importing the package does not import TensorFlow.
 
 from __future__ import annotations
 
-import importlib
+from itemrec._lazy import lazy_attributes
 
 _WHERE = {
     "ExperimentConfig": "config",
@@ -37,11 +37,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
