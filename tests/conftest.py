@@ -55,3 +55,11 @@ def mobilenet_weights() -> Path:
         return settings.local_weights()
     except settings.DataNotFoundError:
         _missing("MobileNetV2 weights file")
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """The bad- and awkward-image fixture files (``tests/fixtures/bad_images``), made fresh per module."""
+    from fixtures.bad_images import make_bad_images
+
+    return make_bad_images.make_bad_images(tmp_path_factory.mktemp("bad_images"))

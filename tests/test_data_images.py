@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +10,7 @@ from PIL import Image
 
 from itemrec.data.images import BadImageError, fit_image, load_images, read_image
 
-_spec = importlib.util.spec_from_file_location(
-    "make_bad_images", Path(__file__).parent / "fixtures" / "bad_images" / "make_bad_images.py"
-)
-mbi = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mbi)
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    return mbi.make_bad_images(tmp_path_factory.mktemp("bad_images"))
+from fixtures.bad_images import make_bad_images as mbi  # tests/ is on sys.path (pytest prepend import mode)
 
 
 @pytest.mark.parametrize("case", mbi.GOOD)

@@ -174,6 +174,17 @@ def knn(
     return out_d, out_i
 
 
+def _checked_pair(query, query_labels, reference, reference_labels, exclude_self: bool):
+    """Validated ``(query, query labels, reference, reference labels)`` for the ranking functions."""
+    query = check_embeddings(query, "query embeddings")
+    reference = check_embeddings(reference, "reference embeddings")
+    ql = check_labels(query_labels, len(query), "query labels")
+    rl = check_labels(reference_labels, len(reference), "reference labels")
+    if exclude_self and len(query) != len(reference):
+        raise ValueError("exclude_self needs the query set to be the reference set (same length)")
+    return query, ql, reference, rl
+
+
 def first_match_rank(
     query: np.ndarray,
     query_labels: np.ndarray,
@@ -188,12 +199,7 @@ def first_match_rank(
     ``rank_i = 1 + |{j : label_j ≠ label_i, D(i, j) < min_{l: label_l = label_i} D(i, l)}|``:
     different-label items at exactly the same distance do not push the match down.
     """
-    query = check_embeddings(query, "query embeddings")
-    reference = check_embeddings(reference, "reference embeddings")
-    ql = check_labels(query_labels, len(query), "query labels")
-    rl = check_labels(reference_labels, len(reference), "reference labels")
-    if exclude_self and len(query) != len(reference):
-        raise ValueError("exclude_self needs the query set to be the reference set (same length)")
+    query, ql, reference, rl = _checked_pair(query, query_labels, reference, reference_labels, exclude_self)
     ranks = np.zeros(len(query), dtype=np.int64)
     for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb):
         same = ql[start:stop, None] == rl[None, :]
@@ -221,10 +227,7 @@ def average_precision_full(
     ``AP_i = (1/R_i) Σ_{k: rel(k)} P_i(k)`` with ``P_i(k)`` the fraction of relevant
     items among the first k; equal distances are ordered by reference index.
     """
-    query = check_embeddings(query, "query embeddings")
-    reference = check_embeddings(reference, "reference embeddings")
-    ql = check_labels(query_labels, len(query), "query labels")
-    rl = check_labels(reference_labels, len(reference), "reference labels")
+    query, ql, reference, rl = _checked_pair(query, query_labels, reference, reference_labels, exclude_self)
     out = np.full(len(query), np.nan)
     positions = np.arange(1, len(reference) + 1, dtype=np.float64)
     for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb / 2):
