@@ -179,6 +179,22 @@ def test_dimension_and_fingerprint_mismatch_refused(tmp_path):
     assert g.check().ok and len(g) == 1
 
 
+def test_vectors_far_from_unit_length_are_normalised_or_refused(tmp_path):
+    g = Gallery.create(tmp_path / "g", "fp", dim=4)
+    # (3e20, 4e20): the float32 sum of squares overflows, the float64 norm is 5e20 -> (0.6, 0.8)
+    g.enroll("big", "B", vectors=[[3e20, 4e20, 0, 0]])
+    g.enroll("tiny", "T", vectors=[[0, 0, 1e-30, 0]])  # 1e-30 / 1e-30 -> (0, 0, 1, 0)
+    (res,) = g.query(vectors=[[0.6, 0.8, 0, 0]], k=2)
+    assert res.item_id == "big" and res.matches[0].similarity == pytest.approx(1.0, abs=1e-6)
+    (res,) = g.query(vectors=[[0, 0, 2, 0]], k=1)
+    assert res.item_id == "tiny" and res.matches[0].similarity == pytest.approx(1.0, abs=1e-6)
+    for bad in ([np.inf, 0, 0, 0], [1, -np.inf, 0, 0], [1, np.nan, 0, 0]):
+        with pytest.raises(GalleryError, match="NaN or infinite"):
+            g.query(vectors=[bad])
+    with pytest.raises(GalleryError, match=r"row\(s\) \[1\] are all zeros"):
+        g.query(vectors=[[1, 0, 0, 0], [0, 0, 0, 0]])
+
+
 def test_index_rebuilt_when_missing_stale_or_damaged(tmp_path, vectors):
     path = tmp_path / "g"
     g = Gallery.create(path, "fp", dim=DIM)

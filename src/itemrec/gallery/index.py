@@ -135,6 +135,12 @@ class FaissIndex:
     def ntotal(self) -> int:
         return int(self._index.ntotal) - len(self._tombstones)
 
+    @property
+    def faiss_index(self) -> Any:
+        """The wrapped FAISS index (its labels are positions for flat/HNSW, ids for IVF); for benchmarks
+        and inspection: writing through it bypasses the id mapping and the gallery's SQLite log."""
+        return self._index
+
     def _check(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -231,9 +237,13 @@ class FaissIndex:
             scores, labels = self._index.search(vectors, kk)
         if self._is_ivf():
             ids = labels
+        elif len(self._pos_ids) and labels.min() >= 0:  # the common case: k hits per row
+            ids = self._pos_ids[labels]
         else:
             ids = np.where(labels >= 0, self._pos_ids[np.maximum(labels, 0)] if len(self._pos_ids) else -1, -1)
-        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        if ids.min() < 0:
+            scores = np.where(ids < 0, -np.inf, scores)
+        scores = scores.astype(np.float32, copy=False)
         if kk < k:
             pad = k - kk
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)

@@ -33,11 +33,14 @@ def normalize_rows(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != dim:
         raise GalleryMismatchError(f"{what}: expected shape (N, {dim}) for this gallery, got {np.shape(vectors)}")
-    if not np.isfinite(x).all():
-        raise GalleryError(f"{what}: contain NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise GalleryError(f"{what}: row(s) {np.flatnonzero(norms[:, 0] == 0)[:10].tolist()} are all zeros")
+    with np.errstate(over="ignore", invalid="ignore"):  # NaN and inf in a row make its norm NaN or inf
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if not (np.isfinite(norms).all() and norms.all()):  # one check on the fast path; details below
+        if not np.isfinite(x).all():
+            raise GalleryError(f"{what}: contain NaN or infinite values")
+        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)  # squares past float32's range
+        if (norms == 0).any():
+            raise GalleryError(f"{what}: row(s) {np.flatnonzero(norms[:, 0] == 0)[:10].tolist()} are all zeros")
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 

@@ -75,10 +75,18 @@ class QueryMixin:
         return cached[1]
 
     def _pks_of(self, ids: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self._vid, ids).clip(0, max(len(self._vid) - 1, 0))
-        if not len(self._vid):
+        """Item pk of each vector id (``-1`` for ``-1`` or an unknown id); ``self._vid`` is sorted and unique."""
+        vid = self._vid
+        if not len(vid):
             return np.full(ids.shape, -1, np.int64)
-        found = (ids >= 0) & (self._vid[pos] == ids)
+        if vid[-1] - vid[0] == len(vid) - 1:  # ids without gaps (no removals): arithmetic, not a binary search
+            pos = ids - vid[0]
+            found = (pos >= 0) & (pos < len(vid))
+            if found.all():
+                return self._vpk[pos]
+            return np.where(found, self._vpk[pos.clip(0, len(vid) - 1)], -1)
+        pos = np.searchsorted(vid, ids).clip(0, len(vid) - 1)
+        found = (ids >= 0) & (vid[pos] == ids)
         return np.where(found, self._vpk[pos], -1)
 
     def _item_info(self, pks: set[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
