@@ -10,6 +10,7 @@ from itemrec.evaluation import (
     cmc_representative,
     knn,
     metrics_from_matches,
+    per_class_ranks,
     retrieval_report,
 )
 from itemrec.evaluation._chunked import average_precision_full, first_match_rank, pairwise_distances
@@ -240,3 +241,27 @@ def test_distance_blocks_stay_within_budget():
     full = pairwise_distances(q, q, "cosine")
     for start, stop, block in upper_triangle_blocks(q, "cosine", memory_mb=0.002):
         np.testing.assert_allclose(block, full[start:stop, start:], atol=1e-12)
+
+
+def test_per_class_ranks_hand_worked_1d():
+    # gallery on a line (l2): label 10 at 0.0, 20 at 1.0, 30 at 2.0
+    gallery, gl = np.array([[0.0], [1.0], [2.0]]), np.array([10, 20, 30])
+    # class 10: queries at 0.1 (rank 1) and 0.9 (nearest is 20 -> rank 2);
+    # class 20: 1.1 (rank 1), 1.9 (30 first -> rank 2), 2.8 (30, then 20 -> rank 2);
+    # class 30: 0.4 (10 at 0.4, 20 at 0.6, 30 at 1.6 -> rank 3)
+    q = np.array([[0.1], [0.9], [1.1], [1.9], [2.8], [0.4]])
+    ql = np.array([10, 10, 20, 20, 20, 30])
+    f = per_class_ranks(q, ql, gallery, gl, ks=(1, 2), metric="l2").set_index("label")
+    assert f.loc[10, "n_queries"] == 2 and f.loc[20, "n_queries"] == 3 and f.loc[30, "n_queries"] == 1
+    assert f.loc[10, "hit@1"] == 0.5 and f.loc[10, "hit@2"] == 1.0  # ranks 1, 2
+    assert f.loc[20, "hit@1"] == pytest.approx(1 / 3) and f.loc[20, "hit@2"] == 1.0  # ranks 1, 2, 2
+    assert f.loc[30, "hit@1"] == 0.0 and f.loc[30, "hit@2"] == 0.0  # rank 3
+    assert f.loc[20, "mean_rank"] == pytest.approx(5 / 3) and f.loc[30, "mean_rank"] == 3.0
+    # misses of class 20 both rank 30 first: 2 of its 3 queries
+    assert f.loc[20, "confused_with"] == 30 and f.loc[20, "confused_share"] == pytest.approx(2 / 3)
+    assert f.loc[10, "confused_with"] == 20 and f.loc[10, "confused_share"] == 0.5
+    assert f.loc[30, "confused_with"] == 10 and f.loc[30, "confused_share"] == 1.0
+    solo = per_class_ranks(np.array([[2.1]]), np.array([30]), gallery, gl, ks=(1,), metric="l2").iloc[0]
+    assert solo["hit@1"] == 1.0 and solo["confused_with"] == -1 and solo["confused_share"] == 0.0
+    with pytest.raises(ValueError, match="ks"):
+        per_class_ranks(q, ql, gallery, gl, ks=(0,), metric="l2")

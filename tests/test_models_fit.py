@@ -56,6 +56,26 @@ def split():
     return x[train], cat.labels[train], x[~train], cat.labels[~train]
 
 
+def test_logged_accuracy_is_the_fraction_over_samples_with_a_partial_last_batch():
+    """``evaluate`` on 5 samples in batches of 4 + 1: ``accuracy`` = correct / 5, not the mean of the two
+    batch accuracies (which differs for these data, as checked first)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    inputs = keras.Input((6,))
+    emb = keras.Model(inputs, keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(seed=1))(inputs))
+    model = MetricLearningModel(emb, SoftmaxLoss(3))
+    model.compile(optimizer="sgd")
+    logits = np.asarray(keras.ops.convert_to_numpy(model.metric_loss.logits(emb(x))))
+    pred = logits.argmax(1)
+    y = np.array([pred[0], pred[1], pred[2], (pred[3] + 1) % 3, pred[4]])  # 4 of 5 right; batches 3/4 and 1/1
+    correct = pred == y
+    assert correct.mean() == 0.8 and (correct[:4].mean() + correct[4:].mean()) / 2 == 0.875
+    got = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    assert got["accuracy"] == pytest.approx(0.8, abs=1e-6)
+    ce = -np.log(np.exp(logits[np.arange(5), y]) / np.exp(logits).sum(1))
+    assert got["ce"] == pytest.approx(ce.mean(), rel=1e-5) and got["loss"] == pytest.approx(ce.mean(), rel=1e-5)
+
+
 def test_numpy_recall_at_1_hand_example():
     # points 0,1 (class 0) close together; 2 (class 1) near 1; 3 (class 1) far away:
     # nearest of 0 is 1 ✓, of 1 is 0 ✓ (cos 0.995 > 0.98), of 2 is 1 ✗, of 3 is 2 ✓ → 3/4

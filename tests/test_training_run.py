@@ -24,7 +24,7 @@ TINY = {
 RUN_FILES = (
     "config.json", "model.keras", "embedding.keras", "embedding.embedder.json", "history.csv", "history.json",
     "metrics.json", "training.json", "done.json", "curves.png", "cmc.png", "val_far.png", "roc.png",
-    "splits/train.csv", "splits/val.csv", "splits/calib.csv", "splits/test.csv", "splits/splits.json",
+    "per_class.csv", "splits/train.csv", "splits/val.csv", "splits/calib.csv", "splits/test.csv", "splits/splits.json",
     "phase1/best.weights.h5", "phase1/history.csv", "phase1/done.json", "phase2/best.weights.h5",
 )
 
@@ -54,6 +54,15 @@ def test_cli_train_writes_every_output(cli_run):
     for key in ("rank1", "recall_at_1", "recall_at_5", "map_at_r", "val_at_far_1e-01", "val_at_far_1e-02", "dir_at_far"):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["cmc"]["ci_low"][0] <= m["rank1"] <= m["cmc"]["ci_high"][0]
+    import pandas as pd
+
+    per_class = pd.read_csv(run / "per_class.csv")
+    assert len(per_class) == 4 and per_class["n_queries"].sum() == m["n_test_images"]
+    assert (per_class["hit@5"] == 1.0).all()  # 4 catalogue items: every query's class is within rank 4
+    assert m["n_classes_never_first"] == int((per_class["hit@1"] == 0).sum())
+    h = m["hubness"]  # on by default: k 10 (capped at the training images), beta 0.5
+    assert h["k"] == 10 and h["beta"] == 0.5 and h["n_background"] == len(pd.read_csv(run / "splits" / "train.csv"))
+    assert 0.0 <= h["rank1"] <= h["rank5"] <= 1.0 and h["cmc_mean"][-1] == 1.0
     side = json.loads((run / "embedding.embedder.json").read_text())
     assert side["image_size"] == [32, 32] and side["resize_mode"] == "pad"
     # the training model reloads with its loss (the triplet miner) inside
@@ -92,6 +101,7 @@ def test_cli_evaluate_and_embed(cli_run, tmp_path, capsys):
     assert main(["evaluate", str(run), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "CMC rank-1" in text and "Recall@1" in text and "VAL" in text and "DIR" in text
+    assert "with hubness correction (k 10, beta 0.5)" in text
     assert json.loads((run / "metrics.json").read_text())["rank1"] == pytest.approx(before["rank1"])
 
     folder = out / ".synthetic"

@@ -43,6 +43,10 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             f"  Recall@1 {_fmt(metrics['recall_at_1'])}  Recall@5 {_fmt(metrics['recall_at_5'])}  "
             f"MAP@R {_fmt(metrics['map_at_r'])}",
         ]
+        h = metrics.get("hubness")
+        if h:
+            lines.insert(2, f"  with hubness correction (k {h['k']}, beta {h['beta']}): CMC rank-1 {_fmt(h['rank1'])} "
+                            f"(95% CI {h['rank1_ci'][0]:.4f}..{h['rank1_ci'][1]:.4f}), rank-5 {_fmt(h['rank5'])}")
         for key, v in metrics["verification"].items():
             lines.append(f"  VAL {_fmt(v['val'])} at FAR {_fmt(v['far'])} (target {key}, threshold {v['threshold']:.4f})")
         o = metrics["openset"]

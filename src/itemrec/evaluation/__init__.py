@@ -2,6 +2,7 @@
 
 Modules: :mod:`.retrieval` (CMC, Recall@K, P@1, R-precision, MAP@R, mAP),
 :mod:`.verification` (VAL/FAR, ROC, thresholds), :mod:`.openset` (DIR@FAR),
+:mod:`.hubness` (CSLS-style gallery offsets),
 :mod:`.classification`, :mod:`.gini`, :mod:`.clustering_quality`, and the
 memory-bounded distance engine :mod:`._chunked` they share.
 """
@@ -10,6 +11,7 @@ from ._chunked import average_precision_full, first_match_rank, knn, pairwise_di
 from .classification import ClassificationReport, classification_report, top_k_accuracy
 from .clustering_quality import ClusteringScores, clustering_scores, purity
 from .gini import GiniThreshold, RejectionReport, fit_gini_threshold, gini_impurity, gini_rejection_report, lorenz_gini
+from .hubness import hubness_offsets
 from .openset import (
     DirFarCurve,
     OpenSetReport,
@@ -26,6 +28,7 @@ from .retrieval import (
     map_at_r,
     mean_average_precision,
     metrics_from_matches,
+    per_class_ranks,
     r_precision,
     recall_at_k,
     retrieval_report,

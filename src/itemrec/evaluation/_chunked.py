@@ -94,17 +94,31 @@ def distance_blocks(
     metric: str = "cosine",
     rows: int | None = None,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    reference_offsets: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, D[start:stop])``, blocks of the query × reference distance matrix."""
+    """Yield ``(start, stop, D[start:stop])``, blocks of the query × reference distance matrix,
+    plus ``reference_offsets[j]`` on column ``j`` when given (see :mod:`itemrec.evaluation.hubness`)."""
     check_metric(metric)
     dtype = _common_dtype(query, reference)
     ref, ref_sq = _prepare(reference, metric, dtype)
     qry, q_sq = _prepare(query, metric, dtype)
+    offsets = None if reference_offsets is None else check_offsets(reference_offsets, len(ref)).astype(dtype)
     step = rows or rows_per_block(len(ref), np.dtype(dtype).itemsize, memory_mb)
     for start in range(0, len(qry), step):
         stop = min(start + step, len(qry))
         q_part = None if q_sq is None else q_sq[start:stop]
-        yield start, stop, _finish(qry[start:stop] @ ref.T, metric, q_part, ref_sq)
+        block = _finish(qry[start:stop] @ ref.T, metric, q_part, ref_sq)
+        yield start, stop, block if offsets is None else block + offsets[None, :]
+
+
+def check_offsets(offsets: np.ndarray, n: int) -> np.ndarray:
+    """A finite 1-D array of ``n`` per-reference distance offsets, or a clear error."""
+    o = np.asarray(offsets)
+    if o.ndim != 1 or len(o) != n:
+        raise ValueError(f"reference offsets must be a 1-D array of {n} values (one per reference); got shape {o.shape}")
+    if not np.issubdtype(o.dtype, np.number) or not np.isfinite(o).all():
+        raise ValueError("reference offsets must be finite numbers")
+    return o
 
 
 def upper_triangle_blocks(
@@ -140,8 +154,10 @@ def knn(
     metric: str = "cosine",
     exclude_self: bool = False,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    reference_offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest references of each query: ``(distances, indices)``, each n × k, nearest first.
+    """Exact k nearest references of each query: ``(distances, indices)``, each n × k, nearest first
+    (by distance plus ``reference_offsets[j]`` when given).
 
     ``exclude_self`` treats query ``i`` and reference ``i`` as the same item (the
     query set *is* the reference set) and never returns it. Within the k found,
@@ -159,7 +175,8 @@ def knn(
         raise ValueError(f"k must lie in 1..{available} (references available); got {k}")
     out_d = np.empty((len(query), k), dtype=_common_dtype(query, reference))
     out_i = np.empty((len(query), k), dtype=np.int64)
-    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb):
+    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb,
+                                              reference_offsets=reference_offsets):
         if exclude_self:
             rows = np.arange(stop - start)
             block[rows, start + rows] = np.inf
@@ -193,15 +210,18 @@ def first_match_rank(
     metric: str = "cosine",
     exclude_self: bool = False,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    reference_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """1-based rank of the nearest same-label reference for each query (0: the query has none).
 
     ``rank_i = 1 + |{j : label_j ≠ label_i, D(i, j) < min_{l: label_l = label_i} D(i, l)}|``:
-    different-label items at exactly the same distance do not push the match down.
+    different-label items at exactly the same distance do not push the match down. With
+    ``reference_offsets``, ``D(i, j)`` is replaced by ``D(i, j) + offsets[j]``.
     """
     query, ql, reference, rl = _checked_pair(query, query_labels, reference, reference_labels, exclude_self)
     ranks = np.zeros(len(query), dtype=np.int64)
-    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb):
+    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb,
+                                              reference_offsets=reference_offsets):
         same = ql[start:stop, None] == rl[None, :]
         if exclude_self:
             rows = np.arange(stop - start)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._chunked import (
     DEFAULT_MEMORY_MB,
+    _checked_pair,
     average_precision_full,
     check_embeddings,
     check_labels,
@@ -127,6 +128,7 @@ def cmc_representative(
     query_ids: np.ndarray | None = None,
     gallery_ids: np.ndarray | None = None,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    gallery_offsets: np.ndarray | None = None,
 ) -> CMCResult:
     """CMC against a gallery of ONE representative image per class, over random query draws.
 
@@ -139,7 +141,8 @@ def cmc_representative(
     The gallery arrays are separate from the query arrays, so a representative is
     never its own query. If the same images appear in both, pass ``query_ids`` and
     ``gallery_ids`` (e.g. file paths): a query whose id equals a gallery id is
-    excluded from the draws.
+    excluded from the draws. ``gallery_offsets`` (one per gallery item, added to its
+    distances) ranks with a hubness correction (:func:`itemrec.evaluation.hubness_offsets`).
     """
     q = check_embeddings(query_emb, "query embeddings")
     g = check_embeddings(gallery_emb, "gallery embeddings")
@@ -165,7 +168,7 @@ def cmc_representative(
         if len(qid) != len(q) or len(gid) != len(g):
             raise ValueError("query_ids/gallery_ids must match the lengths of the embeddings")
         eligible &= ~np.isin(qid, gid)
-    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb)
+    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)
     rng = np.random.default_rng(seed)
     picks = []
     for c in np.unique(ql):
@@ -318,3 +321,45 @@ def mean_average_precision(query_emb, query_labels, reference_emb=None, referenc
     """mAP over the full ranking; see :func:`retrieval_report`."""
     rep = retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric, with_map=True)
     return float(rep.mean_average_precision)
+
+
+def per_class_ranks(
+    query_emb: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_emb: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks: tuple[int, ...] = (1, 5),
+    metric: str = "cosine",
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    gallery_offsets: np.ndarray | None = None,
+):
+    """Which classes fail: per query class, the hit rate at each rank in ``ks`` and the top-1 confusion.
+
+    Over every query (no draws): ``hit@k(c) = mean over queries of class c of [1 ≤ rank ≤ k]``, with
+    the rank of :func:`first_match_rank`; ``mean_rank`` over queries that have a match; ``confused_with``:
+    the gallery label most often ranked first for the class's misses (``-1`` when there are none),
+    ``confused_share``: the fraction of the class's queries that it takes. Returns a pandas DataFrame,
+    one row per query class, sorted by label. ``gallery_offsets`` as in :func:`cmc_representative`.
+    """
+    import pandas as pd
+
+    q, ql, g, gl = _checked_pair(query_emb, query_labels, gallery_emb, gallery_labels, False)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be ranks ≥ 1; got {ks}")
+    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)
+    top1 = gl[knn(q, g, 1, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)[1][:, 0]]
+    rows = []
+    for c in np.unique(ql):
+        r = ranks[ql == c]
+        row = {"label": int(c), "n_queries": int(len(r))}
+        for k in ks:
+            row[f"hit@{k}"] = float(np.mean((r >= 1) & (r <= k)))
+        row["mean_rank"] = float(r[r >= 1].mean()) if (r >= 1).any() else float("nan")
+        wrong = top1[(ql == c) & (top1 != c)]
+        if len(wrong):
+            values, counts = np.unique(wrong, return_counts=True)
+            row["confused_with"], row["confused_share"] = int(values[counts.argmax()]), float(counts.max() / len(r))
+        else:
+            row["confused_with"], row["confused_share"] = -1, 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)

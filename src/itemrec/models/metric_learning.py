@@ -6,7 +6,8 @@ hook Keras 3 calls from its own ``train_step``/``test_step`` on every backend,
 statelessly under JAX), so the loss's weights (classifier heads) train with the
 model, its non-trainable state (centre-loss centres) updates in training, and
 its diagnostics (``d_ap``, ``d_an``, ``active_fraction``, ``ce``, ...) are
-logged by ``keras.metrics.Mean`` trackers next to ``loss``.
+logged by ``keras.metrics.Mean`` trackers next to ``loss``, weighted by batch
+size, so an epoch's value is a mean over samples, like ``loss``.
 
 ``model.embedding_model`` is the inference model (raw pixels → embedding),
 separate from the training graph.
@@ -58,8 +59,11 @@ class MetricLearningModel(keras.Model):
                 "samples within a batch; balance classes in the sampler instead"
             )
         loss, diagnostics = self.metric_loss.compute(y_pred, y, training=training)
+        # each diagnostic is a batch mean: weight it by the batch size, as Keras weights ``loss``, so an epoch's
+        # value is the mean over samples (a last, partial batch must not count as much as a full one)
+        batch = ops.cast(ops.shape(y_pred)[0], "float32")
         for tracker in self.diagnostics:
-            tracker.update_state(diagnostics[tracker.name])
+            tracker.update_state(diagnostics[tracker.name], sample_weight=batch)
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), "float32")
         return loss

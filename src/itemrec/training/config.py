@@ -245,13 +245,20 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation settings used by :func:`itemrec.training.evaluate_run`."""
+    """Evaluation settings used by :func:`itemrec.training.evaluate_run`.
+
+    ``hubness_k``/``hubness_beta``: open-set CMC is also reported with the hubness
+    correction of :func:`itemrec.evaluation.hubness_offsets` (background: the
+    training images, seen classes only); ``hubness_k = 0`` switches it off.
+    """
 
     metric: str = "cosine"
     cmc_draws: int = 100
     max_rank: int = 10
     far_targets: tuple[float, ...] = (1e-2, 1e-3)
     dir_far: float = 0.05
+    hubness_k: int = 10
+    hubness_beta: float = 0.5
 
     def validate(self) -> None:
         _choice("eval.metric", self.metric, ("cosine", "squared_l2", "l2"))
@@ -261,6 +268,8 @@ class EvalConfig:
         for f in self.far_targets:
             _fraction("eval.far_targets[]", f)
         _fraction("eval.dir_far", self.dir_far)
+        _int("eval.hubness_k", self.hubness_k, 0)
+        _positive("eval.hubness_beta", self.hubness_beta, allow_zero=True)
 
 
 SECTIONS: dict[str, type] = {

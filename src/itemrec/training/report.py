@@ -17,7 +17,13 @@ Open set (test classes never seen in training):
 * open-set rejection: a seeded ``split.enrolled_fraction`` of the test classes
   is enrolled (their representatives form the gallery), the rest are unknown;
   the acceptance threshold is fitted on ``calib`` probes at FAR
-  ``eval.dir_far`` and DIR/FAR are reported on test probes.
+  ``eval.dir_far`` and DIR/FAR are reported on test probes;
+* the same CMC with the hubness correction of
+  :func:`itemrec.evaluation.hubness_offsets` (``eval.hubness_k``, ``eval.hubness_beta``;
+  background: the training images), under ``hubness``;
+* per test class (``per_class.csv``): rank-1 and rank-5 hit rates over all its
+  queries and the catalogue item most often ranked first instead
+  (:func:`itemrec.evaluation.per_class_ranks`).
 
 Closed set: accuracy, top-5, macro/weighted F1 and the confusion matrix, with
 the loss's classifier head (softmax/centre/cosine losses) or, for triplet
@@ -121,13 +127,31 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
     }
     m["dir_at_far"] = osr.dir
     name = config.name
-    plots.plot_cmc({name: cmc}, title=f"CMC vs {source} ({name})", path=out / "cmc.png")
+    curves = {name: cmc}
+    if e.hubness_k > 0 and len(splits.train):
+        background, _, _, _ = _embed(embedder, splits.train, progress)
+        offsets = ev.hubness_offsets(gal_e, background, e.hubness_k, e.hubness_beta, metric)
+        cmc_h = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
+                                      seed=config.seed, metric=metric, gallery_offsets=offsets)
+        m["hubness"] = {
+            "k": e.hubness_k, "beta": e.hubness_beta, "background": "train split (seen classes)",
+            "n_background": int(len(background)), "cmc_mean": cmc_h.mean.tolist(), "rank1": cmc_h.at(1),
+            "rank1_ci": [float(cmc_h.ci_low[0]), float(cmc_h.ci_high[0])], "rank5": cmc_h.at(min(5, max_rank)),
+        }
+        curves[f"{name} + hubness correction"] = cmc_h
+    plots.plot_cmc(curves, title=f"CMC vs {source} ({name})", path=out / "cmc.png")
     curve = ev.val_far_curve(test_e, test_y, 256, metric)
     plots.plot_val_far(curve, reports[0].threshold if reports else None, title=f"VAL/FAR on test ({name})",
                        path=out / "val_far.png")
     plots.plot_roc(curve, reports[0] if reports else None, title=f"ROC on test ({name})", log_far=False,
                    path=out / "roc.png")
     m["roc_auc"] = curve.auc
+    per_class = ev.per_class_ranks(test_e, test_y, gal_e, gal_y, ks=(1, 5), metric=metric)
+    names = list(splits.test.class_names)
+    per_class.insert(1, "class", [names[int(c)] for c in per_class["label"]])
+    per_class["confused_with"] = [names[int(c)] if c >= 0 else "" for c in per_class["confused_with"]]
+    per_class.to_csv(out / "per_class.csv", index=False)
+    m["n_classes_never_first"] = int((per_class["hit@1"] == 0).sum())
     return m
 
 
