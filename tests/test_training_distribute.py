@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np, keras, tensorflow as tf
     from itemrec.losses import TripletLoss
     from itemrec.training import ExperimentConfig, get_strategy, run_experiment
-    from itemrec.training.builders import wrap_for_training
+    from itemrec.models import MetricLearningModel
 
     out = {}
     strategy = get_strategy("mirrored")
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
         emb_model = keras.Model(inp, keras.layers.Dense(3, use_bias=False)(inp))
         emb_model.set_weights([w0])
         loss = TripletLoss(0.5, "batch_hard")
-        model = wrap_for_training(emb_model, loss, strategy)
+        model = MetricLearningModel(emb_model, loss)  # the plain model: it scales its loss per replica
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     out["eval_loss"] = float(model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["loss"])
     # reference without any strategy: each replica mines in its own half of the batch

@@ -7,7 +7,10 @@ statelessly under JAX), so the loss's weights (classifier heads) train with the
 model, its non-trainable state (centre-loss centres) updates in training, and
 its diagnostics (``d_ap``, ``d_an``, ``active_fraction``, ``ce``, ...) are
 logged by ``keras.metrics.Mean`` trackers next to ``loss``, weighted by batch
-size, so an epoch's value is a mean over samples, like ``loss``.
+size, so an epoch's value is a mean over samples, like ``loss``. Under a
+multi-replica ``tf.distribute`` strategy the loss is scaled per replica as
+Keras's compiled losses are, so in-batch mining runs per replica and the step
+follows the mean of the replicas' losses.
 
 ``model.embedding_model`` is the inference model (raw pixels → embedding),
 separate from the training graph.
@@ -19,6 +22,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compiled losses use
 
 from itemrec.losses.base import MetricLoss
 
@@ -66,7 +71,10 @@ class MetricLearningModel(keras.Model):
             tracker.update_state(diagnostics[tracker.name], sample_weight=batch)
         for extra in self.losses:
             loss = loss + ops.cast(ops.sum(extra), "float32")
-        return loss
+        # Keras's convention for compute_loss: under a multi-replica tf.distribute strategy each replica's
+        # loss is divided by the replica count, since the replicas' gradients are summed (its train step
+        # undoes this for the logged loss); identity with one replica and on the JAX and PyTorch backends
+        return scale_loss_for_distribution(loss)
 
     def get_config(self) -> dict:
         return {

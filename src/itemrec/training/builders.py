@@ -46,11 +46,9 @@ def build_optimizer(name: str, learning_rate: float) -> Any:
     }[name](learning_rate=learning_rate)
 
 
-def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any) -> Any:
-    """:class:`itemrec.models.MetricLearningModel`, replica-scaled under a multi-replica strategy."""
+def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any = None) -> Any:
+    """:class:`itemrec.models.MetricLearningModel` (it scales its loss per replica itself, so the
+    same model serves every strategy; ``strategy`` is accepted for callers that pass it)."""
     from itemrec.models import MetricLearningModel
-    from itemrec.training.distribute import replica_scaled_model
 
-    if strategy.num_replicas_in_sync > 1:
-        return replica_scaled_model(embedding_model, metric_loss)
     return MetricLearningModel(embedding_model, metric_loss)

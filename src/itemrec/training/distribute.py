@@ -15,8 +15,8 @@ Batches are split across replicas and each replica runs the loss on its own
 slice, so in-batch triplet mining happens *per replica* (P×K batches keep
 their structure when ``P`` is a multiple of the replica count: see
 :func:`check_pk_for_replicas`). Gradients are summed across replicas by
-``tf.distribute``, so each replica's loss is divided by the number of replicas
-(:class:`ReplicaScaledModel`), as Keras's own compiled losses do.
+``tf.distribute``, so each replica's loss is divided by the number of replicas,
+as Keras's own compiled losses do (in :class:`itemrec.models.MetricLearningModel`).
 """
 
 from __future__ import annotations
@@ -75,38 +75,3 @@ def check_pk_for_replicas(p: int | None, k: int | None, batch: int, replicas: in
             f"train.p={p} classes per batch is not a multiple of the {replicas} replicas, so a class would be "
             "cut between replicas and lose its positives; use a multiple"
         )
-
-
-def _scaled_model_class() -> type:
-    import keras
-
-    from itemrec.models.metric_learning import MetricLearningModel
-
-    @keras.saving.register_keras_serializable(package="itemrec")
-    class ReplicaScaledModel(MetricLearningModel):
-        """:class:`itemrec.models.MetricLearningModel` whose loss is divided by the replica count.
-
-        ``tf.distribute`` sums the replicas' gradients, so dividing each
-        replica's loss by ``n_replicas`` gives the gradient of the mean loss
-        (what Keras's compiled losses do through ``scale_loss_for_distribution``).
-        With one replica it is the same as the base class.
-        """
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            loss = super().compute_loss(x, y, y_pred, sample_weight, training)
-            from keras.src.losses.loss import scale_loss_for_distribution
-
-            return scale_loss_for_distribution(loss)
-
-    return ReplicaScaledModel
-
-
-_CLASS: type | None = None
-
-
-def replica_scaled_model(embedding_model: Any, metric_loss: Any) -> Any:
-    """A :class:`ReplicaScaledModel` wrapping ``embedding_model`` and ``metric_loss``."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _scaled_model_class()
-    return _CLASS(embedding_model, metric_loss)
