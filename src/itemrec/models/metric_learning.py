@@ -22,7 +22,6 @@ from typing import Any
 
 import keras
 from keras import ops
-
 from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compiled losses use
 
 from itemrec.losses.base import MetricLoss

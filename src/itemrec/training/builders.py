@@ -46,9 +46,9 @@ def build_optimizer(name: str, learning_rate: float) -> Any:
     }[name](learning_rate=learning_rate)
 
 
-def wrap_for_training(embedding_model: Any, metric_loss: Any, strategy: Any = None) -> Any:
-    """:class:`itemrec.models.MetricLearningModel` (it scales its loss per replica itself, so the
-    same model serves every strategy; ``strategy`` is accepted for callers that pass it)."""
+def wrap_for_training(embedding_model: Any, metric_loss: Any) -> Any:
+    """:class:`itemrec.models.MetricLearningModel`; it scales its loss per replica itself, so the same
+    model serves every strategy (build it inside the strategy's scope)."""
     from itemrec.models import MetricLearningModel
 
     return MetricLearningModel(embedding_model, metric_loss)

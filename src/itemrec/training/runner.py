@@ -260,7 +260,7 @@ class _Trainer:
 
     def _wrap(self, model_in: Any) -> Any:
         with self.strategy.scope():
-            return wrap_for_training(model_in, self.loss, self.strategy)
+            return wrap_for_training(model_in, self.loss)
 
     def save(self) -> dict[str, Path]:
         from itemrec.embedder import ImageEmbedder
