@@ -271,3 +271,94 @@ def test_faiss_index_pads_when_k_exceeds_size():
     assert s[0, 0] == pytest.approx(1.0) and s[0, 2] == -np.inf
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         idx.add(np.array([1]), np.ones((1, 3), np.float32))
+
+
+def _unit_rows(x):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def reference_hubness_topk(query, item_vecs, background, k_bg, beta, k):
+    """Slow reference: item score = max over its vectors of cos(q, v) - beta * r(v), with
+    r(v) = mean of the k_bg largest cos(v, b) over the background."""
+    bg = _unit_rows(background)
+    out = []
+    for q in _unit_rows(query):
+        scored = []
+        for item, vecs in item_vecs.items():
+            best = -np.inf
+            for v in _unit_rows(vecs):
+                r = np.mean(sorted(float(v @ b) for b in bg)[-k_bg:])
+                best = max(best, float(q @ v) - beta * r)
+            scored.append((item, best))
+        scored.sort(key=lambda t: -t[1])
+        out.append(scored[:k])
+    return out
+
+
+def test_hubness_correction_matches_reference_and_refetches(tmp_path):
+    rng = np.random.default_rng(11)
+    h = _unit_rows(rng.normal(size=(1, DIM)))[0]
+    u = _unit_rows(rng.normal(size=(40, DIM)) - (rng.normal(size=(40, DIM)) @ h)[:, None] * h)
+    items = {}
+    hubs = h + 0.25 * rng.normal(size=(30, DIM)) / np.sqrt(DIM)  # 10 hub items x 3 vectors, cos(h, .) ~ 0.97
+    for i in range(10):
+        items[f"hub-{i}"] = hubs[3 * i : 3 * i + 3]
+    for i in range(20):  # cos(h, .) = 0.6, away from the background
+        items[f"far-{i}"] = (0.6 * h + 0.8 * u[i])[None, :] + 0.05 * rng.normal(size=(1 + i % 2, DIM))
+    background = hubs + 0.01 * rng.normal(size=hubs.shape)  # near-copies of the hub vectors: r(hub) ~ 1
+    g = Gallery.create(tmp_path / "g", "fp", dim=DIM, threshold=0.5)
+    for item, v in items.items():
+        g.enroll(item, item, vectors=v)
+    assert g.set_background(background, k=3, beta=1.0) == 30
+    assert g.threshold is None and g.hubness == {"k": 3, "beta": 1.0, "n_background": 30}
+    queries = h + 0.1 * rng.normal(size=(6, DIM))
+    ref = reference_hubness_topk(queries, items, background, 3, 1.0, 5)
+    got = g.query(vectors=queries, k=5)
+    for res, exp in zip(got, ref):
+        assert [m.item_id for m in res.matches] == [e[0] for e in exp]
+        np.testing.assert_allclose([m.similarity for m in res.matches], [e[1] for e in exp], atol=1e-5)
+        assert res.matches[0].item_id.startswith("far-")  # the hubs are ranked down
+    # the answer lay beyond the first fetch: the 30 hub vectors fill the raw top max(4k, k + 16) = 21
+    raw = _unit_rows(queries) @ _unit_rows(np.concatenate(list(items.values()))).T
+    assert (np.argsort(-raw, axis=1)[:, :21] < 30).all()  # rows 0-29 of the concatenation are the hub vectors
+    # an item enrolled later gets its offset too; removing one drops it
+    g.enroll("late", "L", vectors=0.6 * h + 0.8 * u[30])
+    g.remove("far-0")
+    items["late"] = (0.6 * h + 0.8 * u[30])[None, :]
+    del items["far-0"]
+    ref = reference_hubness_topk(queries, items, background, 3, 1.0, 5)
+    for res, exp in zip(g.query(vectors=queries, k=5), ref):
+        assert [m.item_id for m in res.matches] == [e[0] for e in exp]
+    g.close()
+
+
+def test_background_persists_reaches_other_handles_and_clears(tmp_path, vectors):
+    g = Gallery.create(tmp_path / "g", "fp-test", dim=DIM)
+    for item, v in vectors.items():
+        g.enroll(item, item, vectors=v)
+    other = Gallery.open(tmp_path / "g", readonly=True)  # opened before the background exists
+    rng = np.random.default_rng(4)
+    background = rng.normal(size=(25, DIM))
+    queries = rng.normal(size=(5, DIM))
+    g.set_background(background, k=4, beta=0.5)
+    ref = reference_hubness_topk(queries, vectors, background, 4, 0.5, 3)
+    for handle in (g, other):
+        for res, exp in zip(handle.query(vectors=queries, k=3), ref):
+            assert [m.item_id for m in res.matches] == [e[0] for e in exp]
+    g.close()
+    g = Gallery.open(tmp_path / "g")
+    assert g.hubness == {"k": 4, "beta": 0.5, "n_background": 25} and g.check().ok
+    for res, exp in zip(g.query(vectors=queries, k=3), ref):
+        np.testing.assert_allclose([m.similarity for m in res.matches], [e[1] for e in exp], atol=1e-5)
+    g.clear_background()
+    assert g.hubness is None and other.query(vectors=queries[:1], k=1) and other.hubness is None
+    plain = reference_topk(queries, vectors, 3, "each")
+    for res, exp in zip(g.query(vectors=queries, k=3), plain):
+        assert [m.item_id for m in res.matches] == [e[0] for e in exp]
+    with pytest.raises(GalleryError, match="k must be"):
+        g.set_background(background, k=0)
+    with pytest.raises(GalleryMismatchError):
+        g.set_background(np.ones((3, DIM + 1)))
+    other.close()
+    g.close()

@@ -65,5 +65,18 @@ def test_gallery_cli_round_trip(setup, capsys):
     assert main(["gallery", "check", g]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["n_items"] == 2 and report["index_ntotal"] == 4
+    assert main(["gallery", "background", g, "--photos", str(val)]) == 2  # needs --model
+    assert "--photos needs --model" in capsys.readouterr().err
+    assert main(["gallery", "background", g, "--photos", str(val), "--model", str(model), "-k", "3"]) == 0
+    assert "7 background photos, k 3, beta 0.5" in capsys.readouterr().out  # 3 items x 2 + sku9
+    assert main(["gallery", "list", g, "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)["gallery"]
+    assert described["hubness"] == {"k": 3, "beta": 0.5, "n_background": 7} and described["threshold"] is None
+    assert main(["gallery", "query", g, str(val / "sku1" / "0.png"), "--model", str(model), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["matches"]) == 2  # 2 items left
+    assert main(["gallery", "background", g, "--clear"]) == 0
+    assert "hubness correction off" in capsys.readouterr().out
+    assert main(["gallery", "list", g, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gallery"]["hubness"] is None
     assert main(["gallery", "create", g, "--fingerprint", "x", "--dim", "4"]) == 2  # already exists
     assert main(["gallery", "add", g, str(tmp / "nothing-here"), "--model", str(model)]) == 2

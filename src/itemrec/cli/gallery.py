@@ -65,6 +65,20 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--target-far", type=float, default=0.01, help="false-accept rate to allow (default 0.01)")
     cal.set_defaults(handler=_calibrate)
 
+    bg = sub.add_parser("background", help="switch the hubness correction on (background photos) or off",
+                        description="Rank down catalogue items that are near every photo: score = cos - beta * r, "
+                                    "r = mean cosine of an item's vector to its k nearest background photos "
+                                    "(CSLS). Background: photos of products other than those queried. "
+                                    "Clears the unknown threshold: calibrate again afterwards.")
+    bg.add_argument("gallery")
+    what = bg.add_mutually_exclusive_group(required=True)
+    what.add_argument("--photos", help="folder-per-item tree or CSV of background photos")
+    what.add_argument("--clear", action="store_true", help="switch the correction off")
+    bg.add_argument("--model", help="embedding model (.keras) the gallery was created with (with --photos)")
+    bg.add_argument("-k", type=int, default=10, help="background neighbours per vector (default 10)")
+    bg.add_argument("--beta", type=float, default=0.5, help="weight of the correction (default 0.5, as CSLS)")
+    bg.set_defaults(handler=_background)
+
     ch = sub.add_parser("check", help="verify the store and index (exit 1 on problems)")
     ch.add_argument("gallery")
     ch.set_defaults(handler=_check)
@@ -223,3 +237,30 @@ def _check(args: argparse.Namespace) -> int:
                       "unknown_in_index": report.unknown_in_index[:20], "ok": report.ok}, indent=1))
     g.close()
     return 0 if report.ok else 1
+
+
+def _background(args: argparse.Namespace) -> int:
+    from itemrec.gallery import GalleryError
+
+    if args.photos and not args.model:
+        raise CLIError("--photos needs --model (the embedding model the gallery was created with)")
+    g = _open(args.gallery, args.model if args.photos else None)
+    try:
+        if args.clear:
+            g.clear_background()
+            print("hubness correction off; the unknown threshold was cleared: run `itemrec gallery calibrate`")
+        else:
+            paths = [p for e in read_source(args.photos) for p in e["paths"]]
+            emb, keep, skipped = g.embedder.embed_paths(paths, progress=True)
+            for path, reason in skipped:
+                print(f"skipped {path}: {reason}")
+            if not len(keep):
+                raise CLIError(f"{args.photos}: no readable background photos")
+            n = g.set_background(vectors=emb, k=args.k, beta=args.beta)
+            print(f"hubness correction on: {n} background photos, k {args.k}, beta {args.beta}; "
+                  "the unknown threshold was cleared: run `itemrec gallery calibrate`")
+    except GalleryError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        g.close()
+    return 0

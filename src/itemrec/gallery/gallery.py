@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from itemrec.gallery.background import BackgroundMixin
 from itemrec.gallery.errors import GalleryError, GalleryMismatchError, ItemNotFoundError
 from itemrec.gallery.inputs import fingerprint_of, normalize_rows, vectors_from
 from itemrec.gallery.index import INDEX_KINDS, FaissIndex, save_index_file
@@ -43,10 +44,11 @@ PROTOTYPES = ("each", "mean")
 DB_NAME = "gallery.sqlite"
 
 
-class Gallery(SyncMixin, QueryMixin):
+class Gallery(SyncMixin, QueryMixin, BackgroundMixin):
     """A persistent gallery of items; create with :meth:`create`, open with :meth:`open`.
 
-    Queries, listing, calibration and checks come from :class:`~itemrec.gallery.queries.QueryMixin`.
+    Queries, listing, calibration and checks come from :class:`~itemrec.gallery.queries.QueryMixin`;
+    the optional hubness correction from :class:`~itemrec.gallery.background.BackgroundMixin`.
     """
 
     def __init__(self, path: Path, store: MetadataStore, embedder: Any = None) -> None:

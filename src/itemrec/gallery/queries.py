@@ -37,28 +37,39 @@ class QueryMixin:
         ntotal = self._index.ntotal
         if ntotal == 0 or n == 0:
             return out_s, out_p
-        if self._one_vector_per_item():  # no aggregation needed
+        adj = self._adjustments()  # hubness correction per vector (see gallery.background), or None
+        if adj is None and self._one_vector_per_item():  # no aggregation and no re-ranking needed
             scores, ids = self._index.search(q, k)
             return scores, self._pks_of(ids)
+        # fetch kk vectors, aggregate them into items (an item scores its best vector), re-fetch more
+        # while that cannot be the answer: fewer than k items, or (with adjustments) a vector not fetched
+        # could still beat the k-th item, as its score is at most the last fetched raw score + max(adj)
+        top_adj = float(adj.max()) if adj is not None else 0.0
         todo = np.arange(n)
         kk = min(ntotal, max(4 * k, k + 16))
         while len(todo):
-            scores, ids = self._index.search(q[todo], kk)
-            pks = self._pks_of(ids)
+            raw, ids = self._index.search(q[todo], kk)
+            pos, found = self._positions(ids)
+            pks = np.where(found, self._vpk[pos], -1)
+            scores = raw if adj is None else np.where(found, raw + adj[pos], -np.inf)
             again = []
             for row, qi in enumerate(todo):
+                order = np.argsort(-scores[row], kind="stable") if adj is not None else range(len(scores[row]))
                 seen: set[int] = set()
                 col = 0
-                for s, p in zip(scores[row].tolist(), pks[row].tolist()):
+                for j in order:
+                    p = int(pks[row, j])
                     if p < 0 or p in seen:
                         continue
                     seen.add(p)
-                    out_s[qi, col], out_p[qi, col] = s, p
+                    out_s[qi, col], out_p[qi, col] = scores[row, j], p
                     col += 1
                     if col == k:
                         break
-                if col < k and kk < ntotal:
+                short = col < k or (adj is not None and out_s[qi, k - 1] < raw[row, -1] + top_adj)
+                if short and kk < ntotal:
                     again.append(qi)
+                    out_s[qi], out_p[qi] = -np.inf, -1
             todo = np.asarray(again, np.int64)
             kk = min(ntotal, kk * 4)
         return out_s, out_p
@@ -74,20 +85,23 @@ class QueryMixin:
             self._one_per_item_cache = cached
         return cached[1]
 
-    def _pks_of(self, ids: np.ndarray) -> np.ndarray:
-        """Item pk of each vector id (``-1`` for ``-1`` or an unknown id); ``self._vid`` is sorted and unique."""
+    def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions in self._vid, found)`` of vector ids (``-1`` and unknown ids: not found, position 0)."""
         vid = self._vid
         if not len(vid):
-            return np.full(ids.shape, -1, np.int64)
+            return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
         if vid[-1] - vid[0] == len(vid) - 1:  # ids without gaps (no removals): arithmetic, not a binary search
             pos = ids - vid[0]
             found = (pos >= 0) & (pos < len(vid))
-            if found.all():
-                return self._vpk[pos]
-            return np.where(found, self._vpk[pos.clip(0, len(vid) - 1)], -1)
+            return (pos if found.all() else np.where(found, pos, 0)), found
         pos = np.searchsorted(vid, ids).clip(0, len(vid) - 1)
         found = (ids >= 0) & (vid[pos] == ids)
-        return np.where(found, self._vpk[pos], -1)
+        return pos, found
+
+    def _pks_of(self, ids: np.ndarray) -> np.ndarray:
+        """Item pk of each vector id (``-1`` for ``-1`` or an unknown id); ``self._vid`` is sorted and unique."""
+        pos, found = self._positions(ids)
+        return self._vpk[pos] if found.all() else np.where(found, self._vpk[pos], -1)
 
     def _item_info(self, pks: set[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
         missing = [p for p in pks if p not in self._items]
@@ -248,5 +262,6 @@ class QueryMixin:
             "prototype": self.prototype,
             "fingerprint_id": self.fingerprint_id,
             "threshold": self.threshold,
+            "hubness": self.hubness,
             "generation": self._gen,
         }
