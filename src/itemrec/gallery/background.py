@@ -29,15 +29,13 @@ from itemrec.gallery.errors import GalleryError
 _TABLE = "CREATE TABLE IF NOT EXISTS background (row INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
 
 
-def background_similarity(vectors: np.ndarray, background: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
-    """``r(v)``: mean cosine of each (unit) row of ``vectors`` to its ``k`` most similar (unit) background rows."""
-    k = min(int(k), len(background))
-    out = np.empty(len(vectors), np.float64)
-    for start in range(0, len(vectors), block):
-        sims = vectors[start : start + block] @ background.T
-        top = np.partition(sims, len(background) - k, axis=1)[:, -k:] if k < len(background) else sims
-        out[start : start + block] = top.astype(np.float64).mean(axis=1)
-    return out
+def background_similarity(vectors: np.ndarray, background: np.ndarray, k: int) -> np.ndarray:
+    """``r(v)``: mean cosine of each row of ``vectors`` to its ``k`` most similar background rows
+    (``1 −`` the mean cosine distance of :func:`itemrec.evaluation.knn`, as :func:`~itemrec.evaluation.hubness_offsets`)."""
+    from itemrec.evaluation import knn
+
+    dist, _ = knn(vectors, background, min(int(k), len(background)), "cosine")
+    return 1.0 - dist.astype(np.float64).mean(axis=1)
 
 
 class BackgroundMixin:
@@ -125,14 +123,14 @@ class BackgroundMixin:
 
     def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (sorted ascending, as ``self._vid`` is), in that order."""
-        out = np.empty((len(ids), self.dim), np.float32)
+        parts = []
         with self.store.read() as cur:
             for start in range(0, len(ids), 900):
                 chunk = ids[start : start + 900].tolist()
                 marks = ",".join("?" * len(chunk))
-                rows = cur.execute(f"SELECT vector_id, vec FROM vectors WHERE vector_id IN ({marks}) ORDER BY vector_id",
-                                   chunk).fetchall()
+                rows = cur.execute(f"SELECT vector_id, item_pk, vec FROM vectors WHERE vector_id IN ({marks}) "
+                                   "ORDER BY vector_id", chunk).fetchall()
                 if len(rows) != len(chunk):
                     raise GalleryError("indexed vectors are missing from the store; run `itemrec gallery check`")
-                out[start : start + len(chunk)] = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dim)
-        return out
+                parts.append(self.store.rows_to_arrays(rows, self.dim)[2])
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
