@@ -39,13 +39,30 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
         lines = [
             f"open set, {metrics['n_test_classes']} unseen classes, {metrics['n_test_images']} test images "
             f"(gallery: {metrics['gallery']})",
-            f"  CMC rank-1 {_fmt(metrics['rank1'])} (95% CI {lo:.4f}..{hi:.4f}), rank-5 {_fmt(metrics['rank5'])}",
+            f"  CMC class-balanced (one query per class, {metrics['cmc']['n_draws']} draws): rank-1 "
+            f"{_fmt(metrics['rank1'])} (95% CI {lo:.4f}..{hi:.4f}), rank-5 {_fmt(metrics['rank5'])}",
             f"  Recall@1 {_fmt(metrics['recall_at_1'])}  Recall@5 {_fmt(metrics['recall_at_5'])}  "
             f"MAP@R {_fmt(metrics['map_at_r'])}",
         ]
+        if "rank1_image" in metrics:
+            lo, hi = metrics["rank1_image_ci"]
+            lines.insert(1, f"  CMC image-averaged (every test photo once): rank-1 {_fmt(metrics['rank1_image'])} "
+                            f"(95% Wilson CI {lo:.4f}..{hi:.4f}), rank-5 {_fmt(metrics['rank5_image'])}")
+        for k, v in metrics.get("k_shot", {}).items():
+            lines.append(f"  {k}-shot gallery (catalogue + {k} photos per class, image-averaged over "
+                         f"{v['n_draws']} draws): rank-1 {_fmt(v['rank1'])}, rank-5 {_fmt(v['rank5'])}")
+        f = metrics.get("backbone_features")
+        if f:
+            lines.append(f"  backbone's pooled features: CMC rank-1 image-averaged {_fmt(f['rank1_image'])}, "
+                         f"class-balanced {_fmt(f['rank1'])}; Recall@1 {_fmt(f['recall_at_1'])}, "
+                         f"MAP@R {_fmt(f['map_at_r'])}")
+        v = metrics.get("validation_classes")
+        if v:
+            lines.append(f"  validation classes (model selection): CMC@1 {_fmt(v['valcls_cmc1'])}, "
+                         f"MAP@R {_fmt(v['valcls_map_at_r'])}")
         h = metrics.get("hubness")
         if h:
-            lines.insert(2, f"  with hubness correction (k {h['k']}, beta {h['beta']}): CMC rank-1 {_fmt(h['rank1'])} "
+            lines.insert(3, f"  with hubness correction (k {h['k']}, beta {h['beta']}): CMC rank-1 {_fmt(h['rank1'])} "
                             f"(95% CI {h['rank1_ci'][0]:.4f}..{h['rank1_ci'][1]:.4f}), rank-5 {_fmt(h['rank5'])}")
         for key, v in metrics["verification"].items():
             lines.append(f"  VAL {_fmt(v['val'])} at FAR {_fmt(v['far'])} (target {key}, threshold {v['threshold']:.4f})")

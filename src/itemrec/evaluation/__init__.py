@@ -2,7 +2,8 @@
 
 Modules: :mod:`.retrieval` (CMC, Recall@K, P@1, R-precision, MAP@R, mAP),
 :mod:`.verification` (VAL/FAR, ROC, thresholds), :mod:`.openset` (DIR@FAR),
-:mod:`.hubness` (CSLS-style gallery offsets),
+:mod:`.hubness` (CSLS-style gallery offsets), :mod:`.protocols` (image-averaged
+and k-shot CMC),
 :mod:`.classification`, :mod:`.gini`, :mod:`.clustering_quality`, and the
 memory-bounded distance engine :mod:`._chunked` they share.
 """
@@ -12,6 +13,7 @@ from .classification import ClassificationReport, classification_report, top_k_a
 from .clustering_quality import ClusteringScores, clustering_scores, purity
 from .gini import GiniThreshold, RejectionReport, fit_gini_threshold, gini_impurity, gini_rejection_report, lorenz_gini
 from .hubness import hubness_offsets
+from .protocols import class_ranks, cmc_image_averaged, cmc_k_shot
 from .openset import (
     DirFarCurve,
     OpenSetReport,

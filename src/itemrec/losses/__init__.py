@@ -10,12 +10,32 @@ in :class:`itemrec.models.MetricLearningModel` trains both with ``model.fit``.
 * :class:`SoftmaxLoss`: cross-entropy on a classifier head: ``Dense`` (the
   baseline) or a cosine head :class:`CosineSoftmax`, :class:`ArcFace`,
   :class:`CosFace`;
-* :class:`CenterLoss`: softmax cross-entropy + λ·centre loss (Wen et al. 2016).
+* :class:`CenterLoss`: softmax cross-entropy + λ·centre loss (Wen et al. 2016);
+* :class:`MultiSimilarityLoss` (Wang et al. 2019) with its
+  :class:`MultiSimilarityMiner`, and :class:`ContrastiveLoss` (Hadsell et al.
+  2006): pair losses on the L2-normalised embeddings;
+* :class:`ProxyAnchorLoss` (Kim et al. 2020): one trainable proxy per class,
+  which :meth:`~ProxyAnchorLoss.set_proxies` can initialise (as
+  :meth:`CosineSoftmax.set_anchors` does for the cosine heads).
 """
 
 from itemrec.losses.base import MetricLoss
 from itemrec.losses.classification import CenterLoss, SoftmaxLoss
 from itemrec.losses.cosine import ArcFace, CosFace, CosineSoftmax
+from itemrec.losses.pairs import ContrastiveLoss, MultiSimilarityLoss, MultiSimilarityMiner
+from itemrec.losses.proxies import ProxyAnchorLoss
 from itemrec.losses.triplet import TripletLoss
 
-__all__ = ["MetricLoss", "TripletLoss", "SoftmaxLoss", "CenterLoss", "CosineSoftmax", "ArcFace", "CosFace"]
+__all__ = [
+    "MetricLoss",
+    "TripletLoss",
+    "SoftmaxLoss",
+    "CenterLoss",
+    "CosineSoftmax",
+    "ArcFace",
+    "CosFace",
+    "MultiSimilarityLoss",
+    "MultiSimilarityMiner",
+    "ContrastiveLoss",
+    "ProxyAnchorLoss",
+]

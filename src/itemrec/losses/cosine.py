@@ -46,6 +46,25 @@ class CosineSoftmax(keras.layers.Layer):
             name="anchors", shape=(dim, self.n_classes), initializer="glorot_uniform", trainable=True
         )
 
+    def set_anchors(self, values: Any) -> None:
+        """Assign the class anchors from (n_classes, D) class vectors, e.g. L2-normalised
+        catalogue-image embeddings (stored transposed, as the (D, n_classes) weight).
+
+        Builds the layer for that D first if needed.
+
+        Raises:
+            ValueError: ``values`` is not (n_classes, D), or D differs from the built layer's.
+        """
+        values = ops.convert_to_tensor(values, dtype="float32")
+        shape = tuple(values.shape)
+        if len(shape) != 2 or shape[0] != self.n_classes:
+            raise ValueError(f"anchors must have shape (n_classes={self.n_classes}, D); got {shape}")
+        if not self.built:
+            self.build((None, shape[1]))
+        if (shape[1], shape[0]) != tuple(self.anchors.shape):
+            raise ValueError(f"anchors must have shape {tuple(self.anchors.shape)[::-1]} (n_classes, D); got {shape}")
+        self.anchors.assign(ops.cast(ops.transpose(values), self.anchors.dtype))
+
     def cosine(self, embeddings: Any) -> Any:
         """(B, n_classes) ``cos θ`` in [−1, 1]."""
         x = l2_normalize(ops.cast(embeddings, "float32"), axis=-1)

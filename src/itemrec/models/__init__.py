@@ -24,6 +24,8 @@ _WHERE = {
     "build_embedding_model": "embedding",
     "build_feature_extractor": "embedding",
     "build_head": "embedding",
+    "LinearAdapter": "adapters",
+    "ResidualAdapter": "adapters",
     "BackbonePreprocess": "layers",
     "L2Normalize": "layers",
     "MetricLearningModel": "metric_learning",
@@ -35,7 +37,8 @@ __all__ = list(_WHERE) + ["register_custom_objects"]
 def register_custom_objects() -> None:
     """Import every module that registers itemrec's Keras objects (layers, losses,
     the trainer), so ``keras.saving.load_model`` can rebuild a saved itemrec model."""
-    for module in ("itemrec.models.layers", "itemrec.models.metric_learning", "itemrec.losses"):
+    for module in ("itemrec.models.layers", "itemrec.models.adapters", "itemrec.models.metric_learning",
+                   "itemrec.losses"):
         importlib.import_module(module)
 
 

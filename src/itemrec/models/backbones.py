@@ -26,6 +26,9 @@ class BackboneSpec:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "inception_v3": BackboneSpec("inception_v3", "InceptionV3", "inception_v3", 299, 75),
+    # InceptionV3 truncated after block mixed8 (1280 channels, stride 32): the local ImageNet file
+    # ``inception_v3_2015_imagenet_to_mixed8_fp16.h5`` holds only these layers (LOCAL_WEIGHTS)
+    "inception_v3_mixed8": BackboneSpec("inception_v3_mixed8", "InceptionV3", "inception_v3", 299, 75),
     "mobilenet_v2": BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", 224, 32),
     "vgg16": BackboneSpec("vgg16", "VGG16", "vgg16", 224, 32),
     "resnet50": BackboneSpec("resnet50", "ResNet50", "resnet", 224, 32),
@@ -60,6 +63,13 @@ def preprocess_input_for(name: str) -> Callable[[Any], Any]:
 
     preprocess.__doc__ = fn.__doc__
     return preprocess
+
+
+# the weights file each backbone loads for ``weights="local"`` (under :func:`itemrec.settings.weights_dir`)
+LOCAL_WEIGHTS: dict[str, str] = {
+    "mobilenet_v2": "mobilenet_v2_1.0_224_imagenet_no_top.h5",
+    "inception_v3_mixed8": "inception_v3_2015_imagenet_to_mixed8_fp16.h5",
+}
 
 
 def _check_weights(weights: str | os.PathLike | None) -> str | None:
@@ -110,10 +120,30 @@ def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, we
             model.load_weights(weights)
         return model
     constructor = getattr(keras.applications, spec.constructor)
+    if name == "inception_v3_mixed8":
+        return _inception_v3_mixed8(size, weights)
     kwargs: dict[str, Any] = {"include_top": False, "weights": weights, "input_shape": (size, size, 3)}
     if name == "mobilenet_v2":
         kwargs["alpha"] = 1.0
     return constructor(**kwargs)
+
+
+def _inception_v3_mixed8(size: int, weights: str | None) -> Any:
+    """``keras.applications.InceptionV3`` cut after block ``mixed8`` (output (S/32, S/32, 1280)).
+
+    ``weights``: ``None``, a weights file of exactly these layers (matched by layer order; the
+    local ImageNet file has its BatchNorm folded into identity-plus-bias layers) or ``"imagenet"``
+    (the full Keras download, then truncated).
+    """
+    import keras
+
+    base = keras.applications.InceptionV3(
+        include_top=False, weights="imagenet" if weights == "imagenet" else None, input_shape=(size, size, 3)
+    )
+    trunk = keras.Model(base.input, base.get_layer("mixed8").output, name="inception_v3_mixed8")
+    if weights is not None and weights != "imagenet":
+        trunk.load_weights(weights)
+    return trunk
 
 
 def _is_bn(layer: Any) -> bool:

@@ -17,6 +17,7 @@ from itemrec.models.backbones import build_backbone, set_trainable
 from itemrec.models.layers import BackbonePreprocess, L2Normalize
 
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
+HEAD_KINDS = ("mlp", "linear", "residual")
 
 
 def build_head(
@@ -27,14 +28,29 @@ def build_head(
     activation: str = "linear",
     l2_normalize: bool = True,
     name: str = "head",
+    kind: str = "mlp",
+    init: str = "identity",
+    decay_to_init: float = 0.0,
 ) -> keras.Model:
     """The embedding head on pooled features (B, feature_dim) → (B, embedding_dim).
 
-    ``hidden=None`` or 0 skips the hidden ReLU layer; ``activation`` is applied to
-    the embedding layer's output before the optional L2 normalisation.
+    ``kind="mlp"``: ``hidden=None`` or 0 skips the hidden ReLU layer; ``activation`` is
+    applied to the embedding layer's output before the optional L2 normalisation.
     ``embedding_dim=None`` skips the embedding layer too: the (normalised)
     features themselves are the embedding, the untrained baseline.
+    ``kind="linear"``: :class:`itemrec.models.adapters.LinearAdapter` to ``embedding_dim``
+    (``None``: ``feature_dim``) starting at ``init`` (identity, pca, random);
+    ``kind="residual"``: :class:`itemrec.models.adapters.ResidualAdapter` with a
+    ``hidden``-wide bottleneck (output ``feature_dim``). Both start at the frozen
+    features and take ``decay_to_init`` (L2-SP). ``dropout`` precedes every kind.
+
+    Raises:
+        ValueError: unknown ``kind``/``activation``, ``dropout`` outside [0, 1).
     """
+    from itemrec.models.adapters import LinearAdapter, ResidualAdapter
+
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"unknown head kind {kind!r}; choose one of {HEAD_KINDS}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown embedding activation {activation!r}; choose one of {ACTIVATIONS}")
     if not 0.0 <= dropout < 1.0:
@@ -43,6 +59,14 @@ def build_head(
     x = inputs
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if kind != "mlp":
+        if kind == "linear":
+            x = LinearAdapter(embedding_dim, init, decay_to_init, name="adapter")(x)
+        else:
+            x = ResidualAdapter(int(hidden or 256), decay_to_init, name="adapter")(x)
+        if l2_normalize:
+            x = L2Normalize(name="l2_normalize")(x)
+        return keras.Model(inputs, x, name=name)
     if hidden:
         x = keras.layers.Dense(int(hidden), activation="relu", name="hidden")(x)
     if embedding_dim is None:

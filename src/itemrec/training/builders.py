@@ -7,12 +7,16 @@ from typing import Any
 from itemrec.training.config import ConfigError, LossConfig
 
 
-def resolve_weights(weights: str | None) -> str | None:
-    """``"local"`` -> the MobileNetV2 file of :func:`itemrec.settings.local_weights`; else unchanged."""
+def resolve_weights(weights: str | None, backbone: str = "mobilenet_v2") -> str | None:
+    """``"local"`` -> the backbone's file (:data:`itemrec.models.backbones.LOCAL_WEIGHTS`) found by
+    :func:`itemrec.settings.local_weights`; else unchanged."""
     if weights == "local":
         from itemrec import settings
+        from itemrec.models.backbones import LOCAL_WEIGHTS
 
-        return str(settings.local_weights())
+        if backbone not in LOCAL_WEIGHTS:
+            raise ConfigError(f"no local weights file for backbone {backbone!r}; local files exist for {sorted(LOCAL_WEIGHTS)}")
+        return str(settings.local_weights(LOCAL_WEIGHTS[backbone]))
     return weights
 
 
@@ -32,6 +36,13 @@ def build_loss(cfg: LossConfig, n_classes: int, seed: int = 0) -> Any:
         return losses.SoftmaxLoss(head=losses.ArcFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
     if cfg.name == "cosface":
         return losses.SoftmaxLoss(head=losses.CosFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
+    if cfg.name == "multi_similarity":
+        miner = None if cfg.ms_epsilon is None else losses.MultiSimilarityMiner(cfg.ms_epsilon)
+        return losses.MultiSimilarityLoss(cfg.ms_alpha, cfg.ms_beta, cfg.ms_base, miner=miner)
+    if cfg.name == "proxy_anchor":
+        return losses.ProxyAnchorLoss(n_classes, margin=cfg.proxy_margin, alpha=cfg.proxy_alpha)
+    if cfg.name == "contrastive":
+        return losses.ContrastiveLoss(cfg.pos_margin, cfg.neg_margin)
     raise ConfigError(f"unknown loss {cfg.name!r}")
 
 

@@ -8,13 +8,16 @@
    process is killed, re-running the same phase restores weights, optimizer
    state, random-generator state and the epoch counter, and continues from the
    last finished epoch;
-4. :class:`BestCheckpoint`: the weights that scored best on the monitored
+4. :class:`itemrec.training.selection.OpenSetSelection` when given: open-set
+   scores on the validation classes, and the weights before training as a
+   checkpoint candidate;
+5. :class:`BestCheckpoint`: the weights that scored best on the monitored
    validation metric, with the best score kept on disk so a resumed run keeps
    comparing against it;
-5. ``keras.callbacks.CSVLogger`` (appending, so a resumed run continues the file);
-6. ``keras.callbacks.EarlyStopping`` when a patience is given;
-7. ``keras.callbacks.TensorBoard`` logs when asked;
-8. :class:`itemrec.plots.DeepFeatureMonitor` when given data to draw.
+6. ``keras.callbacks.CSVLogger`` (appending, so a resumed run continues the file);
+7. ``keras.callbacks.EarlyStopping`` when a patience is given;
+8. ``keras.callbacks.TensorBoard`` logs when asked;
+9. :class:`itemrec.plots.DeepFeatureMonitor` when given data to draw.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from typing import Any
 import keras
 import numpy as np
 
-MAXIMISED = ("acc", "accuracy", "recall", "map", "precision", "auc", "f1")
+MAXIMISED = ("acc", "accuracy", "recall", "map", "precision", "auc", "f1", "cmc", "score")
 
 
 def monitor_mode(monitor: str) -> str:
-    """``"max"`` for accuracy-like metrics (accuracy, recall, MAP, AUC, F1), else ``"min"``."""
+    """``"max"`` for accuracy-like metrics (accuracy, recall, MAP, AUC, F1, CMC, scores), else ``"min"``."""
     name = monitor.lower()
     return "max" if any(tok in name for tok in MAXIMISED) else "min"
 
@@ -86,8 +89,21 @@ class BestCheckpoint(keras.callbacks.Callback):
                 f"BestCheckpoint monitors {self.monitor!r} but the epoch logs only have {sorted(logs)}; "
                 "set train.monitor to one of them"
             )
-        value = float(logs[self.monitor])
-        if np.isfinite(value) and self._better(value):
+        self.consider(float(logs[self.monitor]), epoch)
+
+    def has_saved(self) -> bool:
+        """Whether a best checkpoint from an earlier (interrupted) run of this phase is on disk."""
+        return self.meta_path.is_file() and self.path.is_file()
+
+    def consider(self, value: float, epoch: int) -> bool:
+        """Save the model's weights if ``value`` beats the best so far; ``epoch = -1``: before training.
+
+        Returns whether they were saved. Non-finite values never win.
+        """
+        if self.model is None:
+            raise RuntimeError("BestCheckpoint.consider needs the callback's model set (it is, inside fit)")
+        saved = bool(np.isfinite(value) and self._better(value))
+        if saved:
             self.best, self.best_epoch = value, epoch
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name("tmp-" + self.path.name)
@@ -96,6 +112,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.meta_path.write_text(
                 json.dumps({"monitor": self.monitor, "mode": self.mode, "best": value, "epoch": epoch})
             )
+        return saved
 
 
 def restored_epoch(backup_dir: str | os.PathLike) -> int:
@@ -116,11 +133,16 @@ def phase_callbacks(
     tensorboard_dir: str | os.PathLike | None = None,
     feature_monitor: dict[str, Any] | None = None,
     delete_backup: bool = False,
+    selection: Any = None,
 ) -> list[keras.callbacks.Callback]:
     """Callbacks of one phase writing under ``phase_dir`` (see the module docstring).
 
     ``delete_backup``: let ``BackupAndRestore`` delete its backup when ``fit``
     returns (the runner keeps it until the phase's weights are saved instead).
+
+    ``selection``: an :class:`itemrec.training.selection.OpenSetSelection`; it runs
+    before the checkpoint (so its ``valcls_*`` scores are in the logs it reads)
+    and offers the weights before training to it as epoch ``-1``.
 
     ``feature_monitor``: keyword arguments of :class:`itemrec.plots.DeepFeatureMonitor`
     (``data``, ``labels``, ``embed_fn``...; ``out_dir`` defaults to ``phase_dir/features``).
@@ -128,13 +150,16 @@ def phase_callbacks(
     phase_dir = Path(phase_dir)
     phase_dir.mkdir(parents=True, exist_ok=True)
     mode = monitor_mode(monitor)
+    checkpoint = BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode)
     cbs: list[keras.callbacks.Callback] = [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup"), save_freq="epoch", delete_checkpoint=delete_backup),
-        BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode),
-        keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
     ]
+    if selection is not None:
+        selection.checkpoint = checkpoint
+        cbs.append(selection)
+    cbs += [checkpoint, keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True)]
     if patience:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(patience)))
     if tensorboard_dir is not None:

@@ -23,14 +23,18 @@ from itemrec.training._checks import ConfigError, _choice, _fraction, _int, _pos
 DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
 SPLITS = ("open", "closed")
 WEIGHTS_KEYWORDS = ("imagenet", "local")
-LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface")
+LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface", "multi_similarity", "proxy_anchor",
+          "contrastive")
+# losses with one learnable vector per training class (classifier anchors or proxies)
+CLASS_VECTOR_LOSSES = ("cosine", "arcface", "cosface", "proxy_anchor")
 MINERS = ("batch_all", "batch_hard", "semi_hard", "random")
 DISTANCES = ("squared_l2", "l2", "cosine", "mse")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
-HEADS = ("mlp", "none")
+HEADS = ("mlp", "linear", "residual", "none")
+HEAD_INITS = ("identity", "pca", "random")
 
 
 @dataclass
@@ -70,12 +74,18 @@ class SplitConfig:
     """How images are split.
 
     ``open``: class-disjoint. The *seen* classes give ``train`` and ``val``
-    (held-out images, for checkpointing); the *unseen* classes give ``calib``
-    (thresholds are fitted there) and ``test`` (queries). For grocery the unseen
-    classes are the fixed :data:`itemrec.data.splits.GROCERY_UNSEEN` and the
-    official train/val/test files decide the images (seen: train/val; unseen:
-    calib = official val, test = official test). ``closed``: every class in
-    every split (grocery: the official split files; otherwise stratified by
+    (held-out images of the training classes, for the loss curve); the *unseen*
+    classes give ``calib`` (thresholds are fitted there) and ``test`` (queries).
+    ``val_classes_fraction`` of the seen classes (seeded by ``seed``, at least
+    two classes) are held out of training as **validation classes**
+    (``val_classes`` split: all their images): model selection, checkpointing
+    and early stopping use open-set metrics on them (Musgrave et al. 2020,
+    "A Metric Learning Reality Check"); 0 switches them off. For grocery the
+    unseen classes are the fixed :data:`itemrec.data.splits.GROCERY_UNSEEN` and
+    the official train/val/test files decide the images (seen: train/val;
+    unseen: calib = official val, test = official test; validation classes:
+    their official train + val photos). ``closed``: every class in every split
+    (grocery: the official split files; otherwise stratified by
     ``val_fraction``/``test_fraction``).
     """
 
@@ -85,12 +95,16 @@ class SplitConfig:
     test_fraction: float = 0.2
     calib_fraction: float = 0.3
     enrolled_fraction: float = 0.5
+    val_classes_fraction: float = 0.25
     seed: int = 0
 
     def validate(self) -> None:
         _choice("split.kind", self.kind, SPLITS)
         for name in ("unseen_fraction", "val_fraction", "test_fraction", "calib_fraction", "enrolled_fraction"):
             _fraction(f"split.{name}", getattr(self, name))
+        if isinstance(self.val_classes_fraction, bool) or not isinstance(self.val_classes_fraction, (int, float)) \
+                or not 0 <= self.val_classes_fraction < 1:
+            raise ConfigError(f"split.val_classes_fraction must lie in [0, 1); got {self.val_classes_fraction!r}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
                 f"split.val_fraction + split.test_fraction must be < 1; got {self.val_fraction + self.test_fraction}"
@@ -102,11 +116,17 @@ class SplitConfig:
 class ModelConfig:
     """Backbone and embedding head (see :func:`itemrec.models.build_embedding_model`).
 
-    ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the MobileNetV2 file
-    of :func:`itemrec.settings.local_weights`), ``null`` (random init) or a file path.
-    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``) or
-    ``"none"``: the L2-normalised pooled backbone features are the embedding (the
-    untrained-baseline row of the results; needs ``train.frozen_epochs = 0``).
+    ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the backbone's file in
+    ``ITEMREC_WEIGHTS``: MobileNetV2, or InceptionV3 to ``mixed8`` for
+    ``inception_v3_mixed8``), ``null`` (random init) or a file path.
+    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``),
+    ``"linear"`` (one linear map to ``embedding_dim``, ``null`` = the feature size,
+    starting at ``head_init``: identity, pca or random), ``"residual"`` (features +
+    a ``hidden``-wide bottleneck whose output starts at zero), or ``"none"``: the
+    L2-normalised pooled backbone features are the embedding (the untrained
+    baseline; needs ``train.frozen_epochs = 0``). ``decay_to_init``: L2-SP weight
+    decay of the linear/residual head towards its starting weights
+    (:mod:`itemrec.models.adapters`).
     """
 
     backbone: str = "mobilenet_v2"
@@ -119,23 +139,36 @@ class ModelConfig:
     activation: str = "linear"
     l2_normalize: bool = True
     head: str = "mlp"
+    head_init: str = "identity"
+    decay_to_init: float = 0.0
 
     def validate(self) -> None:
         from itemrec.models.backbones import BACKBONES
 
         _choice("model.head", self.head, HEADS)
+        _choice("model.head_init", self.head_init, HEAD_INITS)
+        _positive("model.decay_to_init", self.decay_to_init, allow_zero=True)
+        if self.head == "linear" and self.head_init == "identity" and self.embedding_dim is not None:
+            raise ConfigError(
+                "model.head='linear' with head_init='identity' keeps the feature size: set model.embedding_dim "
+                "to null (or use head_init='pca' for a smaller embedding)"
+            )
 
         _choice("model.backbone", self.backbone, tuple(BACKBONES))
         if self.weights is not None and self.weights not in WEIGHTS_KEYWORDS and not str(self.weights).strip():
             raise ConfigError("model.weights must be 'imagenet', 'local', null or a weights file path")
         if self.weights in WEIGHTS_KEYWORDS and self.backbone == "small_cnn":
             raise ConfigError(f"model.weights={self.weights!r} is not available for small_cnn; use null or a file")
-        if self.weights == "local" and self.backbone != "mobilenet_v2":
-            raise ConfigError("model.weights='local' is the MobileNetV2 file; use it with model.backbone='mobilenet_v2'")
+        from itemrec.models.backbones import LOCAL_WEIGHTS
+
+        if self.weights == "local" and self.backbone not in LOCAL_WEIGHTS:
+            raise ConfigError(
+                f"model.weights='local' exists for the backbones {sorted(LOCAL_WEIGHTS)}; got {self.backbone!r}"
+            )
         min_size = BACKBONES[self.backbone].min_size
         _int("model.input_size", self.input_size, min_size)
         _choice("model.resize_mode", self.resize_mode, RESIZE_MODES)
-        _int("model.embedding_dim", self.embedding_dim, 1)
+        _int("model.embedding_dim", self.embedding_dim, 1, allow_none=self.head in ("linear", "residual", "none"))
         _int("model.hidden", self.hidden, 0, allow_none=True)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must lie in [0, 1); got {self.dropout!r}")
@@ -149,7 +182,14 @@ class LossConfig:
     ``softmax`` (Dense classifier + cross-entropy), ``center`` (+ λ·centre loss,
     centre rate α; Wen et al. 2016), ``triplet`` (``margin``, ``miner``,
     ``distance``, ``soft_margin``), ``cosine`` (normalised softmax of scale
-    ``scale``), ``arcface``/``cosface`` (``scale`` and angular/cosine ``angular_margin``).
+    ``scale``), ``arcface``/``cosface`` (``scale`` and angular/cosine ``angular_margin``),
+    ``multi_similarity`` (Wang et al. 2019: ``ms_alpha``, ``ms_beta``, ``ms_base``,
+    miner ``ms_epsilon``; ``null`` epsilon = every pair), ``proxy_anchor`` (Kim et al.
+    2020: ``proxy_margin``, ``proxy_alpha``), ``contrastive`` (Hadsell et al. 2006:
+    ``pos_margin``, ``neg_margin`` on the L2 distance of normalised embeddings).
+    ``init_from_catalogue``: the class vectors of the cosine-softmax family and the
+    proxies of ``proxy_anchor`` start at the training classes' catalogue images,
+    embedded by the untrained model (the classifier weights as class anchors).
     """
 
     name: str = "softmax"
@@ -161,6 +201,15 @@ class LossConfig:
     soft_margin: bool = False
     scale: float = 16.0
     angular_margin: float = 0.3
+    ms_alpha: float = 2.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.5
+    ms_epsilon: float | None = 0.1
+    proxy_margin: float = 0.1
+    proxy_alpha: float = 32.0
+    pos_margin: float = 0.0
+    neg_margin: float = 1.0
+    init_from_catalogue: bool = False
 
     def validate(self) -> None:
         _choice("loss.name", self.name, LOSSES)
@@ -172,11 +221,23 @@ class LossConfig:
         _positive("loss.margin", self.margin, allow_zero=True)
         _positive("loss.scale", self.scale)
         _positive("loss.angular_margin", self.angular_margin, allow_zero=True)
+        for name in ("ms_alpha", "ms_beta", "proxy_alpha"):
+            _positive(f"loss.{name}", getattr(self, name))
+        for name in ("ms_base", "proxy_margin", "pos_margin", "neg_margin"):
+            _positive(f"loss.{name}", getattr(self, name), allow_zero=True)
+        if self.ms_epsilon is not None:
+            _positive("loss.ms_epsilon", self.ms_epsilon, allow_zero=True)
+        if not isinstance(self.init_from_catalogue, bool):
+            raise ConfigError(f"loss.init_from_catalogue must be true or false; got {self.init_from_catalogue!r}")
+        if self.init_from_catalogue and self.name not in CLASS_VECTOR_LOSSES:
+            raise ConfigError(
+                f"loss.init_from_catalogue needs a loss with class vectors {list(CLASS_VECTOR_LOSSES)}; got {self.name!r}"
+            )
 
     @property
     def is_classifier(self) -> bool:
-        """True for losses with a classifier head (everything but triplet)."""
-        return self.name != "triplet"
+        """True for losses with a classifier head (softmax, centre and the cosine-softmax family)."""
+        return self.name in ("softmax", "center", "cosine", "arcface", "cosface")
 
 
 @dataclass
@@ -192,6 +253,15 @@ class TrainConfig:
     ``finetune_augment`` (default: same as ``augment``) switches augmentation for
     phase 2 alone, so phase 1 can stay on cached features while fine-tuning
     sees augmented images.
+
+    ``catalogue_copies``: each training class's catalogue image joins its
+    training images this many times (cross-domain training: the test matches
+    shelf photos against catalogue images), 0 for none.
+    ``monitor``: ``"auto"`` is ``valcls_score`` (mean of CMC@1 against the
+    validation classes' catalogue images and their MAP@R; see
+    :class:`itemrec.training.selection.OpenSetSelection`) when the split has
+    validation classes, else ``val_loss``. The weights before training are a
+    candidate too, so a phase that does not help keeps its starting point.
     """
 
     optimizer: str = "adam"
@@ -208,7 +278,8 @@ class TrainConfig:
     finetune_augment: bool | None = None
     use_feature_cache: bool = True
     early_stopping_patience: int | None = None
-    monitor: str = "val_loss"
+    monitor: str = "auto"
+    catalogue_copies: int = 0
     tensorboard: bool = True
     feature_monitor: bool = False
 
@@ -229,6 +300,7 @@ class TrainConfig:
         if self.finetune_augment is not None and not isinstance(self.finetune_augment, bool):
             raise ConfigError(f"train.finetune_augment must be true, false or null; got {self.finetune_augment!r}")
         _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
+        _int("train.catalogue_copies", self.catalogue_copies, 0)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
 

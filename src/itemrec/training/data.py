@@ -25,7 +25,7 @@ import numpy as np
 from itemrec.data.records import ImageDataset
 from itemrec.training.config import DataConfig, ExperimentConfig, SplitConfig
 
-SPLIT_NAMES = ("train", "val", "calib", "test")
+SPLIT_NAMES = ("train", "val", "calib", "test", "val_classes")
 
 
 @dataclass
@@ -36,6 +36,8 @@ class SplitData:
     ``train_classes[i]`` is the original label of training class ``i``.
     ``test`` (and, open-set, ``calib``) keep the dataset's original labels;
     closed-set they are mapped to the training labels like ``val``.
+    ``val_classes`` (open set): every image of the validation classes, seen
+    classes held out of training for model selection, original labels.
     """
 
     kind: str
@@ -44,6 +46,7 @@ class SplitData:
     test: ImageDataset
     calib: ImageDataset | None
     train_classes: list[int]
+    val_classes: ImageDataset | None = None
 
     @property
     def n_train_classes(self) -> int:
@@ -57,7 +60,8 @@ class SplitData:
             part = getattr(self, name)
             if part is not None:
                 part.to_csv(folder / f"{name}.csv")
-        meta = {"kind": self.kind, "train_classes": self.train_classes, "has_calib": self.calib is not None}
+        meta = {"kind": self.kind, "train_classes": self.train_classes, "has_calib": self.calib is not None,
+                "validation_classes": self.validation_classes}
         (folder / "splits.json").write_text(json.dumps(meta, indent=1))
         return folder
 
@@ -69,7 +73,15 @@ class SplitData:
             raise FileNotFoundError(f"{meta_path} not found: is {folder.parent} a finished itemrec run folder?")
         meta = json.loads(meta_path.read_text())
         parts = {n: ImageDataset.read_csv(folder / f"{n}.csv") for n in SPLIT_NAMES if (folder / f"{n}.csv").is_file()}
-        return cls(meta["kind"], parts["train"], parts["val"], parts["test"], parts.get("calib"), list(meta["train_classes"]))
+        return cls(meta["kind"], parts["train"], parts["val"], parts["test"], parts.get("calib"),
+                   list(meta["train_classes"]), parts.get("val_classes"))
+
+    @property
+    def validation_classes(self) -> list[int]:
+        """Original labels of the validation classes (empty without them)."""
+        if self.val_classes is None:
+            return []
+        return sorted(int(c) for c in np.unique(self.val_classes.labels))
 
 
 def _synthetic(cfg: DataConfig, output_dir: str | os.PathLike) -> ImageDataset:
@@ -136,6 +148,35 @@ def _relabel(ds: ImageDataset, classes: list[int]) -> ImageDataset:
     return ds.with_classes(classes, relabel=True)
 
 
+def _hold_out_classes(
+    train: ImageDataset, val: ImageDataset, cfg: SplitConfig
+) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
+    """Move ``cfg.val_classes_fraction`` of the seen classes (seeded) out of ``train``/``val``.
+
+    Returns ``(train, val, val_classes)``; ``val_classes`` holds every image of the
+    held-out classes (``None`` when the fraction is 0). At least two validation
+    classes and two training classes must remain, else ``ValueError``.
+    """
+    if not cfg.val_classes_fraction:
+        return train, val, None
+    seen = np.unique(train.labels)
+    n_val = max(2, int(round(cfg.val_classes_fraction * len(seen))))
+    if len(seen) - n_val < 2:
+        raise ValueError(
+            f"{train.name}: {len(seen)} seen classes leave fewer than 2 for training after holding out {n_val} "
+            "validation classes; lower split.val_classes_fraction (0 switches them off)"
+        )
+    # a generator of its own (seed + 7919) so the choice does not move when other seeded draws change
+    held = np.sort(np.random.default_rng(cfg.seed + 7919).choice(seen, size=n_val, replace=False))
+    import pandas as pd
+
+    in_train, in_val = np.isin(train.labels, held), np.isin(val.labels, held)
+    frame = pd.concat([train.frame[in_train], val.frame[in_val]], ignore_index=True)
+    both = ImageDataset(frame, list(train.class_names), dict(train.representatives), train.coarse_names,
+                        f"{train.name.rsplit('/', 1)[0]}/val_classes")
+    return train.subset(~in_train), val.subset(~in_val), both
+
+
 def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitData:
     """Apply the open- or closed-set protocol (see :class:`~itemrec.training.config.SplitConfig`)."""
     from itemrec.data.splits import class_disjoint_split, grocery_open_set, stratified_split
@@ -150,11 +191,12 @@ def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitD
             seen, unseen = class_disjoint_split(ds, cfg.unseen_fraction, seed=cfg.seed)
             train, val = _two_way(seen, cfg.val_fraction, ("train", "val"), cfg.seed)
             calib, test = _two_way(unseen, 1.0 - cfg.calib_fraction, ("calib", "test"), cfg.seed + 1)
+        train, val, val_classes = _hold_out_classes(train, val, cfg)
         classes = sorted(int(c) for c in np.unique(train.labels))
         missing = sorted(set(np.unique(val.labels).tolist()) - set(classes))
         if missing:
             raise ValueError(f"{ds.name}: validation classes {missing[:10]} have no training images")
-        return SplitData("open", _relabel(train, classes), _relabel(val, classes), test, calib, classes)
+        return SplitData("open", _relabel(train, classes), _relabel(val, classes), test, calib, classes, val_classes)
     if grocery:
         parts = {n: ds.split(n) for n in ("train", "val", "test")}
     else:

@@ -85,6 +85,7 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
     cmc = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
                                 seed=config.seed, metric=metric)
     retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=metric)
+    image = ev.cmc_image_averaged(test_e, test_y, gal_e, gal_y, max_rank=max_rank, metric=metric)
     m: dict[str, Any] = {
         "kind": "open",
         "metric": metric,
@@ -98,6 +99,11 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
         "rank1": cmc.at(1),
         "rank1_ci": [float(cmc.ci_low[0]), float(cmc.ci_high[0])],
         "rank5": cmc.at(min(5, max_rank)),
+        "rank1_image": image.at(1),
+        "rank1_image_ci": [float(image.ci_low[0]), float(image.ci_high[0])],
+        "rank5_image": image.at(min(5, max_rank)),
+        "rank5_image_ci": [float(image.ci_low[min(5, max_rank) - 1]), float(image.ci_high[min(5, max_rank) - 1])],
+        "k_shot": _k_shot(test_e, test_y, gal_e, gal_y, max_rank, config.seed, metric),
         "recall_at_1": retrieval.recall_at_k[1],
         "recall_at_5": retrieval.recall_at_k[5],
         "r_precision": retrieval.r_precision,
@@ -153,6 +159,51 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
     per_class.to_csv(out / "per_class.csv", index=False)
     m["n_classes_never_first"] = int((per_class["hit@1"] == 0).sum())
     return m
+
+
+def _feature_metrics(config: Any, splits: Any, features: Any, progress: bool) -> dict[str, Any]:
+    """The open-set metrics of the run's backbone's pooled features (what training started from)."""
+    from itemrec import evaluation as ev
+
+    e = config.eval
+    test_e, test_y, _, _ = _embed(features, splits.test, progress)
+    gal_e, gal_y, _ = _gallery(splits, np.unique(test_y), features, progress)
+    max_rank = int(min(e.max_rank, len(gal_y)))
+    image = ev.cmc_image_averaged(test_e, test_y, gal_e, gal_y, max_rank=max_rank, metric=e.metric)
+    balanced = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
+                                     seed=config.seed, metric=e.metric)
+    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=e.metric)
+    return {"rank1_image": image.at(1), "rank5_image": image.at(min(5, max_rank)), "rank1": balanced.at(1),
+            "rank5": balanced.at(min(5, max_rank)), "recall_at_1": retrieval.recall_at_k[1],
+            "map_at_r": retrieval.map_at_r}
+
+
+def _validation_scores(config: Any, splits: Any, embedder: Any, progress: bool) -> dict[str, Any]:
+    """The model-selection scores (:mod:`itemrec.training.selection`) of the final embedding."""
+    from itemrec.training.selection import class_gallery, open_set_scores
+
+    vc = splits.val_classes
+    gal = class_gallery(vc)
+    q_e, q_keep, _ = embedder.embed_paths([str(vc.paths[i]) for i in gal.query_index], progress=progress)
+    g_e, g_keep, _ = embedder.embed_paths(gal.gallery_paths, progress=progress)
+    scores = open_set_scores(q_e, vc.labels[gal.query_index][q_keep], g_e, gal.gallery_labels[g_keep],
+                             config.eval.metric)
+    return {"classes": splits.validation_classes, **scores}
+
+
+def _k_shot(test_e: np.ndarray, test_y: np.ndarray, gal_e: np.ndarray, gal_y: np.ndarray, max_rank: int, seed: int,
+            metric: str, shots: tuple[int, ...] = (1, 3), draws: int = 20) -> dict[str, Any]:
+    """k-shot enrolment CMC (catalogue image + k test photos per class in the gallery, the rest query)."""
+    from itemrec import evaluation as ev
+
+    out: dict[str, Any] = {}
+    for k in shots:
+        r = ev.cmc_k_shot(test_e, test_y, gal_e, gal_y, k, max_rank=max_rank, n_draws=draws, seed=seed, metric=metric)
+        five = min(5, max_rank) - 1
+        out[str(k)] = {"rank1": r.at(1), "rank1_ci": [float(r.ci_low[0]), float(r.ci_high[0])],
+                       "rank5": float(r.mean[five]), "rank5_ci": [float(r.ci_low[five]), float(r.ci_high[five])],
+                       "n_draws": r.n_draws, "n_queries_per_draw": r.n_queries}
+    return out
 
 
 def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress: bool) -> dict[str, Any]:
@@ -213,11 +264,17 @@ def evaluate_run(run_dir: str | os.PathLike, progress: bool = False) -> dict[str
             raise FileNotFoundError(f"{run_dir / need} not found: {run_dir} is not a trained itemrec run folder")
     config = ExperimentConfig.from_json(run_dir / "config.json")
     splits = SplitData.load(run_dir / "splits")
-    embedder = ImageEmbedder.load(run_dir / "embedding.keras")
     if splits.kind == "open":
+        from itemrec.training.run_embedders import run_embedders
+
+        embedder, features = run_embedders(run_dir, config)
         metrics = _open_set(config, splits, embedder, run_dir, progress)
+        if features is not None:
+            metrics["backbone_features"] = _feature_metrics(config, splits, features, progress)
+        if splits.val_classes is not None:
+            metrics["validation_classes"] = _validation_scores(config, splits, embedder, progress)
     else:
-        metrics = _closed_set(config, splits, embedder, run_dir, progress)
+        metrics = _closed_set(config, splits, ImageEmbedder.load(run_dir / "embedding.keras"), run_dir, progress)
     metrics["run"] = config.name
     metrics["loss"] = config.loss.name
     hist = run_dir / "history.csv"

@@ -114,9 +114,16 @@ class _Trainer:
         self.replicas = int(self.strategy.num_replicas_in_sync)
         t = config.train
         check_pk_for_replicas(t.p, t.k, t.global_batch, self.replicas)
-        self.weights = resolve_weights(config.model.weights)
+        self.weights = resolve_weights(config.model.weights, config.model.backbone)
         self.info: dict[str, Any] = {"replicas": self.replicas, "strategy": config.strategy, "phases": {}}
         self._decoded: dict[str, tuple] = {}
+        self.monitor = t.monitor
+        if t.monitor == "auto":
+            self.monitor = "valcls_score" if self.splits.val_classes is not None else "val_loss"
+        if self.monitor.startswith("valcls_") and self.splits.val_classes is None:
+            raise ConfigError(f"train.monitor={self.monitor!r} needs validation classes (split.val_classes_fraction > 0)")
+        self.info["monitor"] = self.monitor
+        self.info["validation_classes"] = self.splits.validation_classes
 
     def decoded(self, part: str) -> tuple[np.ndarray, np.ndarray, list]:
         """Decoded uint8 images of the ``train``/``val`` split (cached in memory)."""
@@ -129,6 +136,15 @@ class _Trainer:
             if self._decoded[part][2]:
                 self.info.setdefault("skipped_images", []).extend(self._decoded[part][2])
         return self._decoded[part]
+
+    def features(self, paths: list) -> Any:
+        """Pooled frozen-backbone features of ``paths`` (:class:`~itemrec.training.features.CachedFeatures`)."""
+        from itemrec.training.features import FeatureCache
+
+        m = self.config.model
+        cache = self.__dict__.setdefault("cache", FeatureCache(self.config.cache_dir))
+        return cache.get_or_compute(self.extractor, [str(p) for p in paths], m.backbone, self.weights, m.input_size,
+                                    m.resize_mode, progress=self.progress)
 
     def build(self) -> None:
         import keras
@@ -143,12 +159,60 @@ class _Trainer:
             dim = int(self.extractor.output_shape[-1])
             if m.head == "none":  # the pooled backbone features are the embedding
                 self.head = build_head(dim, None, 0.0, None, l2_normalize=m.l2_normalize)
-            else:
+            elif m.head == "mlp":
                 self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
+            else:
+                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, l2_normalize=m.l2_normalize,
+                                       kind=m.head, init=m.head_init, decay_to_init=m.decay_to_init)
+            if m.head == "linear" and m.head_init == "pca":
+                self.head.get_layer("adapter").fit_pca(self.features(list(self.splits.train.paths)).features)
             self.loss = build_loss(c.loss, self.splits.n_train_classes, c.seed)
             self.loss.build_for(int(self.head.output_shape[-1]))
+            if c.loss.init_from_catalogue:
+                init_class_vectors(self.loss, self.head, self.features(self.catalogue_paths()).features)
         # pretrained (or phase-1-frozen) backbones keep BatchNorm in inference mode; from scratch they train it
         self.bn_inference = self.weights is not None or c.train.frozen_epochs > 0
+
+    def catalogue_paths(self) -> list[str]:
+        """The catalogue image of each training class, in label order (``ConfigError`` if one lacks it)."""
+        train = self.splits.train
+        missing = [train.class_names[c] for c in range(self.splits.n_train_classes) if c not in train.representatives]
+        if missing:
+            raise ConfigError(f"training classes without a catalogue image: {missing[:5]}; loss.init_from_catalogue "
+                              "and train.catalogue_copies need one per class")
+        return [str(p) for p in train.representative_arrays(np.arange(self.splits.n_train_classes))[0]]
+
+    def with_catalogue(self, x: np.ndarray, y: np.ndarray, catalogue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``x``/``y`` plus ``train.catalogue_copies`` copies of each training class's catalogue input."""
+        copies = self.config.train.catalogue_copies
+        if not copies:
+            return x, y
+        labels = np.arange(len(catalogue))
+        return (np.concatenate([x] + [catalogue.astype(x.dtype)] * copies),
+                np.concatenate([y] + [labels.astype(y.dtype)] * copies))
+
+    def selection(self, number: int, cached: bool) -> Any:
+        """The :class:`~itemrec.training.selection.OpenSetSelection` of a phase (``None`` without val classes)."""
+        from itemrec.training.features import decode_images
+        from itemrec.training.selection import OpenSetSelection, class_gallery
+
+        vc = self.splits.val_classes
+        if vc is None or not self.monitor.startswith("valcls_"):
+            return None
+        gal = class_gallery(vc)
+        q_paths = [str(vc.paths[i]) for i in gal.query_index]
+        q_labels = vc.labels[gal.query_index]
+        if cached:
+            q, g = self.features(q_paths), self.features(gal.gallery_paths)
+            (xq, q_keep), (xg, g_keep) = (q.features, q.keep), (g.features, g.keep)
+        else:
+            m = self.config.model
+            xq, q_keep, _ = decode_images(q_paths, m.input_size, m.resize_mode)
+            xg, g_keep, _ = decode_images(gal.gallery_paths, m.input_size, m.resize_mode)
+        if len(g_keep) != len(gal.gallery_paths):
+            raise ValueError("a gallery image of the validation classes cannot be read")
+        return OpenSetSelection(xq, q_labels[q_keep], xg, gal.gallery_labels, self.run_dir / f"phase{number}" /
+                                "selection.json", self.config.eval.metric)
 
     def embedding_model(self) -> Any:
         from itemrec.models import attach_head
@@ -157,7 +221,7 @@ class _Trainer:
             return attach_head(self.backbone, self.head, preprocess=self.config.model.backbone, bn_inference=self.bn_inference)
 
     def fit_phase(self, number: int, model: Any, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
-                  initial_epoch: int, epochs: int, lr: float, augment: bool) -> None:
+                  initial_epoch: int, epochs: int, lr: float, augment: bool, selection: Any = None) -> None:
         from itemrec.training.callbacks import phase_callbacks, restored_epoch
         from itemrec.training.data import batch_indices
 
@@ -185,8 +249,9 @@ class _Trainer:
             pick = np.random.default_rng(c.seed).permutation(len(xv))[:300]
             monitor = {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None}
         callbacks = phase_callbacks(  # the backup stays until the phase is marked done
-            phase_dir, t.monitor, t.early_stopping_patience,
+            phase_dir, self.monitor, t.early_stopping_patience,
             self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor, delete_backup=False,
+            selection=selection,
         )
         t0 = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
@@ -194,7 +259,15 @@ class _Trainer:
         best = phase_dir / "best.weights.h5"
         if best.is_file():
             model.load_weights(best)
-        self.info["phases"][f"phase{number}"].update(seconds=time.perf_counter() - t0, steps_per_epoch=int(idx.shape[1]))
+        info = self.info["phases"][f"phase{number}"]
+        info.update(seconds=time.perf_counter() - t0, steps_per_epoch=int(idx.shape[1]), monitor=self.monitor)
+        meta = phase_dir / "best.weights.h5.json"
+        if meta.is_file():  # epoch -1: the weights before this phase scored best and were kept
+            best_meta = json.loads(meta.read_text())
+            info.update(best_epoch=best_meta["epoch"], best_score=best_meta["best"],
+                        kept_starting_weights=best_meta["epoch"] == -1)
+        if (phase_dir / "selection.json").is_file():
+            info["before_training"] = json.loads((phase_dir / "selection.json").read_text())["before_training"]
 
     def phase1(self) -> None:
         c, t = self.config, self.config.train
@@ -220,6 +293,8 @@ class _Trainer:
                 )
             x, y = feats["train"].features, self.splits.train.labels[feats["train"].keep]
             xv, yv = feats["val"].features, self.splits.val.labels[feats["val"].keep]
+            if t.catalogue_copies:
+                x, y = self.with_catalogue(x, y, self.features(self.catalogue_paths()).features)
             model_in = self.head
             info.update(feature_cache=True, cache_hits=cache.hits, cache_misses=cache.misses,
                         cache_keys=[feats["train"].key, feats["val"].key])
@@ -230,9 +305,11 @@ class _Trainer:
             info.update(feature_cache=False, reason=reason)
             (x, keep, _), (xv, keepv, _) = self.decoded("train"), self.decoded("val")
             y, yv = self.splits.train.labels[keep], self.splits.val.labels[keepv]
+            x, y = self.with_catalogue(x, y, self.decoded_catalogue())
             model_in = self.embedding_model()
         model = self._wrap(model_in)
-        self.fit_phase(1, model, x, y, xv, yv, 0, t.frozen_epochs, t.frozen_lr, t.augment and not cached)
+        self.fit_phase(1, model, x, y, xv, yv, 0, t.frozen_epochs, t.frozen_lr, t.augment and not cached,
+                       self.selection(1, cached))
         save_variables(phase_dir / "weights.npz", groups)
         (phase_dir / "done.json").write_text(json.dumps(info, indent=1))
         shutil.rmtree(phase_dir / "backup", ignore_errors=True)
@@ -251,12 +328,26 @@ class _Trainer:
             return
         (x, keep, _), (xv, keepv, _) = self.decoded("train"), self.decoded("val")
         y, yv = self.splits.train.labels[keep], self.splits.val.labels[keepv]
+        x, y = self.with_catalogue(x, y, self.decoded_catalogue())
         model = self._wrap(self.embedding_model())
         e0 = t.frozen_epochs
-        self.fit_phase(2, model, x, y, xv, yv, e0, e0 + t.finetune_epochs, t.finetune_lr, t.phase2_augment)
+        self.fit_phase(2, model, x, y, xv, yv, e0, e0 + t.finetune_epochs, t.finetune_lr, t.phase2_augment,
+                       self.selection(2, False))
         save_variables(phase_dir / "weights.npz", groups)
         (phase_dir / "done.json").write_text(json.dumps(info, indent=1))
         shutil.rmtree(phase_dir / "backup", ignore_errors=True)
+
+    def decoded_catalogue(self) -> np.ndarray:
+        """Decoded catalogue images of the training classes (empty without ``train.catalogue_copies``)."""
+        from itemrec.training.features import decode_images
+
+        if not self.config.train.catalogue_copies:
+            return np.zeros((0,), np.uint8)
+        m = self.config.model
+        images, keep, skipped = decode_images(self.catalogue_paths(), m.input_size, m.resize_mode)
+        if skipped:
+            raise ValueError(f"catalogue images cannot be read: {skipped[:3]}")
+        return images
 
     def _wrap(self, model_in: Any) -> Any:
         with self.strategy.scope():
@@ -274,6 +365,23 @@ class _Trainer:
         full.save(self.run_dir / "model.keras")
         files["model"] = self.run_dir / "model.keras"
         return files
+
+
+def init_class_vectors(loss: Any, head: Any, catalogue_features: np.ndarray) -> None:
+    """Start a loss's class vectors at the training classes' catalogue images, embedded by ``head``.
+
+    The anchors of a cosine-softmax head (:meth:`itemrec.losses.CosineSoftmax.set_anchors`) or the
+    proxies of :class:`itemrec.losses.ProxyAnchorLoss` (``set_proxies``); row ``c`` is class ``c``.
+    """
+    emb = np.asarray(head.predict(np.asarray(catalogue_features, np.float32), verbose=0), np.float32)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    target = getattr(loss, "head", None)
+    if hasattr(target, "set_anchors"):
+        target.set_anchors(emb)
+    elif hasattr(loss, "set_proxies"):
+        loss.set_proxies(emb)
+    else:
+        raise ConfigError(f"{type(loss).__name__} has no class vectors to start from the catalogue")
 
 
 def combined_history(run_dir: Path) -> Any:

@@ -1,0 +1,110 @@
+"""The open-set recognition protocols reported side by side.
+
+Each ranks *classes* for a query (a class's score is its best-matching gallery
+image), and each gives an interval:
+
+* :func:`cmc_image_averaged`: every query once against one catalogue image
+  per class; the mean over queries, so large classes weigh more. Interval:
+  the Wilson score interval of that proportion (queries as independent trials).
+* class-balanced CMC (:func:`itemrec.evaluation.cmc_representative`): one
+  random query per class per draw, each class weighs the same; the interval
+  is the 2.5/97.5 percentiles across draws (query sampling only).
+* :func:`cmc_k_shot`: k-shot enrolment. Per draw, ``shots`` random photos of
+  each class join its catalogue image in the gallery and the class's other
+  photos are the queries; image-averaged within a draw, mean and 2.5/97.5
+  percentiles across draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._chunked import check_embeddings, check_labels, pairwise_distances
+from .retrieval import CMCResult, _wilson, cmc_from_ranks
+
+
+def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
+                gallery_labels: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """1-based rank of each query's true class when classes are ranked by their nearest gallery image.
+
+    Ties count against the query (a class at the same distance as the true
+    one ranks first). 0 where the query's class is absent from the gallery.
+
+    Args:
+        query_emb: (Q, D); query_labels: (Q,) ints.
+        gallery_emb: (G, D), any number of images per class; gallery_labels: (G,).
+        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+
+    Returns:
+        (Q,) int64 ranks.
+    """
+    q = check_embeddings(query_emb, "query embeddings")
+    g = check_embeddings(gallery_emb, "gallery embeddings")
+    ql = check_labels(query_labels, len(q), "query labels")
+    gl = check_labels(gallery_labels, len(g), "gallery labels")
+    classes, inverse = np.unique(gl, return_inverse=True)
+    dist = pairwise_distances(q, g, metric)
+    best = np.full((len(q), len(classes)), np.inf)
+    for j in range(len(classes)):
+        best[:, j] = dist[:, inverse == j].min(axis=1)
+    pos = np.searchsorted(classes, ql)
+    present = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == ql)
+    true = best[np.arange(len(q)), np.minimum(pos, len(classes) - 1)]
+    ranks = 1 + (best < true[:, None]).sum(axis=1) + ((best == true[:, None]).sum(axis=1) - 1)
+    return np.where(present, ranks, 0).astype(np.int64)
+
+
+def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
+                       gallery_labels: np.ndarray, max_rank: int = 10, metric: str = "cosine") -> CMCResult:
+    """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring."""
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1; got {max_rank}")
+    ranks = class_ranks(query_emb, query_labels, gallery_emb, gallery_labels, metric)
+    mean = cmc_from_ranks(ranks, max_rank)
+    low, high = _wilson(mean, len(ranks))
+    return CMCResult(np.arange(1, max_rank + 1), mean, low, high, 0, len(ranks))
+
+
+def cmc_k_shot(photo_emb: np.ndarray, photo_labels: np.ndarray, catalogue_emb: np.ndarray,
+               catalogue_labels: np.ndarray, shots: int, max_rank: int = 10, n_draws: int = 20, seed: int = 0,
+               metric: str = "cosine") -> CMCResult:
+    """k-shot enrolment CMC: catalogue image + ``shots`` photos per class in the gallery, the rest query.
+
+    Args:
+        photo_emb: (N, D) photos of the classes; photo_labels: (N,).
+        catalogue_emb: (C, D) one catalogue image per class (``None``-free); catalogue_labels: (C,).
+        shots: photos per class moved into the gallery each draw (0 = catalogue only).
+        max_rank, n_draws, seed, metric: as in :func:`itemrec.evaluation.cmc_representative`.
+
+    Returns:
+        :class:`CMCResult` whose mean is the mean over draws of the image-averaged CMC,
+        the interval the 2.5/97.5 percentiles across draws.
+
+    Raises:
+        ValueError: a class with ``shots`` or fewer photos (no query would be left),
+            or photo classes missing from the catalogue.
+    """
+    x = check_embeddings(photo_emb, "photo embeddings")
+    y = check_labels(photo_labels, len(x), "photo labels")
+    c = check_embeddings(catalogue_emb, "catalogue embeddings")
+    cl = check_labels(catalogue_labels, len(c), "catalogue labels")
+    if shots < 0 or n_draws < 1 or max_rank < 1:
+        raise ValueError("shots must be >= 0, n_draws and max_rank >= 1")
+    missing = np.setdiff1d(np.unique(y), cl)
+    if len(missing):
+        raise ValueError(f"photo classes {missing[:10].tolist()} have no catalogue image")
+    groups = [np.flatnonzero(y == k) for k in np.unique(y)]
+    small = [int(y[g[0]]) for g in groups if len(g) <= shots]
+    if small:
+        raise ValueError(f"classes {small[:10]} have {shots} photos or fewer: nothing is left to query")
+    rng = np.random.default_rng(seed)
+    per_draw = np.empty((n_draws, max_rank))
+    n_queries = 0
+    for d in range(n_draws):
+        enrol = np.concatenate([rng.permutation(g)[:shots] for g in groups]) if shots else np.zeros(0, np.int64)
+        query = np.setdiff1d(np.arange(len(x)), enrol)
+        ranks = class_ranks(x[query], y[query], np.concatenate([c, x[enrol]]), np.concatenate([cl, y[enrol]]), metric)
+        per_draw[d] = cmc_from_ranks(ranks, max_rank)
+        n_queries = len(query)
+    return CMCResult(np.arange(1, max_rank + 1), per_draw.mean(axis=0), np.percentile(per_draw, 2.5, axis=0),
+                     np.percentile(per_draw, 97.5, axis=0), n_draws, n_queries, per_draw)
