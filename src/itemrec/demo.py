@@ -143,7 +143,8 @@ def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
     return ExperimentConfig(
         name="run", output_dir=str(out), seed=seed,
         data=DataConfig(name=str(manifest)),
-        split=SplitConfig(kind="open", unseen_fraction=0.5, val_fraction=0.2, calib_fraction=0.3, seed=seed),
+        split=SplitConfig(kind="open", unseen_fraction=0.5, val_fraction=0.2, calib_fraction=0.3, seed=seed,
+                          val_classes_fraction=0.0),
         model=ModelConfig(backbone="small_cnn", weights=None, input_size=size.image_size, embedding_dim=size.embedding_dim,
                           hidden=None, dropout=0.0),
         loss=LossConfig(name="cosine", scale=16.0),

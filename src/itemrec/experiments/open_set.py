@@ -1,0 +1,121 @@
+"""Choose on validation classes, report on test once.
+
+:func:`validation_sweep` trains one run per combination of a grid of config
+overrides *without* evaluating on test (``run_experiment(evaluate=False)``) and
+reads each run's best score on the validation classes (``valcls_score`` in
+``training.json``: seen classes held out of training, see
+:mod:`itemrec.training.selection`). :func:`choose` picks the best combination;
+only that run is then evaluated on the test split (:func:`evaluate_choice`).
+
+From the shell::
+
+    python -m itemrec.experiments.open_set configs/grocery_open_linear.json \\
+        --set loss.name=proxy_anchor --grid train.frozen_lr=1e-4,3e-4,1e-3 --test
+
+prints the validation score of every combination, the choice, and (with
+``--test``) the chosen run's test metrics. Runs are named
+``<config name>__<key>=<value>...`` under the config's ``output_dir``; a
+finished run is reused, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from typing import Any
+
+import pandas as pd
+
+from itemrec.training.config import ExperimentConfig
+
+
+def _run_name(base: str, combo: dict[str, Any]) -> str:
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in combo.items()]
+    return "__".join([base] + parts) if parts else base
+
+
+def validation_score(run_dir: Any) -> dict[str, Any]:
+    """The model-selection record of a finished run: best ``valcls_score``, its epoch (-1: before training)."""
+    info = json.loads((run_dir / "training.json").read_text())
+    phases = info.get("phases", {})
+    last = phases[sorted(phases)[-1]] if phases else {}
+    if "best_score" not in last:
+        raise ValueError(f"{run_dir} has no validation-class score (split.val_classes_fraction = 0?)")
+    return {"valcls_score": float(last["best_score"]), "best_epoch": int(last["best_epoch"]),
+            "monitor": last.get("monitor"), "seconds": float(info.get("seconds", float("nan")))}
+
+
+def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progress: bool = False) -> pd.DataFrame:
+    """Train every combination of ``grid`` (dotted keys → values) on top of ``base``; never touches test.
+
+    Returns one row per combination: the overrides, ``run`` (name), ``valcls_score``,
+    ``best_epoch`` and ``seconds``, best first.
+    """
+    from itemrec.training.runner import run_experiment
+
+    keys = list(grid)
+    rows = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        combo = dict(zip(keys, values))
+        config = base.with_overrides({**combo, "name": _run_name(base.name, combo)})
+        if not (config.run_dir / "training.json").is_file():
+            run_experiment(config, progress=progress, evaluate=False)
+        rows.append({**combo, "run": config.name, **validation_score(config.run_dir)})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("valcls_score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def choose(frame: pd.DataFrame) -> str:
+    """The run with the best validation-class score (the first on ties, grid order)."""
+    if frame.empty:
+        raise ValueError("no runs to choose from")
+    return str(frame.iloc[0]["run"])
+
+
+def evaluate_choice(base: ExperimentConfig, run: str, progress: bool = False) -> dict[str, Any]:
+    """Evaluate the chosen run on test (:func:`itemrec.training.evaluate_run`), once."""
+    from itemrec.training.report import evaluate_run
+
+    return evaluate_run(base.run_dir.parent / run, progress=progress)
+
+
+def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--grid {item!r} must look like key=v1,v2")
+        key, values = item.split("=", 1)
+        parsed = []
+        for v in values.split(","):
+            try:
+                parsed.append(json.loads(v))
+            except json.JSONDecodeError:
+                parsed.append(v)
+        grid[key.strip()] = parsed
+    return grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    from itemrec.cli.evaluate import summary_lines
+
+    parser = argparse.ArgumentParser(description="Sweep config overrides, choose on validation classes, "
+                                                 "evaluate the choice on test once.")
+    parser.add_argument("config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="swept override")
+    parser.add_argument("--test", action="store_true", help="evaluate the chosen run on the test split")
+    args = parser.parse_args(argv)
+    base = ExperimentConfig.from_json(args.config).with_overrides(args.set)
+    frame = validation_sweep(base, _parse_grid(args.grid))
+    print(frame.to_string(index=False))
+    best = choose(frame)
+    print(f"chosen on validation classes: {best}")
+    if args.test:
+        print("\n".join(summary_lines(evaluate_choice(base, best))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
