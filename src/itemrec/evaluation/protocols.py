@@ -43,7 +43,8 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
     ql = check_labels(query_labels, len(q), "query labels")
     gl = check_labels(gallery_labels, len(g), "gallery labels")
     classes, inverse = np.unique(gl, return_inverse=True)
-    dist = pairwise_distances(q, g, metric)
+    # squared L2 ranks exactly as L2 does (the distance engine knows cosine and l2)
+    dist = pairwise_distances(q, g, "l2" if metric == "squared_l2" else metric)
     best = np.full((len(q), len(classes)), np.inf)
     for j in range(len(classes)):
         best[:, j] = dist[:, inverse == j].min(axis=1)

@@ -81,6 +81,33 @@ def evaluate_choice(base: ExperimentConfig, run: str, progress: bool = False) ->
     return evaluate_run(base.run_dir.parent / run, progress=progress)
 
 
+def results_table(output_dir: Any) -> pd.DataFrame:
+    """One row per evaluated run under ``output_dir`` (the runs chosen on validation and read on test).
+
+    Columns: run, backbone, head, loss, lr, the validation-class score, CMC@1/@5 image-averaged
+    (with the Wilson interval of @1) and class-balanced (with its draw interval), 1- and 3-shot
+    CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training + caching).
+    """
+    from pathlib import Path
+
+    rows = []
+    for metrics_path in sorted(Path(output_dir).glob("*/metrics.json")):
+        run = metrics_path.parent
+        m = json.loads(metrics_path.read_text())
+        c = ExperimentConfig.from_json(run / "config.json")
+        info = json.loads((run / "training.json").read_text())
+        rows.append({
+            "run": run.name, "backbone": c.model.backbone, "head": c.model.head, "loss": c.loss.name,
+            "lr": c.train.frozen_lr, "valcls_score": m.get("validation_classes", {}).get("valcls_score"),
+            "cmc1_image": m["rank1_image"], "cmc1_image_ci": tuple(m["rank1_image_ci"]), "cmc5_image": m["rank5_image"],
+            "cmc1_balanced": m["rank1"], "cmc1_balanced_ci": tuple(m["rank1_ci"]), "cmc5_balanced": m["rank5"],
+            "cmc1_1shot": m["k_shot"]["1"]["rank1"], "cmc1_3shot": m["k_shot"]["3"]["rank1"],
+            "recall_at_1": m["recall_at_1"], "map_at_r": m["map_at_r"], "val_at_far_1e-02": m.get("val_at_far_1e-02"),
+            "seconds": info.get("seconds"),
+        })
+    return pd.DataFrame(rows)
+
+
 def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for item in items:
