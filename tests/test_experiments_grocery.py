@@ -95,7 +95,7 @@ def tiny_run(tmp_path_factory):
     cfg = ExperimentConfig.from_dict({
         "name": "tiny", "output_dir": str(out), "seed": 0,
         "data": {"name": "synthetic", "synthetic_products": 8, "synthetic_photos": 6, "synthetic_image_size": 32},
-        "split": {"kind": "open", "unseen_fraction": 0.5, "calib_fraction": 0.5},
+        "split": {"kind": "open", "unseen_fraction": 0.5, "calib_fraction": 0.5, "val_classes_fraction": 0.0},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
         "loss": {"name": "triplet", "miner": "batch_hard"},
         "train": {"frozen_epochs": 0, "finetune_epochs": 1, "finetune_layers": "all", "finetune_lr": 1e-3,

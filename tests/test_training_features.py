@@ -121,6 +121,7 @@ def test_cached_frozen_phase_equals_naive_fit(tmp_path):
     base = {
         "output_dir": str(tmp_path),
         "data": {"name": "synthetic", "synthetic_products": 6, "synthetic_photos": 6, "synthetic_image_size": 40},
+        "split": {"val_classes_fraction": 0.0},  # too few seen classes to hold any out for selection
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16, "dropout": 0.2},
         "loss": {"name": "center"},
         "train": {"frozen_epochs": 4, "frozen_lr": 0.01, "batch_size": 5, "tensorboard": False},
@@ -153,6 +154,7 @@ def test_augmentation_falls_back_to_images(tmp_path, caplog):
     cfg = ExperimentConfig.from_dict({
         "name": "aug", "output_dir": str(tmp_path),
         "data": {"name": "synthetic", "synthetic_products": 4, "synthetic_photos": 5, "synthetic_image_size": 40},
+        "split": {"val_classes_fraction": 0.0},  # too few seen classes to hold any out for selection
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
         "train": {"frozen_epochs": 1, "batch_size": 4, "augment": True, "tensorboard": False},
     })

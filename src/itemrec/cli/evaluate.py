@@ -49,6 +49,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             lines.insert(1, f"  CMC image-averaged (every test photo once): rank-1 {_fmt(metrics['rank1_image'])} "
                             f"(95% Wilson CI {lo:.4f}..{hi:.4f}), rank-5 {_fmt(metrics['rank5_image'])}")
         for k, v in metrics.get("k_shot", {}).items():
+            if "skipped" in v:
+                continue
             lines.append(f"  {k}-shot gallery (catalogue + {k} photos per class, image-averaged over "
                          f"{v['n_draws']} draws): rank-1 {_fmt(v['rank1'])}, rank-5 {_fmt(v['rank5'])}")
         f = metrics.get("backbone_features")

@@ -101,7 +101,7 @@ def results_table(output_dir: Any) -> pd.DataFrame:
             "lr": c.train.frozen_lr, "valcls_score": m.get("validation_classes", {}).get("valcls_score"),
             "cmc1_image": m["rank1_image"], "cmc1_image_ci": tuple(m["rank1_image_ci"]), "cmc5_image": m["rank5_image"],
             "cmc1_balanced": m["rank1"], "cmc1_balanced_ci": tuple(m["rank1_ci"]), "cmc5_balanced": m["rank5"],
-            "cmc1_1shot": m["k_shot"]["1"]["rank1"], "cmc1_3shot": m["k_shot"]["3"]["rank1"],
+            "cmc1_1shot": m["k_shot"]["1"].get("rank1"), "cmc1_3shot": m["k_shot"]["3"].get("rank1"),
             "recall_at_1": m["recall_at_1"], "map_at_r": m["map_at_r"], "val_at_far_1e-02": m.get("val_at_far_1e-02"),
             "seconds": info.get("seconds"),
         })

@@ -197,7 +197,11 @@ def _k_shot(test_e: np.ndarray, test_y: np.ndarray, gal_e: np.ndarray, gal_y: np
     from itemrec import evaluation as ev
 
     out: dict[str, Any] = {}
+    fewest = int(np.bincount(np.unique(test_y, return_inverse=True)[1]).min())
     for k in shots:
+        if fewest <= k:  # a class would have no query left
+            out[str(k)] = {"skipped": f"a test class has only {fewest} photos"}
+            continue
         r = ev.cmc_k_shot(test_e, test_y, gal_e, gal_y, k, max_rank=max_rank, n_draws=draws, seed=seed, metric=metric)
         five = min(5, max_rank) - 1
         out[str(k)] = {"rank1": r.at(1), "rank1_ci": [float(r.ci_low[0]), float(r.ci_high[0])],
