@@ -125,27 +125,7 @@ def fd_grad(f, x, h=1e-6):
     return g
 
 
-def grad(fn, x):
-    """Gradient of the scalar ``fn(x)`` w.r.t. the float32 array ``x`` on the current backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        v = tf.Variable(x)
-        with tf.GradientTape() as tape:
-            out = fn(v)
-        return tape.gradient(out, v).numpy()
-    if backend == "torch":
-        import torch
-
-        v = torch.tensor(x, requires_grad=True)
-        fn(v).backward()
-        return v.grad.numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(x))
-    pytest.skip(f"no gradient helper for backend {backend}")
+from test_losses import _grad as grad  # noqa: E402  (the backend-agnostic gradient helper)
 
 
 # ----------------------------------------------------------------- miner

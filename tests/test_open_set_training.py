@@ -247,3 +247,37 @@ def test_sweep_chooses_on_validation_without_reading_test(tmp_path, mobilenet_we
     for run in frame["run"]:
         assert (tmp_path / run / "training.json").is_file()
         assert not (tmp_path / run / "metrics.json").exists()  # test never read during the sweep
+
+
+def test_sweep_refuses_a_different_config_under_its_name_and_runs_not_selected_on_classes(tmp_path, mobilenet_weights,
+                                                                                        capsys):
+    from itemrec.experiments.open_set import main, validation_sweep
+
+    base = _config(tmp_path, **{"train.frozen_epochs": 1})
+    validation_sweep(base, {"train.frozen_lr": [1e-3]})
+    other = base.with_overrides({"loss.name": "proxy_anchor"})  # same name, other loss: must not be reused
+    with pytest.raises(ConfigError, match="different config"):
+        validation_sweep(other, {"train.frozen_lr": [1e-3]})
+    no_classes = base.with_overrides({"name": "noval", "split.val_classes_fraction": 0.0,
+                                      "loss.init_from_catalogue": False, "train.catalogue_copies": 0})
+    with pytest.raises(ConfigError, match="not selected on validation classes"):
+        validation_sweep(no_classes, {"train.frozen_lr": [1e-3]})
+    cfg = tmp_path / "c.json"
+    base.to_json(cfg)
+    assert main([str(cfg), "--set", "split.val_classes_fraction=1.5"]) == 2
+    assert main([str(cfg), "--grid", "train.frozen_lr"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_too_few_training_classes_is_a_config_error_and_leaves_no_run(tmp_path, mobilenet_weights):
+    from itemrec.training.runner import run_experiment
+
+    # 6 products, 3 unseen: 3 seen, 2 of them validation classes, 1 left to train on
+    cfg = _config(tmp_path, **{"data.synthetic_products": 6, "train.p": None, "train.k": None,
+                               "train.batch_size": 4})
+    with pytest.raises(ConfigError, match="fewer than 2 for training"):
+        run_experiment(cfg)
+    assert not cfg.run_dir.exists()  # the corrected config can reuse the name
+    # with P x K sampling the config check counts the training classes left after the hold-out: 4 seen - 2 = 2 < P
+    with pytest.raises(ConfigError, match="2 synthetic training classes"):
+        _config(tmp_path, **{"data.synthetic_products": 8, "train.p": 4})

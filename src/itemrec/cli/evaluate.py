@@ -60,11 +60,11 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
                          f"MAP@R {_fmt(f['map_at_r'])}")
         v = metrics.get("validation_classes")
         if v:
-            lines.append(f"  validation classes (model selection): CMC@1 {_fmt(v['valcls_cmc1'])}, "
-                         f"MAP@R {_fmt(v['valcls_map_at_r'])}")
+            lines.append(f"  validation classes (model selection, image-averaged): CMC@1 {_fmt(v['valcls_cmc1'])}, "
+                         f"MAP@R {_fmt(v['valcls_map_at_r'])}, score {_fmt(v['valcls_score'])}")
         h = metrics.get("hubness")
         if h:
-            lines.insert(3, f"  with hubness correction (k {h['k']}, beta {h['beta']}): CMC rank-1 {_fmt(h['rank1'])} "
+            lines.insert(3, f"  class-balanced with hubness correction (k {h['k']}, beta {h['beta']}): CMC rank-1 {_fmt(h['rank1'])} "
                             f"(95% CI {h['rank1_ci'][0]:.4f}..{h['rank1_ci'][1]:.4f}), rank-5 {_fmt(h['rank5'])}")
         for key, v in metrics["verification"].items():
             lines.append(f"  VAL {_fmt(v['val'])} at FAR {_fmt(v['far'])} (target {key}, threshold {v['threshold']:.4f})")

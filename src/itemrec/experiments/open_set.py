@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from itemrec.training.config import ExperimentConfig
+from itemrec.training.config import ConfigError, ExperimentConfig
 
 
 def _run_name(base: str, combo: dict[str, Any]) -> str:
@@ -41,8 +41,9 @@ def validation_score(run_dir: Any) -> dict[str, Any]:
     info = json.loads((run_dir / "training.json").read_text())
     phases = info.get("phases", {})
     last = phases[sorted(phases)[-1]] if phases else {}
-    if "best_score" not in last:
-        raise ValueError(f"{run_dir} has no validation-class score (split.val_classes_fraction = 0?)")
+    if "best_score" not in last or not str(last.get("monitor", "")).startswith("valcls_"):
+        raise ConfigError(f"{run_dir} was not selected on validation classes (monitor {last.get('monitor')!r}); "
+                          "use split.val_classes_fraction > 0 and train.monitor 'auto' or 'valcls_score'")
     return {"valcls_score": float(last["best_score"]), "best_epoch": int(last["best_epoch"]),
             "monitor": last.get("monitor"), "seconds": float(info.get("seconds", float("nan")))}
 
@@ -60,6 +61,10 @@ def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progres
     for values in itertools.product(*(grid[k] for k in keys)):
         combo = dict(zip(keys, values))
         config = base.with_overrides({**combo, "name": _run_name(base.name, combo)})
+        saved = config.run_dir / "config.json"
+        if saved.is_file() and json.loads(saved.read_text()) != config.to_dict():
+            raise ConfigError(f"{config.run_dir} holds a run of a different config; give the sweep its own name "
+                              "(--set name=...) or output_dir")
         if not (config.run_dir / "training.json").is_file():
             run_experiment(config, progress=progress, evaluate=False)
         rows.append({**combo, "run": config.name, **validation_score(config.run_dir)})
@@ -86,7 +91,8 @@ def results_table(output_dir: Any) -> pd.DataFrame:
 
     Columns: run, backbone, head, loss, lr, the validation-class score, CMC@1/@5 image-averaged
     (with the Wilson interval of @1) and class-balanced (with its draw interval), 1- and 3-shot
-    CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training + caching).
+    CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training with its per-epoch
+    validation, plus computing backbone features where the cache was cold).
     """
     from pathlib import Path
 
@@ -112,7 +118,7 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--grid {item!r} must look like key=v1,v2")
+            raise ConfigError(f"--grid {item!r} must look like key=v1,v2")
         key, values = item.split("=", 1)
         parsed = []
         for v in values.split(","):
@@ -127,15 +133,19 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
 def main(argv: list[str] | None = None) -> int:
     from itemrec.cli.evaluate import summary_lines
 
-    parser = argparse.ArgumentParser(description="Sweep config overrides, choose on validation classes, "
+    parser = argparse.ArgumentParser(prog="python -m itemrec.experiments.open_set", description="Sweep config overrides, choose on validation classes, "
                                                  "evaluate the choice on test once.")
     parser.add_argument("config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="swept override")
     parser.add_argument("--test", action="store_true", help="evaluate the chosen run on the test split")
     args = parser.parse_args(argv)
-    base = ExperimentConfig.from_json(args.config).with_overrides(args.set)
-    frame = validation_sweep(base, _parse_grid(args.grid))
+    try:
+        base = ExperimentConfig.from_json(args.config).with_overrides(args.set)
+        frame = validation_sweep(base, _parse_grid(args.grid), progress=True)
+    except (ConfigError, FileNotFoundError) as exc:  # user errors: a message and exit code 2
+        print(f"open_set: error: {exc}", file=sys.stderr)
+        return 2
     print(frame.to_string(index=False))
     best = choose(frame)
     print(f"chosen on validation classes: {best}")

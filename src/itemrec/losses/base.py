@@ -55,3 +55,12 @@ def flat_labels(labels: Any, what: str = "labels") -> Any:
 def safe_mean(total: Any, count: Any) -> Any:
     """``total / count``, or 0 when ``count`` is 0."""
     return total / ops.maximum(count, 1.0)
+
+
+def class_vectors(values: Any, n_classes: int, what: str = "class vectors") -> Any:
+    """``values`` as a float32 (n_classes, D) tensor; ``ValueError`` naming ``what`` for any other shape."""
+    values = ops.convert_to_tensor(values, dtype="float32")
+    shape = tuple(values.shape)
+    if len(shape) != 2 or shape[0] != n_classes:
+        raise ValueError(f"{what} must have shape (n_classes={n_classes}, D); got {shape}")
+    return values

@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import l2_normalize
+from itemrec.losses.base import class_vectors
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
@@ -55,10 +56,8 @@ class CosineSoftmax(keras.layers.Layer):
         Raises:
             ValueError: ``values`` is not (n_classes, D), or D differs from the built layer's.
         """
-        values = ops.convert_to_tensor(values, dtype="float32")
+        values = class_vectors(values, self.n_classes, "anchors")
         shape = tuple(values.shape)
-        if len(shape) != 2 or shape[0] != self.n_classes:
-            raise ValueError(f"anchors must have shape (n_classes={self.n_classes}, D); got {shape}")
         if not self.built:
             self.build((None, shape[1]))
         if (shape[1], shape[0]) != tuple(self.anchors.shape):

@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import l2_normalize
-from itemrec.losses.base import MetricLoss, flat_labels
+from itemrec.losses.base import MetricLoss, class_vectors, flat_labels
 from itemrec.losses.pairs import log1p_sum_exp
 
 
@@ -76,10 +76,8 @@ class ProxyAnchorLoss(MetricLoss):
         Raises:
             ValueError: ``values`` is not (n_classes, D), or D differs from the built layer's.
         """
-        values = ops.convert_to_tensor(values, dtype="float32")
+        values = class_vectors(values, self.n_classes, "proxies")
         shape = tuple(values.shape)
-        if len(shape) != 2 or shape[0] != self.n_classes:
-            raise ValueError(f"proxies must have shape (n_classes={self.n_classes}, D); got {shape}")
         self.build_for(shape[1])
         if shape != tuple(self.proxies.shape):
             raise ValueError(f"proxies must have shape {tuple(self.proxies.shape)}; got {shape}")

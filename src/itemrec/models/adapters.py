@@ -4,7 +4,8 @@ An MLP head with random weights (:func:`itemrec.models.build_head`) throws the
 pretrained features away at step 0 and has to relearn them from the few
 training classes, which is how training made unseen classes worse than the
 frozen features. The heads here start *at* the frozen features, so the
-untrained model is the frozen baseline and training can only move from there:
+untrained model is the frozen baseline (identity and residual; a PCA start is
+its centred projection) and training moves from there:
 
 * :class:`LinearAdapter` ``y = x W + b`` (D → ``units``) initialised at the
   identity (``units = D``) or at a PCA of the training features
@@ -18,7 +19,7 @@ Both take ``decay_to_init = λ``: in training they add ``λ Σ (θ − θ₀)²`
 their weights to the model's losses (weight decay towards the starting point
 instead of towards zero, the L2-SP regulariser of Li, Grandvalet & Davoine,
 ICML 2018). ``θ₀`` is kept as non-trainable weights, so it is saved with the
-model and survives :meth:`set_initial`.
+model; :meth:`LinearAdapter.fit_pca` and ``reset_anchor`` move it to the current weights.
 """
 
 from __future__ import annotations

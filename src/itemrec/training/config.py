@@ -397,9 +397,12 @@ class ExperimentConfig:
             )
         if self.train.p is not None and self.split.kind == "open" and self.data.name == "synthetic":
             n_seen = self.data.synthetic_products - round(self.split.unseen_fraction * self.data.synthetic_products)
-            if self.train.p > n_seen:
+            f = self.split.val_classes_fraction
+            n_train = n_seen - (max(2, int(round(f * n_seen))) if f else 0)
+            if self.train.p > n_train:
                 raise ConfigError(
-                    f"train.p={self.train.p} exceeds the {n_seen} seen synthetic classes; lower train.p"
+                    f"train.p={self.train.p} exceeds the {n_train} synthetic training classes ({n_seen} seen, "
+                    f"less the validation classes); lower train.p or split.val_classes_fraction"
                 )
 
     # -- paths ----------------------------------------------------------------

@@ -162,7 +162,9 @@ def _hold_out_classes(
     seen = np.unique(train.labels)
     n_val = max(2, int(round(cfg.val_classes_fraction * len(seen))))
     if len(seen) - n_val < 2:
-        raise ValueError(
+        from itemrec.training.config import ConfigError
+
+        raise ConfigError(
             f"{train.name}: {len(seen)} seen classes leave fewer than 2 for training after holding out {n_val} "
             "validation classes; lower split.val_classes_fraction (0 switches them off)"
         )

@@ -124,6 +124,9 @@ class _Trainer:
             raise ConfigError(f"train.monitor={self.monitor!r} needs validation classes (split.val_classes_fraction > 0)")
         self.info["monitor"] = self.monitor
         self.info["validation_classes"] = self.splits.validation_classes
+        if t.p is not None and t.p > self.splits.n_train_classes:
+            raise ConfigError(f"train.p={t.p} exceeds the {self.splits.n_train_classes} training classes of this split; "
+                              "lower train.p (or split.val_classes_fraction)")
 
     def decoded(self, part: str) -> tuple[np.ndarray, np.ndarray, list]:
         """Decoded uint8 images of the ``train``/``val`` split (cached in memory)."""
@@ -416,9 +419,15 @@ def run_experiment(
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
     config.validate()
+    fresh = not config.run_dir.exists()
     run_dir = _prepare_run_dir(config, overwrite)
     t0 = time.perf_counter()
-    trainer = _Trainer(config, run_dir, progress)
+    try:
+        trainer = _Trainer(config, run_dir, progress)
+    except ConfigError:
+        if fresh:  # nothing was trained: do not leave a run folder that blocks the corrected config
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     trainer.build()
     if config.train.frozen_epochs:
         trainer.phase1()
