@@ -73,8 +73,8 @@ def load_data(cfg: ExperimentConfig, splits: SplitData) -> dict[str, np.ndarray]
     d["y"] = np.concatenate([y] + [np.arange(n, dtype=y.dtype)] * copies)
     vc = splits.val_classes
     gal = class_gallery(vc)
-    q = feats([vc.paths[i] for i in gal.query_index])
-    d["vq"], d["vq_y"] = q.features, vc.labels[gal.query_index][q.keep]
+    q = feats(gal.query_paths)
+    d["vq"], d["vq_y"] = q.features, gal.query_labels[q.keep]
     g = feats(gal.gallery_paths)
     if len(g.keep) != len(gal.gallery_paths):
         raise ValueError("a gallery image of the validation classes cannot be read")

@@ -112,6 +112,11 @@ class SplitConfig:
         _int("split.seed", self.seed, 0)
 
 
+def n_validation_classes(n_seen: int, fraction: float) -> int:
+    """Validation classes held out of ``n_seen`` seen classes: ``max(2, round(fraction · n_seen))``, 0 if off."""
+    return max(2, int(round(fraction * n_seen))) if fraction else 0
+
+
 @dataclass
 class ModelConfig:
     """Backbone and embedding head (see :func:`itemrec.models.build_embedding_model`).
@@ -397,8 +402,7 @@ class ExperimentConfig:
             )
         if self.train.p is not None and self.split.kind == "open" and self.data.name == "synthetic":
             n_seen = self.data.synthetic_products - round(self.split.unseen_fraction * self.data.synthetic_products)
-            f = self.split.val_classes_fraction
-            n_train = n_seen - (max(2, int(round(f * n_seen))) if f else 0)
+            n_train = n_seen - n_validation_classes(n_seen, self.split.val_classes_fraction)
             if self.train.p > n_train:
                 raise ConfigError(
                     f"train.p={self.train.p} exceeds the {n_train} synthetic training classes ({n_seen} seen, "

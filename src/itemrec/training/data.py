@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from itemrec.data.records import ImageDataset
-from itemrec.training.config import DataConfig, ExperimentConfig, SplitConfig
+from itemrec.training.config import ConfigError, DataConfig, ExperimentConfig, SplitConfig, n_validation_classes
 
 SPLIT_NAMES = ("train", "val", "calib", "test", "val_classes")
 
@@ -155,15 +155,14 @@ def _hold_out_classes(
 
     Returns ``(train, val, val_classes)``; ``val_classes`` holds every image of the
     held-out classes (``None`` when the fraction is 0). At least two validation
-    classes and two training classes must remain, else ``ValueError``.
+    classes (:func:`~itemrec.training.config.n_validation_classes`) and two training
+    classes must remain, else :class:`~itemrec.training.config.ConfigError`.
     """
     if not cfg.val_classes_fraction:
         return train, val, None
     seen = np.unique(train.labels)
-    n_val = max(2, int(round(cfg.val_classes_fraction * len(seen))))
+    n_val = n_validation_classes(len(seen), cfg.val_classes_fraction)
     if len(seen) - n_val < 2:
-        from itemrec.training.config import ConfigError
-
         raise ConfigError(
             f"{train.name}: {len(seen)} seen classes leave fewer than 2 for training after holding out {n_val} "
             "validation classes; lower split.val_classes_fraction (0 switches them off)"
@@ -197,7 +196,7 @@ def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitD
         classes = sorted(int(c) for c in np.unique(train.labels))
         missing = sorted(set(np.unique(val.labels).tolist()) - set(classes))
         if missing:
-            raise ValueError(f"{ds.name}: validation classes {missing[:10]} have no training images")
+            raise ValueError(f"{ds.name}: classes {missing[:10]} of the val split have no training images")
         return SplitData("open", _relabel(train, classes), _relabel(val, classes), test, calib, classes, val_classes)
     if grocery:
         parts = {n: ds.split(n) for n in ("train", "val", "test")}

@@ -71,6 +71,20 @@ def _gallery(splits: Any, classes: np.ndarray, embedder: Any, progress: bool) ->
     return emb, np.asarray(labels)[keep], source
 
 
+def _rankings(config: Any, test_e: np.ndarray, test_y: np.ndarray, gal_e: np.ndarray, gal_y: np.ndarray
+              ) -> tuple[int, Any, Any, Any]:
+    """``(max_rank, class-balanced CMC, image-averaged CMC, retrieval report)`` of test photos vs the gallery."""
+    from itemrec import evaluation as ev
+
+    e = config.eval
+    max_rank = int(min(e.max_rank, len(gal_y)))
+    cmc = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
+                                seed=config.seed, metric=e.metric)
+    image = ev.cmc_image_averaged(test_e, test_y, gal_e, gal_y, max_rank=max_rank, metric=e.metric)
+    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=e.metric)
+    return max_rank, cmc, image, retrieval
+
+
 def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool) -> dict[str, Any]:
     from itemrec import evaluation as ev
     from itemrec import plots
@@ -81,11 +95,7 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
     calib_e, calib_y, _, skipped_c = _embed(embedder, splits.calib, progress)
     classes = np.unique(test_y)
     gal_e, gal_y, source = _gallery(splits, classes, embedder, progress)
-    max_rank = int(min(e.max_rank, len(gal_y)))
-    cmc = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
-                                seed=config.seed, metric=metric)
-    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=metric)
-    image = ev.cmc_image_averaged(test_e, test_y, gal_e, gal_y, max_rank=max_rank, metric=metric)
+    max_rank, cmc, image, retrieval = _rankings(config, test_e, test_y, gal_e, gal_y)
     m: dict[str, Any] = {
         "kind": "open",
         "metric": metric,
@@ -163,16 +173,9 @@ def _open_set(config: Any, splits: Any, embedder: Any, out: Path, progress: bool
 
 def _feature_metrics(config: Any, splits: Any, features: Any, progress: bool) -> dict[str, Any]:
     """The open-set metrics of the run's backbone's pooled features (what training started from)."""
-    from itemrec import evaluation as ev
-
-    e = config.eval
     test_e, test_y, _, _ = _embed(features, splits.test, progress)
     gal_e, gal_y, _ = _gallery(splits, np.unique(test_y), features, progress)
-    max_rank = int(min(e.max_rank, len(gal_y)))
-    image = ev.cmc_image_averaged(test_e, test_y, gal_e, gal_y, max_rank=max_rank, metric=e.metric)
-    balanced = ev.cmc_representative(test_e, test_y, gal_e, gal_y, max_rank=max_rank, n_draws=e.cmc_draws,
-                                     seed=config.seed, metric=e.metric)
-    retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=e.metric)
+    max_rank, balanced, image, retrieval = _rankings(config, test_e, test_y, gal_e, gal_y)
     return {"rank1_image": image.at(1), "rank5_image": image.at(min(5, max_rank)), "rank1": balanced.at(1),
             "rank5": balanced.at(min(5, max_rank)), "recall_at_1": retrieval.recall_at_k[1],
             "map_at_r": retrieval.map_at_r}
@@ -184,9 +187,9 @@ def _validation_scores(config: Any, splits: Any, embedder: Any, progress: bool) 
 
     vc = splits.val_classes
     gal = class_gallery(vc)
-    q_e, q_keep, _ = embedder.embed_paths([str(vc.paths[i]) for i in gal.query_index], progress=progress)
+    q_e, q_keep, _ = embedder.embed_paths(gal.query_paths, progress=progress)
     g_e, g_keep, _ = embedder.embed_paths(gal.gallery_paths, progress=progress)
-    scores = open_set_scores(q_e, vc.labels[gal.query_index][q_keep], g_e, gal.gallery_labels[g_keep],
+    scores = open_set_scores(q_e, gal.query_labels[q_keep], g_e, gal.gallery_labels[g_keep],
                              config.eval.metric)
     return {"classes": splits.validation_classes, **scores}
 

@@ -16,7 +16,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
+
+from itemrec.distances import l2_normalize
 
 
 class CachedHeadEmbedder:
@@ -30,8 +33,6 @@ class CachedHeadEmbedder:
     """
 
     def __init__(self, embedding_model: Any, config: Any, features_only: bool = False) -> None:
-        import keras
-
         from itemrec.training.builders import resolve_weights
         from itemrec.training.features import FeatureCache
 
@@ -51,8 +52,8 @@ class CachedHeadEmbedder:
         got = self.cache.get_or_compute(self.extractor, [str(p) for p in paths], m.backbone, self.weights,
                                         m.input_size, m.resize_mode, progress=progress)
         x = got.features
-        if self.head is None:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        if self.head is None:  # as the model's L2Normalize layer
+            x = keras.ops.convert_to_numpy(l2_normalize(x))
         else:
             x = np.asarray(self.head.predict(x, batch_size=512, verbose=0), np.float32)
         return x.astype(np.float32), got.keep, list(got.skipped)

@@ -39,6 +39,7 @@ import numpy as np
 from itemrec.training.builders import build_loss, build_optimizer, resolve_weights, wrap_for_training
 from itemrec.training.config import ConfigError, ExperimentConfig
 from itemrec.training.data import make_eval_dataset, make_train_dataset
+from itemrec.training.features import FeatureCache
 
 log = logging.getLogger("itemrec.training")
 
@@ -117,6 +118,7 @@ class _Trainer:
         self.weights = resolve_weights(config.model.weights, config.model.backbone)
         self.info: dict[str, Any] = {"replicas": self.replicas, "strategy": config.strategy, "phases": {}}
         self._decoded: dict[str, tuple] = {}
+        self.cache = FeatureCache(config.cache_dir)
         self.monitor = t.monitor
         if t.monitor == "auto":
             self.monitor = "valcls_score" if self.splits.val_classes is not None else "val_loss"
@@ -142,11 +144,8 @@ class _Trainer:
 
     def features(self, paths: list) -> Any:
         """Pooled frozen-backbone features of ``paths`` (:class:`~itemrec.training.features.CachedFeatures`)."""
-        from itemrec.training.features import FeatureCache
-
         m = self.config.model
-        cache = self.__dict__.setdefault("cache", FeatureCache(self.config.cache_dir))
-        return cache.get_or_compute(self.extractor, [str(p) for p in paths], m.backbone, self.weights, m.input_size,
+        return self.cache.get_or_compute(self.extractor, [str(p) for p in paths], m.backbone, self.weights, m.input_size,
                                     m.resize_mode, progress=self.progress)
 
     def build(self) -> None:
@@ -203,18 +202,16 @@ class _Trainer:
         if vc is None or not self.monitor.startswith("valcls_"):
             return None
         gal = class_gallery(vc)
-        q_paths = [str(vc.paths[i]) for i in gal.query_index]
-        q_labels = vc.labels[gal.query_index]
         if cached:
-            q, g = self.features(q_paths), self.features(gal.gallery_paths)
+            q, g = self.features(gal.query_paths), self.features(gal.gallery_paths)
             (xq, q_keep), (xg, g_keep) = (q.features, q.keep), (g.features, g.keep)
         else:
             m = self.config.model
-            xq, q_keep, _ = decode_images(q_paths, m.input_size, m.resize_mode)
+            xq, q_keep, _ = decode_images(gal.query_paths, m.input_size, m.resize_mode)
             xg, g_keep, _ = decode_images(gal.gallery_paths, m.input_size, m.resize_mode)
         if len(g_keep) != len(gal.gallery_paths):
             raise ValueError("a gallery image of the validation classes cannot be read")
-        return OpenSetSelection(xq, q_labels[q_keep], xg, gal.gallery_labels, self.run_dir / f"phase{number}" /
+        return OpenSetSelection(xq, gal.query_labels[q_keep], xg, gal.gallery_labels, self.run_dir / f"phase{number}" /
                                 "selection.json", self.config.eval.metric)
 
     def embedding_model(self) -> Any:
@@ -283,25 +280,17 @@ class _Trainer:
             return
         cached = t.use_feature_cache and not t.augment
         if cached:
-            from itemrec.training.features import FeatureCache
-
-            cache = FeatureCache(c.cache_dir)
-            m = c.model
-            feats = {}
-            for part in ("train", "val"):
-                ds = getattr(self.splits, part)
-                feats[part] = cache.get_or_compute(
-                    self.extractor, list(ds.paths), m.backbone, self.weights, m.input_size, m.resize_mode,
-                    progress=self.progress, decoded=None,
-                )
+            hits, misses = self.cache.hits, self.cache.misses  # count this phase's own look-ups
+            feats = {part: self.features(list(getattr(self.splits, part).paths)) for part in ("train", "val")}
+            hits, misses = self.cache.hits - hits, self.cache.misses - misses
             x, y = feats["train"].features, self.splits.train.labels[feats["train"].keep]
             xv, yv = feats["val"].features, self.splits.val.labels[feats["val"].keep]
             if t.catalogue_copies:
                 x, y = self.with_catalogue(x, y, self.features(self.catalogue_paths()).features)
             model_in = self.head
-            info.update(feature_cache=True, cache_hits=cache.hits, cache_misses=cache.misses,
+            info.update(feature_cache=True, cache_hits=hits, cache_misses=misses,
                         cache_keys=[feats["train"].key, feats["val"].key])
-            log.info("frozen phase on cached backbone features (%d hits, %d misses)", cache.hits, cache.misses)
+            log.info("frozen phase on cached backbone features (%d hits, %d misses)", hits, misses)
         else:
             reason = "augmentation is on" if t.augment else "train.use_feature_cache is off"
             log.warning("frozen phase trains on image batches, not cached features: %s", reason)
@@ -376,8 +365,12 @@ def init_class_vectors(loss: Any, head: Any, catalogue_features: np.ndarray) -> 
     The anchors of a cosine-softmax head (:meth:`itemrec.losses.CosineSoftmax.set_anchors`) or the
     proxies of :class:`itemrec.losses.ProxyAnchorLoss` (``set_proxies``); row ``c`` is class ``c``.
     """
-    emb = np.asarray(head.predict(np.asarray(catalogue_features, np.float32), verbose=0), np.float32)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    import keras
+
+    from itemrec.distances import l2_normalize
+
+    emb = head.predict(np.asarray(catalogue_features, np.float32), verbose=0)
+    emb = keras.ops.convert_to_numpy(l2_normalize(emb))
     target = getattr(loss, "head", None)
     if hasattr(target, "set_anchors"):
         target.set_anchors(emb)

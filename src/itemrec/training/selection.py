@@ -37,15 +37,16 @@ SCORE_NAMES = ("valcls_cmc1", "valcls_cmc5", "valcls_map_at_r", "valcls_score")
 
 @dataclass
 class ClassGallery:
-    """Validation-class queries and their one-per-class gallery, as positions in a dataset.
+    """Validation-class queries and their one-per-class gallery.
 
-    ``gallery_paths``/``gallery_labels``: one image per class; ``query_index``:
-    the rows of the dataset that are queries; ``source``: ``"catalogue"`` or ``"first image"``.
+    ``gallery_paths``/``gallery_labels``: one image per class; ``query_paths``/``query_labels``:
+    the images of the dataset that are queries; ``source``: ``"catalogue"`` or ``"first image"``.
     """
 
     gallery_paths: list[str]
     gallery_labels: np.ndarray
-    query_index: np.ndarray
+    query_paths: list[str]
+    query_labels: np.ndarray
     source: str
 
 
@@ -57,13 +58,15 @@ def class_gallery(ds: Any) -> ClassGallery:
     classes = np.unique(ds.labels)
     if all(int(c) in ds.representatives for c in classes):
         paths, labels = ds.representative_arrays(classes)
-        return ClassGallery([str(p) for p in paths], np.asarray(labels), np.arange(len(ds)), "catalogue")
+        return ClassGallery([str(p) for p in paths], np.asarray(labels), [str(p) for p in ds.paths],
+                            np.asarray(ds.labels), "catalogue")
     first = np.array([np.flatnonzero(ds.labels == c)[0] for c in classes])
     query = np.setdiff1d(np.arange(len(ds)), first)
     lonely = np.setdiff1d(classes, ds.labels[query])
     if len(lonely):
         raise ValueError(f"validation classes {lonely[:10].tolist()} have one image: nothing is left to query")
-    return ClassGallery([str(ds.paths[i]) for i in first], ds.labels[first], query, "first image")
+    return ClassGallery([str(ds.paths[i]) for i in first], ds.labels[first], [str(ds.paths[i]) for i in query],
+                        ds.labels[query], "first image")
 
 
 def open_set_scores(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
