@@ -51,7 +51,7 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
         for k, v in metrics.get("k_shot", {}).items():
             if "skipped" in v:
                 continue
-            lines.append(f"  {k}-shot gallery (catalogue + {k} photos per class, image-averaged over "
+            lines.append(f"  {k}-shot gallery (catalogue + {k} photo{'s' if k != '1' else ''} per class, image-averaged over "
                          f"{v['n_draws']} draws): rank-1 {_fmt(v['rank1'])}, rank-5 {_fmt(v['rank5'])}")
         f = metrics.get("backbone_features")
         if f:
@@ -60,7 +60,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
                          f"MAP@R {_fmt(f['map_at_r'])}")
         v = metrics.get("validation_classes")
         if v:
-            lines.append(f"  validation classes (model selection, image-averaged): CMC@1 {_fmt(v['valcls_cmc1'])}, "
+            lines.append(f"  {len(v['classes'])} validation classes (model selection, image-averaged): "
+                         f"CMC@1 {_fmt(v['valcls_cmc1'])}, "
                          f"MAP@R {_fmt(v['valcls_map_at_r'])}, score {_fmt(v['valcls_score'])}")
         h = metrics.get("hubness")
         if h:

@@ -48,6 +48,28 @@ def validation_score(run_dir: Any) -> dict[str, Any]:
             "monitor": last.get("monitor"), "seconds": float(info.get("seconds", float("nan")))}
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_selectable(config: ExperimentConfig) -> None:
+    """``ConfigError`` unless ``config`` selects on validation classes and its run folder is free or its own."""
+    if not config.split.val_classes_fraction or config.train.monitor not in ("auto", "valcls_score"):
+        raise ConfigError(f"{config.name} is not selected on validation classes (split.val_classes_fraction "
+                          f"{config.split.val_classes_fraction}, train.monitor {config.train.monitor!r}); a sweep "
+                          "chooses on them: use a fraction > 0 and train.monitor 'auto' or 'valcls_score'")
+    saved = config.run_dir / "config.json"
+    if saved.is_file():
+        old, new = _flat(json.loads(saved.read_text())), _flat(config.to_dict())
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if diff:
+            raise ConfigError(f"{config.run_dir} holds a run of a different config ({'; '.join(diff[:5])}); give the "
+                              "sweep its own name (--set name=...) or output_dir, or delete that folder")
+
+
 def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progress: bool = False) -> pd.DataFrame:
     """Train every combination of ``grid`` (dotted keys → values) on top of ``base``; never touches test.
 
@@ -57,14 +79,12 @@ def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progres
     from itemrec.training.runner import run_experiment
 
     keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    configs = [base.with_overrides({**combo, "name": _run_name(base.name, combo)}) for combo in combos]
+    for config in configs:  # refuse before anything trains
+        _check_selectable(config)
     rows = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        combo = dict(zip(keys, values))
-        config = base.with_overrides({**combo, "name": _run_name(base.name, combo)})
-        saved = config.run_dir / "config.json"
-        if saved.is_file() and json.loads(saved.read_text()) != config.to_dict():
-            raise ConfigError(f"{config.run_dir} holds a run of a different config; give the sweep its own name "
-                              "(--set name=...) or output_dir")
+    for combo, config in zip(combos, configs):
         if not (config.run_dir / "training.json").is_file():
             run_experiment(config, progress=progress, evaluate=False)
         rows.append({**combo, "run": config.name, **validation_score(config.run_dir)})

@@ -230,6 +230,8 @@ class _Trainer:
         with self.strategy.scope():
             model.compile(optimizer=build_optimizer(t.optimizer, lr))
             model(x[:1].astype(np.float32))  # build (BackupAndRestore needs a built model)
+            # and its optimizer, so a checkpoint saved before the first step (epoch -1) holds the same variables
+            model.optimizer.build(model.trainable_variables)
         idx = batch_indices(y, epochs - initial_epoch, t.global_batch, c.seed + number, t.p, t.k, t.steps_per_epoch)
         restored = restored_epoch(phase_dir / "backup")
         start = max(0, restored - initial_epoch)
