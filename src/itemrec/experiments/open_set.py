@@ -16,6 +16,12 @@ prints the validation score of every combination, the choice, and (with
 ``--test``) the chosen run's test metrics. Runs are named
 ``<config name>__<key>=<value>...`` under the config's ``output_dir``; a
 finished run is reused, not retrained.
+
+With ``--folds``, :func:`cross_validate` trains every combination once per class
+fold (``split.val_fold``: with 25% validation classes, 4 folds, so every seen
+class validates once) and chooses on the mean score; :func:`refit` then trains
+the choice on every seen class for the folds' median epoch count, and ``--test``
+evaluates that refit once.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import sys
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from itemrec.training.config import ConfigError, ExperimentConfig
@@ -55,15 +62,15 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _check_selectable(config: ExperimentConfig) -> None:
+def _check_selectable(config: ExperimentConfig, need_validation: bool = True) -> None:
     """``ConfigError`` unless ``config`` selects on validation classes and its run folder is free or its own."""
-    if not config.split.val_classes_fraction or config.train.monitor not in ("auto", "valcls_score"):
+    if need_validation and (not config.split.val_classes_fraction or config.train.monitor not in ("auto", "valcls_score")):
         raise ConfigError(f"{config.name} is not selected on validation classes (split.val_classes_fraction "
                           f"{config.split.val_classes_fraction}, train.monitor {config.train.monitor!r}); a sweep "
                           "chooses on them: use a fraction > 0 and train.monitor 'auto' or 'valcls_score'")
     saved = config.run_dir / "config.json"
-    if saved.is_file():
-        old, new = _flat(json.loads(saved.read_text())), _flat(config.to_dict())
+    if saved.is_file():  # compared with defaults filled in, so a field added since does not count as a change
+        old, new = _flat(ExperimentConfig.from_json(saved).to_dict()), _flat(config.to_dict())
         diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
             raise ConfigError(f"{config.run_dir} holds a run of a different config ({'; '.join(diff[:5])}); give the "
@@ -92,6 +99,88 @@ def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progres
     return frame.sort_values("valcls_score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def _fold_name(base: str, combo: dict[str, Any], fold: int) -> str:
+    # fold 0 is the default split: its run is the plain sweep's run of the same combination
+    return _run_name(base, combo) + (f"__val_fold={fold}" if fold else "")
+
+
+def refit_epochs(best_epochs: list[int]) -> int:
+    """Epochs for the refit: the median over folds of ``best_epoch + 1`` (0-based epochs; -1 = before training).
+
+    Rounded half up; 0 means the folds' choice was the starting weights, so the refit does not train.
+    """
+    return int(np.floor(np.median(np.asarray(best_epochs, float) + 1.0) + 0.5))
+
+
+def cross_validate(base: ExperimentConfig, grid: dict[str, list[Any]], progress: bool = False) -> pd.DataFrame:
+    """:func:`validation_sweep` over every class fold (``split.val_fold``); never touches test.
+
+    Each combination of ``grid`` trains once per fold of
+    :func:`~itemrec.training.config.n_validation_folds` (4 at the default fraction 0.25: every seen
+    class validates once; Musgrave et al. 2020 choose hyperparameters on the mean over class-disjoint
+    folds). Fold 0 is the default split, so its run is the plain sweep's run.
+
+    Returns:
+        One row per combination, best first: the overrides, ``run`` (the fold-0 run), ``valcls_score``
+        (mean over folds), ``valcls_std``, ``fold_scores``, ``best_epochs`` (per fold, 0-based, -1 =
+        before training), ``refit_epochs`` (:func:`refit_epochs`) and ``seconds`` (all folds).
+
+    Raises:
+        ConfigError: ``base`` does not select on validation classes, or a run folder holds another config.
+    """
+    from itemrec.training.config import n_validation_folds
+    from itemrec.training.runner import run_experiment
+
+    n_folds = n_validation_folds(base.split.val_classes_fraction)
+    keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    runs = [[base.with_overrides({**combo, "split.val_fold": f, "name": _fold_name(base.name, combo, f)})
+             for f in range(n_folds)] for combo in combos]
+    for config in itertools.chain.from_iterable(runs):  # refuse before anything trains
+        _check_selectable(config)
+    rows = []
+    for combo, configs in zip(combos, runs):
+        scores = []
+        for config in configs:
+            if not (config.run_dir / "training.json").is_file():
+                run_experiment(config, progress=progress, evaluate=False)
+            scores.append(validation_score(config.run_dir))
+        fold_scores = [s["valcls_score"] for s in scores]
+        epochs = [s["best_epoch"] for s in scores]
+        rows.append({**combo, "run": configs[0].name, "valcls_score": float(np.mean(fold_scores)),
+                     "valcls_std": float(np.std(fold_scores)), "fold_scores": fold_scores, "best_epochs": epochs,
+                     "refit_epochs": refit_epochs(epochs), "seconds": float(sum(s["seconds"] for s in scores))})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("valcls_score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def refit(base: ExperimentConfig, row: dict[str, Any], keys: list[str], progress: bool = False) -> ExperimentConfig:
+    """Train the chosen combination on *every* seen class for the folds' epoch count; never touches test.
+
+    ``row`` is a row of :func:`cross_validate` and ``keys`` its grid keys. The refit holds out no
+    validation classes (``split.val_classes_fraction = 0``), trains ``row["refit_epochs"]`` frozen
+    epochs and keeps the final weights (``train.monitor = "last"``); 0 epochs keeps the starting
+    weights. The run is ``<run>__refit`` and its ``cross_validation.json`` records the folds' scores.
+
+    Raises:
+        ConfigError: ``base`` fine-tunes (the folds choose one epoch count, for the frozen phase only).
+    """
+    from itemrec.training.runner import run_experiment
+
+    if base.train.finetune_epochs:
+        raise ConfigError("refit chooses the frozen phase's epochs only; set train.finetune_epochs to 0")
+    combo = {k: row[k] for k in keys}
+    config = base.with_overrides({**combo, "name": f"{row['run']}__refit", "split.val_classes_fraction": 0.0,
+                                  "split.val_fold": 0, "train.monitor": "last",
+                                  "train.early_stopping_patience": None, "train.frozen_epochs": int(row["refit_epochs"])})
+    _check_selectable(config, need_validation=False)
+    if not (config.run_dir / "training.json").is_file():
+        run_experiment(config, progress=progress, evaluate=False)
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    (config.run_dir / "cross_validation.json").write_text(json.dumps(record, indent=1, default=str))
+    return config
+
+
 def choose(frame: pd.DataFrame) -> str:
     """The run with the best validation-class score (the first on ties, grid order)."""
     if frame.empty:
@@ -109,7 +198,9 @@ def evaluate_choice(base: ExperimentConfig, run: str, progress: bool = False) ->
 def results_table(output_dir: Any) -> pd.DataFrame:
     """One row per evaluated run under ``output_dir`` (the runs chosen on validation and read on test).
 
-    Columns: run, backbone, head, loss, lr, the validation-class score, CMC@1/@5 image-averaged
+    Columns: run, backbone, head, loss, lr, ``selection`` ("fold 0": chosen on the default validation
+    classes; "class folds": a :func:`refit` chosen on the mean over folds, whose score is that mean),
+    the validation-class score, the refit's epochs, CMC@1/@5 image-averaged
     (with the Wilson interval of @1) and class-balanced (with its draw interval), 1- and 3-shot
     CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training with its per-epoch
     validation, plus computing backbone features where the cache was cold).
@@ -122,9 +213,13 @@ def results_table(output_dir: Any) -> pd.DataFrame:
         m = json.loads(metrics_path.read_text())
         c = ExperimentConfig.from_json(run / "config.json")
         info = json.loads((run / "training.json").read_text())
+        cv_path = run / "cross_validation.json"
+        cv = json.loads(cv_path.read_text()) if cv_path.is_file() else None
         rows.append({
             "run": run.name, "backbone": c.model.backbone, "head": c.model.head, "loss": c.loss.name,
-            "lr": c.train.frozen_lr, "valcls_score": m.get("validation_classes", {}).get("valcls_score"),
+            "lr": c.train.frozen_lr, "selection": "class folds" if cv else "fold 0",
+            "valcls_score": cv["valcls_score"] if cv else m.get("validation_classes", {}).get("valcls_score"),
+            "epochs": c.train.frozen_epochs if cv else None,
             "cmc1_image": m["rank1_image"], "cmc1_image_ci": tuple(m["rank1_image_ci"]), "cmc5_image": m["rank5_image"],
             "cmc1_balanced": m["rank1"], "cmc1_balanced_ci": tuple(m["rank1_ci"]), "cmc5_balanced": m["rank5"],
             "cmc1_1shot": m["k_shot"]["1"].get("rank1"), "cmc1_3shot": m["k_shot"]["3"].get("rank1"),
@@ -159,15 +254,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="swept override")
     parser.add_argument("--test", action="store_true", help="evaluate the chosen run on the test split")
+    parser.add_argument("--folds", action="store_true",
+                        help="cross-validate every combination over all class folds (split.val_fold), then refit the "
+                             "choice on every seen class for the folds' median epoch count; --test evaluates the refit")
     args = parser.parse_args(argv)
     try:
         base = ExperimentConfig.from_json(args.config).with_overrides(args.set)
-        frame = validation_sweep(base, _parse_grid(args.grid), progress=True)
+        grid = _parse_grid(args.grid)
+        if args.folds:
+            frame = cross_validate(base, grid, progress=True)
+            print(frame.to_string(index=False))
+            refitted = refit(base, frame.iloc[0].to_dict(), list(grid), progress=True)
+            best = refitted.name
+        else:
+            frame = validation_sweep(base, grid, progress=True)
+            print(frame.to_string(index=False))
+            best = choose(frame)
     except (ConfigError, FileNotFoundError) as exc:  # user errors: a message and exit code 2
         print(f"open_set: error: {exc}", file=sys.stderr)
         return 2
-    print(frame.to_string(index=False))
-    best = choose(frame)
     print(f"chosen on validation classes: {best}")
     if args.test:
         print("\n".join(summary_lines(evaluate_choice(base, best))))

@@ -137,6 +137,9 @@ def phase_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """Callbacks of one phase writing under ``phase_dir`` (see the module docstring).
 
+    ``monitor``: the logged value the checkpoint and early stopping follow, or ``"last"``:
+    no checkpoint and no early stopping, the phase ends with its final weights.
+
     ``delete_backup``: let ``BackupAndRestore`` delete its backup when ``fit``
     returns (the runner keeps it until the phase's weights are saved instead).
 
@@ -149,17 +152,23 @@ def phase_callbacks(
     """
     phase_dir = Path(phase_dir)
     phase_dir.mkdir(parents=True, exist_ok=True)
-    mode = monitor_mode(monitor)
-    checkpoint = BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode)
     cbs: list[keras.callbacks.Callback] = [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup"), save_freq="epoch", delete_checkpoint=delete_backup),
     ]
-    if selection is not None:
-        selection.checkpoint = checkpoint
-        cbs.append(selection)
-    cbs += [checkpoint, keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True)]
+    if monitor == "last":  # a fixed number of epochs (e.g. chosen by cross-validation): keep the final weights
+        if patience or selection is not None:
+            raise ValueError("monitor 'last' keeps the final weights: no early stopping or selection")
+        cbs.append(keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True))
+        patience = None
+    else:
+        mode = monitor_mode(monitor)
+        checkpoint = BestCheckpoint(phase_dir / "best.weights.h5", monitor, mode)
+        if selection is not None:
+            selection.checkpoint = checkpoint
+            cbs.append(selection)
+        cbs += [checkpoint, keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True)]
     if patience:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(patience)))
     if tensorboard_dir is not None:

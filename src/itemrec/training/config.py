@@ -80,7 +80,10 @@ class SplitConfig:
     two classes) are held out of training as **validation classes**
     (``val_classes`` split: all their images): model selection, checkpointing
     and early stopping use open-set metrics on them (Musgrave et al. 2020,
-    "A Metric Learning Reality Check"); 0 switches them off. For grocery the
+    "A Metric Learning Reality Check"); 0 switches them off. ``val_fold``
+    picks which of :func:`n_validation_folds` class-disjoint folds of the seen
+    classes is held out (fold 0 is the seeded draw above, the others partition
+    the rest), so a choice can be cross-validated over every fold. For grocery the
     unseen classes are the fixed :data:`itemrec.data.splits.GROCERY_UNSEEN` and
     the official train/val/test files decide the images (seen: train/val;
     unseen: calib = official val, test = official test; validation classes:
@@ -96,6 +99,7 @@ class SplitConfig:
     calib_fraction: float = 0.3
     enrolled_fraction: float = 0.5
     val_classes_fraction: float = 0.25
+    val_fold: int = 0
     seed: int = 0
 
     def validate(self) -> None:
@@ -105,6 +109,12 @@ class SplitConfig:
         if isinstance(self.val_classes_fraction, bool) or not isinstance(self.val_classes_fraction, (int, float)) \
                 or not 0 <= self.val_classes_fraction < 1:
             raise ConfigError(f"split.val_classes_fraction must lie in [0, 1); got {self.val_classes_fraction!r}")
+        _int("split.val_fold", self.val_fold, 0)
+        folds = n_validation_folds(self.val_classes_fraction)
+        if self.val_fold >= max(folds, 1):
+            raise ConfigError(f"split.val_fold={self.val_fold} but split.val_classes_fraction="
+                              f"{self.val_classes_fraction} makes {folds} folds (0..{folds - 1})" if folds else
+                              f"split.val_fold={self.val_fold} needs validation classes (split.val_classes_fraction > 0)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
                 f"split.val_fraction + split.test_fraction must be < 1; got {self.val_fraction + self.test_fraction}"
@@ -115,6 +125,11 @@ class SplitConfig:
 def n_validation_classes(n_seen: int, fraction: float) -> int:
     """Validation classes held out of ``n_seen`` seen classes: ``max(2, round(fraction · n_seen))``, 0 if off."""
     return max(2, int(round(fraction * n_seen))) if fraction else 0
+
+
+def n_validation_folds(fraction: float) -> int:
+    """Class folds for cross-validation at ``fraction`` validation classes: ``max(2, round(1 / fraction))``, 0 if off."""
+    return max(2, int(round(1.0 / fraction))) if fraction else 0
 
 
 @dataclass
@@ -267,6 +282,10 @@ class TrainConfig:
     :class:`itemrec.training.selection.OpenSetSelection`) when the split has
     validation classes, else ``val_loss``. The weights before training are a
     candidate too, so a phase that does not help keeps its starting point.
+    ``"last"`` keeps each phase's final weights (no checkpoint choice, no early
+    stopping): the refit of a cross-validated recipe on every seen class for the
+    number of epochs the class folds chose
+    (:func:`itemrec.experiments.open_set.refit`).
     """
 
     optimizer: str = "adam"
@@ -308,6 +327,9 @@ class TrainConfig:
         _int("train.catalogue_copies", self.catalogue_copies, 0)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
+        if self.monitor == "last" and self.early_stopping_patience:
+            raise ConfigError("train.monitor 'last' trains a fixed number of epochs; set train.early_stopping_patience "
+                              "to null")
 
     @property
     def phase2_augment(self) -> bool:

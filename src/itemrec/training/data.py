@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from itemrec.data.records import ImageDataset
-from itemrec.training.config import ConfigError, DataConfig, ExperimentConfig, SplitConfig, n_validation_classes
+from itemrec.training.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    SplitConfig,
+    n_validation_classes,
+    n_validation_folds,
+)
 
 SPLIT_NAMES = ("train", "val", "calib", "test", "val_classes")
 
@@ -148,6 +155,27 @@ def _relabel(ds: ImageDataset, classes: list[int]) -> ImageDataset:
     return ds.with_classes(classes, relabel=True)
 
 
+def validation_fold(seen: np.ndarray, n_val: int, n_folds: int, fold: int, seed: int) -> np.ndarray:
+    """The seen classes held out as validation classes in class fold ``fold`` (sorted labels).
+
+    Fold 0 is ``n_val`` classes drawn with ``numpy.random.default_rng(seed + 7919)`` (a generator of
+    its own, so the choice does not move when other seeded draws change); the same generator then
+    permutes the remaining classes and :func:`numpy.array_split` cuts them into folds ``1 .. n_folds-1``.
+    The folds are disjoint and together cover every seen class.
+
+    Raises:
+        ConfigError: ``fold`` is not in ``[0, n_folds)``.
+    """
+    if not 0 <= fold < n_folds:
+        raise ConfigError(f"split.val_fold={fold} is not one of the {n_folds} class folds (0..{n_folds - 1})")
+    rng = np.random.default_rng(seed + 7919)
+    first = rng.choice(seen, size=n_val, replace=False)
+    if fold == 0:
+        return np.sort(first)
+    rest = rng.permutation(np.setdiff1d(seen, first))
+    return np.sort(np.array_split(rest, n_folds - 1)[fold - 1])
+
+
 def _hold_out_classes(
     train: ImageDataset, val: ImageDataset, cfg: SplitConfig
 ) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
@@ -167,8 +195,10 @@ def _hold_out_classes(
             f"{train.name}: {len(seen)} seen classes leave fewer than 2 for training after holding out {n_val} "
             "validation classes; lower split.val_classes_fraction (0 switches them off)"
         )
-    # a generator of its own (seed + 7919) so the choice does not move when other seeded draws change
-    held = np.sort(np.random.default_rng(cfg.seed + 7919).choice(seen, size=n_val, replace=False))
+    held = validation_fold(seen, n_val, n_validation_folds(cfg.val_classes_fraction), cfg.val_fold, cfg.seed)
+    if len(held) < 2 or len(seen) - len(held) < 2:
+        raise ConfigError(f"{train.name}: class fold {cfg.val_fold} holds {len(held)} of the {len(seen)} seen classes; "
+                          "each fold needs 2 validation classes and 2 training classes: change split.val_classes_fraction")
     import pandas as pd
 
     in_train, in_val = np.isin(train.labels, held), np.isin(val.labels, held)

@@ -264,7 +264,9 @@ class _Trainer:
         info = self.info["phases"][f"phase{number}"]
         info.update(seconds=time.perf_counter() - t0, steps_per_epoch=int(idx.shape[1]), monitor=self.monitor)
         meta = phase_dir / "best.weights.h5.json"
-        if meta.is_file():  # epoch -1: the weights before this phase scored best and were kept
+        if self.monitor == "last":
+            info.update(best_epoch=epochs - 1, kept_starting_weights=False)
+        elif meta.is_file():  # epoch -1: the weights before this phase scored best and were kept
             best_meta = json.loads(meta.read_text())
             info.update(best_epoch=best_meta["epoch"], best_score=best_meta["best"],
                         kept_starting_weights=best_meta["epoch"] == -1)
