@@ -236,7 +236,7 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
         "near_duplicates": None if near_counts is None else {**near_counts,
                                                              "queries_dropped_per_draw": float(res.n_excluded.mean())},
         "cmc": _cmc_dict(res), "retrieval": _retrieval(photo_e[queries], labels[queries], opts.metric),
-        "verification": _verification(photo_e[queries], labels[queries], opts, notes),
+        "verification": _verification(photo_e[queries], labels[queries], opts, keys),
         "notes": notes,
     }
     names = data.names()
@@ -275,7 +275,7 @@ def _retrieval(emb: np.ndarray, labels: np.ndarray, metric: str) -> dict[str, An
             "n_queries": rep.n_queries}
 
 
-def _verification(emb: np.ndarray, labels: np.ndarray, opts: FolderEvalOptions, notes: list[str]) -> dict[str, Any]:
+def _verification(emb: np.ndarray, labels: np.ndarray, opts: FolderEvalOptions, keys: list[str]) -> dict[str, Any]:
     """VAL at each target FAR: threshold fitted on a random half of the classes, reported on the other."""
     from itemrec import evaluation as ev
 
@@ -290,8 +290,9 @@ def _verification(emb: np.ndarray, labels: np.ndarray, opts: FolderEvalOptions, 
             thr = ev.fit_threshold(emb[fit], labels[fit], far, opts.metric)
             rep = ev.evaluate_threshold(thr, emb[~fit], labels[~fit])
         except ValueError as exc:
-            out[key] = {"skipped": str(exc)}
+            out[key] = {"skipped": f"threshold fitted on {len(fit_classes)} of {len(classes)} classes: {exc}"}
             continue
         out[key] = {"val": rep.val, "far": rep.far, "threshold": thr.value, "n_same": rep.n_same, "n_diff": rep.n_diff,
-                    "fit_classes": int(len(fit_classes)), "report_classes": int(len(classes) - len(fit_classes))}
+                    "fit_classes": int(len(fit_classes)), "report_classes": int(len(classes) - len(fit_classes)),
+                    "fit_class_keys": sorted(keys[c] for c in fit_classes)}
     return out

@@ -93,8 +93,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "skipped" in r:
         lines.append(f"  Recall@1 / MAP@R: skipped ({r['skipped']})")
     else:
-        lines.append(f"  leave-one-out among the {r['n_queries']} query photos: Recall@1 {_f(r['recall_at_1'])}, "
-                     f"Recall@5 {_f(r['recall_at_5'])}, MAP@R {_f(r['map_at_r'])}"
+        lines.append(f"  leave-one-out among the query photos ({r['n_queries']} with another photo of their class): "
+                     f"Recall@1 {_f(r['recall_at_1'])}, Recall@5 {_f(r['recall_at_5'])}, MAP@R {_f(r['map_at_r'])}"
                      + (" (near copies inflate these)" if n and n["photos_with_same_class_copy"] else ""))
     for key, v in report["verification"].items():
         if "skipped" in v:

@@ -23,8 +23,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 READABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 LABEL_COLUMNS = ("item_id", "class_name", "class", "label")
@@ -97,6 +99,8 @@ class LabelledImages:
 
 
 def _frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=["path", "folder", "split"])
     frame["key"] = [class_key(f) for f in frame["folder"]]
     first = frame.drop_duplicates("key").set_index("key")["folder"]
@@ -150,6 +154,8 @@ def read_manifest(path: str | os.PathLike) -> LabelledImages:
         FileNotFoundError: the CSV does not exist.
         LayoutError: no ``path`` column, no label column, or no rows.
     """
+    import pandas as pd
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
