@@ -137,8 +137,10 @@ def _any_images(source: str | os.PathLike) -> list[str]:
 
 
 def _embed(embedder: Any, paths: list[str], progress: bool, what: str) -> tuple[np.ndarray, np.ndarray, list]:
+    if not paths:  # some embedders (a Keras head's predict) fail on an empty batch
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
     emb, keep, skipped = embedder.embed_paths(paths, progress=progress)
-    if len(paths) and not len(keep):
+    if not len(keep):
         reasons = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
         raise LayoutError(f"none of the {len(paths)} {what} could be read ({reasons})")
     return np.asarray(emb, np.float32), np.asarray(keep, np.int64), list(skipped)
