@@ -191,12 +191,7 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
     if opts.shots < 0 or opts.draws < 1:
         raise ValueError("--gallery-shots must be >= 0 and --draws >= 1")
     data = read_labelled(data_path)
-    notes = list(opts.notes)
-    if data.spellings:
-        notes.append("class names matched across spellings: " + "; ".join(
-            f"{' = '.join(v)}" for v in list(data.spellings.values())[:10]))
-    if data.empty_folders:
-        notes.append(f"{len(data.empty_folders)} class folders hold no image: {', '.join(data.empty_folders[:5])}")
+    notes = list(opts.notes) + _layout_notes(data)
     in_gallery, as_query, pools = choose_pools(data, opts)
     use = in_gallery | as_query
     frame = data.frame[use].reset_index(drop=True)
@@ -241,13 +236,26 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
         "verification": _verification(photo_e[queries], labels[queries], opts, keys),
         "notes": notes,
     }
-    names = data.names()
     report["_curves"] = res
-    report["_per_class"] = pd.DataFrame({
+    report["_per_class"] = _per_class(res, labels, keys, data.names())
+    return report
+
+
+def _layout_notes(data: LabelledImages) -> list[str]:
+    notes = []
+    if data.spellings:
+        notes.append("class names matched across spellings: " + "; ".join(
+            f"{' = '.join(v)}" for v in list(data.spellings.values())[:10]))
+    if data.empty_folders:
+        notes.append(f"{len(data.empty_folders)} class folders hold no image: {', '.join(data.empty_folders[:5])}")
+    return notes
+
+
+def _per_class(res: Any, labels: np.ndarray, keys: list[str], names: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({
         "class": [names.get(keys[c], keys[c]) for c in res.classes], "queries_over_draws": res.per_class_queries,
         "hit@1": res.per_class_hit1, "hit@5": res.per_class_hit5,
         "photos": [int((labels == c).sum()) for c in res.classes]})
-    return report
 
 
 def _cmc_dict(res: Any) -> dict[str, Any]:
