@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and -/_) or a CSV with path and label columns. The gallery holds --gallery catalogue images and/or "
             "--gallery-shots random photos per class (from the train* split of a SPLIT/CLASS tree, the other splits "
             "query), redrawn --draws times. Reports CMC@1/5 image-averaged (every query) and class-balanced (one query "
-            "per class per draw), each with its 2.5-97.5%% interval across draws, Recall@1 and MAP@R (leave-one-out "
+            "per class per draw), each with its 2.5-97.5% interval across draws, Recall@1 and MAP@R (leave-one-out "
             "among the queries) and VAL at FAR (threshold fitted on half the classes, reported on the other half); "
             "writes evaluation.json, cmc.csv, per_class.csv and cmc.png to --out."
         ),
