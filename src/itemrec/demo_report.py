@@ -5,7 +5,8 @@ Plots: the training curves, CMC, VAL/FAR and ROC of
 query/match grid drawn with :func:`itemrec.plots.plot_query_matches`, whose
 query titles are annotated with the gallery's decision. Also the counting of
 the gallery's decisions (:func:`recognition_counts`), the choice of the queries
-drawn (:func:`pick_shown`) and the threshold trade-off (:func:`operating_points`).
+drawn (:func:`pick_shown`); the threshold trade-off is
+:func:`itemrec.gallery.evaluation.operating_points`, shared with ``itemrec gallery evaluate``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from itemrec.demo import QueryOutcome
+from itemrec.gallery.evaluation import OPERATING_FARS, decision_rates, operating_points  # noqa: F401  (the demo's trade-off)
 
 RUN_PLOTS = ("curves.png", "cmc.png", "val_far.png", "roc.png")
-OPERATING_FARS = (0.01, 0.05, 0.1, 0.2, 0.3)
 
 
 def _pct(x: float | None) -> str:
@@ -28,10 +29,6 @@ def _pct(x: float | None) -> str:
 
 def _f(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def _rate(num: int, den: int) -> float | None:
-    return float(num / den) if den else None
 
 
 def recognition_counts(outcomes: list[QueryOutcome], fam_of: dict[str, int], enrolled: set[str]) -> dict[str, Any]:
@@ -47,17 +44,17 @@ def recognition_counts(outcomes: list[QueryOutcome], fam_of: dict[str, int], enr
             d["rejected"] += 1
         else:
             d["accepted_as"][o.decision] = d["accepted_as"].get(o.decision, 0) + 1
-    n_k, n_u = len(known), len(unknown)
-    right = sum(o.decision == o.product for o in known)
+    r = decision_rates([o.product for o in outcomes], [o.best_item for o in outcomes],
+                       [o.decision for o in outcomes], {o.product for o in known})
     return {
-        "n_known_queries": n_k,
-        "n_unknown_queries": n_u,
-        "top1_accuracy": _rate(sum(o.best_item == o.product for o in known), n_k),
-        "recognised": _rate(right, n_k),
-        "misidentified": _rate(sum(o.decision not in (None, o.product) for o in known), n_k),
-        "rejected_known": _rate(sum(o.decision is None for o in known), n_k),
-        "unknown_rejected": _rate(sum(o.decision is None for o in unknown), n_u),
-        "unknown_accepted": _rate(sum(o.decision is not None for o in unknown), n_u),
+        "n_known_queries": r["n_known"],
+        "n_unknown_queries": r["n_unknown"],
+        "top1_accuracy": r["top1"],
+        "recognised": r["accepted_correct"],
+        "misidentified": r["misidentified"],
+        "rejected_known": r["rejected_known"],
+        "unknown_rejected": r["rejected_unknown"],
+        "unknown_accepted": r["accepted_unknown"],
         "per_unknown_product": per_unknown,
     }
 
@@ -73,26 +70,6 @@ def pick_shown(outcomes: list[QueryOutcome], n_known: int, per_unknown: int, rng
     for p in sorted({o.product for o in outcomes if not o.enrolled}):
         shown += [o for o in outcomes if o.product == p][:per_unknown]
     return shown
-
-
-def operating_points(gallery: Any, calib_emb: Any, calib_ids: list[str], query_emb: Any, query_products: list[str],
-                     enrolled: set[str], fars: tuple[float, ...] = OPERATING_FARS) -> list[dict[str, Any]]:
-    """The trade-off behind the threshold: for each target FAR, the threshold
-    :meth:`~itemrec.gallery.Gallery.calibrate` fits (not stored) and what the gallery then
-    decides on the test photos (known recognised / rejected, unknown rejected)."""
-    known = [p in enrolled for p in query_products]
-    rows = []
-    for far in fars:
-        cal = gallery.calibrate(calib_emb, calib_ids, target_far=far, save=False)
-        said = [r.item_id for r in gallery.query(vectors=query_emb, k=1, threshold=cal.threshold)]
-        n_k = sum(known)
-        rows.append({
-            "target_far": far, "threshold": cal.threshold, "far_calib": cal.far, "dir_calib": cal.dir,
-            "recognised": _rate(sum(s == p for s, p, k in zip(said, query_products, known) if k), n_k),
-            "rejected_known": _rate(sum(s is None for s, k in zip(said, known) if k), n_k),
-            "unknown_rejected": _rate(sum(s is None for s, k in zip(said, known) if not k), len(known) - n_k),
-        })
-    return rows
 
 
 def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -> Path:

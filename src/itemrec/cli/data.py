@@ -27,14 +27,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="download again even if the folder exists")
     p.set_defaults(handler=_fetch)
 
-    p = sub.add_parser("audit", help="find duplicates, class overlaps, unreadable files, tiny classes",
-                       description="Hash every image (SHA-1) and check it opens; report duplicates within and across classes.")
-    p.add_argument("dataset", help=DATASETS_HELP)
+    p = sub.add_parser("audit", help="find duplicates, class overlaps, unreadable files, tiny classes; leakage between two sets",
+                       description="Hash every image (SHA-1) and check it opens; report duplicates within and across "
+                                   "classes. A SPLIT/CLASS tree (Train/ Validation/ ...) is read with classes named "
+                                   "SPLIT/CLASS, so photos shared between splits show as class overlaps. "
+                                   "--near-duplicates adds near-identical photos (perceptual hashes, e.g. video frames); "
+                                   "--against B reports exact and near duplicates between DATASET and B with the "
+                                   "classes involved. Exit 2 when files are unreadable.")
+    p.add_argument("dataset", help=DATASETS_HELP + ", a SPLIT/CLASS tree or a CSV with path and label")
+    p.add_argument("--against", help="a second dataset (same forms) to check for photos shared with the first")
+    p.add_argument("--near-duplicates", action="store_true",
+                   help="also find near-identical photos within the dataset (perceptual hashes; decodes every image)")
+    p.add_argument("--max-hamming", type=int, default=6,
+                   help="perceptual-hash bits (of 64) that may differ for a near duplicate (default 6)")
     p.add_argument("--data-root", type=Path, help="dataset root (default: $ITEMREC_DATA or ./data)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.add_argument("--check", choices=("header", "decode", "none"), default="header",
                    help="how to test readability: header (fast, default), decode (full), none")
     p.add_argument("--min-per-class", type=int, default=2, help="flag classes with fewer images (default 2)")
+    p.add_argument("--pairs-csv", type=Path, help="write every duplicate pair found (near and --against) to this CSV")
     p.set_defaults(handler=_audit)
 
     p = sub.add_parser("split", help="write a seeded split manifest (CSV + .meta.json)",
@@ -91,12 +102,52 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from itemrec.cli.audit_report import duplicate_lines, duplicates_dict, load_audited
     from itemrec.data.audit import audit
 
-    ds = _load(args.dataset, args.data_root)
+    if not 0 <= args.max_hamming <= 64:
+        raise CLIError("--max-hamming must lie in 0..64")
+    ds = load_audited(args.dataset, args.data_root, _load)
+    other = load_audited(args.against, args.data_root, _load) if args.against else None
+    progress = sys.stderr.isatty()
     report = audit(ds, check=None if args.check == "none" else args.check, min_per_class=args.min_per_class,
-                   progress=sys.stderr.isatty())
-    print(report.to_json() if args.json else report.summary())
+                   progress=progress)
+    near = cross = None
+    if args.near_duplicates or other is not None:
+        from itemrec.data.near_duplicates import find_duplicates, hash_files
+
+        paths, names = [str(p) for p in ds.paths], ds.frame["class_name"].astype(str).tolist()
+        hashes = hash_files(paths, progress, desc="perceptual hashes")
+        if args.near_duplicates:
+            near = find_duplicates(paths, names, max_distance=args.max_hamming, hashes=hashes)
+        if other is not None:
+            cross = find_duplicates(paths, names, [str(p) for p in other.paths],
+                                    other.frame["class_name"].astype(str).tolist(), args.max_hamming,
+                                    progress, hashes=hashes)
+    if args.pairs_csv:
+        import pandas as pd
+
+        frames = [r.pairs.assign(scope=scope) for r, scope in ((near, "within"), (cross, "against")) if r is not None]
+        if frames:
+            args.pairs_csv.parent.mkdir(parents=True, exist_ok=True)
+            pd.concat(frames).to_csv(args.pairs_csv, index=False)
+    if args.json:
+        out = report.to_dict()
+        if near is not None:
+            out["near_duplicates"] = duplicates_dict(near)
+        if cross is not None:
+            out["against"] = {"dataset": args.against, **duplicates_dict(cross)}
+        print(json.dumps(out, indent=1))
+    else:
+        print(report.summary())
+        for line in duplicate_lines(near, cross, args.dataset, args.against):
+            print(line)
+    if report.unreadable:
+        print(f"itemrec: error: {len(report.unreadable)} unreadable files in {args.dataset} (listed above): "
+              "replace or remove them, or they are skipped in training and evaluation", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from itemrec.cli import CLIError
 
-SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,14 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embed",
         help="embed image files with a trained model",
         description=(
-            "Embed IMAGES (files, or folders searched recursively for .jpg/.jpeg/.png/.gif/.bmp) with a run's "
-            "embedding.keras (give the run folder) or any .keras embedding model. Writes OUT (.npy, float32 N x D) "
-            "and OUT.paths.txt with the embedded files in row order; unreadable files are skipped and listed."
+            "Embed IMAGES (files, or folders searched recursively for .jpg/.jpeg/.png/.gif/.bmp/.tif/.tiff/.webp) "
+            "with a run's embedding.keras (give the run folder) or any .keras embedding model. Writes OUT (.npy, "
+            "float32 N x D) and beside it the embedded files in row order, one per line, in OUT with .npy replaced "
+            "by .paths.txt (--out emb.npy writes emb.paths.txt). Unreadable files are skipped and listed; if none "
+            "can be read nothing is written and the exit code is 2."
         ),
     )
     parser.add_argument("model", type=Path, help="run folder (models/<name>) or .keras embedding model")
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    parser.add_argument("--out", type=Path, required=True, help="output .npy file")
+    parser.add_argument("--out", type=Path, required=True, help="output .npy file (X.npy: also writes X.paths.txt)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the model's sidecar, or 64)")
     parser.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -46,18 +47,9 @@ def resolve_model(path: Path) -> Path:
 
 def expand_images(items: list[Path]) -> list[Path]:
     """Files as given, folders expanded recursively (sorted); missing paths raise :class:`CLIError`."""
-    out: list[Path] = []
-    for item in items:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-            if not found:
-                raise CLIError(f"folder {item} holds no images ({', '.join(SUFFIXES)})")
-            out += found
-        elif item.is_file():
-            out.append(item)
-        else:
-            raise CLIError(f"image {item} does not exist")
-    return out
+    from itemrec.cli.sources import expand_images as expand
+
+    return [Path(p) for p in expand([str(i) for i in items])]
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -80,11 +72,13 @@ def _embed(args: argparse.Namespace) -> int:
         emb, keep, skipped = embedder.embed_paths([str(p) for p in paths], strict=args.strict, progress=not args.quiet)
     except BadImageError as exc:
         raise CLIError(f"{exc} (drop --strict to skip unreadable files)") from exc
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not len(keep):
+        raise CLIError(f"none of the {len(paths)} images could be read (reasons above); nothing was written")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, emb)
     listing = args.out.with_name(args.out.name[: -len(".npy")] + ".paths.txt")
     listing.write_text("".join(f"{paths[i]}\n" for i in keep))
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {args.out} ({emb.shape[0]} x {emb.shape[1]}) and {listing}")
     return 0

@@ -1,4 +1,4 @@
-"""``itemrec gallery create|add|remove|list|query|calibrate|check``.
+"""``itemrec gallery create|add|remove|list|query|calibrate|evaluate|background|check``.
 
 Heavy imports (Keras, FAISS) happen inside the handlers.
 """
@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from itemrec.cli import CLIError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+from itemrec.cli.sources import check_readable, expand_images, read_source
 
 
 def register(subparsers: Any) -> None:
@@ -33,11 +30,15 @@ def register(subparsers: Any) -> None:
     c.add_argument("--threshold", type=float, help="cosine similarity under which a query is unknown")
     c.set_defaults(handler=_create)
 
-    a = sub.add_parser("add", help="enrol items from a folder-per-item tree or a CSV")
+    a = sub.add_parser("add", help="enrol items from a folder-per-item tree or a CSV",
+                       description="Every image is decoded first; if an item has no readable image (or its folder "
+                                   "none at all) nothing is enrolled and the items are named, unless --skip-empty.")
     a.add_argument("gallery")
-    a.add_argument("source", help="folder with one sub-folder of photos per item, or a CSV (item_id,path[,name,attributes])")
+    a.add_argument("source", help="folder with one sub-folder of photos per item, or a CSV with path and item_id "
+                                  "(or class_name/class/label: the split CSVs of `itemrec train` work) [,name,attributes]")
     a.add_argument("--model", required=True, help="embedding model (.keras) the gallery was created with")
     a.add_argument("--commit-every", type=int, default=1, help="items per transaction (default 1)")
+    a.add_argument("--skip-empty", action="store_true", help="enrol the other items when some have no readable image")
     a.set_defaults(handler=_add)
 
     r = sub.add_parser("remove", help="remove items")
@@ -50,9 +51,11 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(handler=_list)
 
-    q = sub.add_parser("query", help="recognise images")
+    q = sub.add_parser("query", help="recognise images",
+                       description="Recognise image files or every image in folders. Unreadable images are listed "
+                                   "and the command exits 2 after answering for the others.")
     q.add_argument("gallery")
-    q.add_argument("images", nargs="+", help="image files")
+    q.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     q.add_argument("--model", required=True)
     q.add_argument("-k", type=int, default=5, help="matches per image (default 5)")
     q.add_argument("--json", action="store_true")
@@ -64,6 +67,21 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--model", required=True)
     cal.add_argument("--target-far", type=float, default=0.01, help="false-accept rate to allow (default 0.01)")
     cal.set_defaults(handler=_calibrate)
+
+    ev = sub.add_parser("evaluate", help="rates of the gallery on labelled queries, and the threshold trade-off",
+                        description="Recognise labelled query photos (folder per item, SPLIT/ITEM tree or CSV with "
+                                    "path and label); labels not enrolled count as unknown (names matched ignoring "
+                                    "case and -/_). Reports top-1, accepted-correct, misidentified and rejected-known "
+                                    "rates of the enrolled items' photos, rejected-unknown of the others, at the "
+                                    "gallery's threshold and at thresholds fitted for several target FARs.")
+    ev.add_argument("gallery")
+    ev.add_argument("--queries", required=True, help="labelled query photos: folder or CSV")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--calibration", help="labelled photos to fit the trade-off thresholds on "
+                                          "(default: the queries themselves, which is optimistic)")
+    ev.add_argument("--far", type=float, action="append", help="target FARs of the trade-off (repeatable; default 0.01 0.05 0.1 0.2 0.3)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=_evaluate)
 
     bg = sub.add_parser("background", help="switch the hubness correction on (background photos) or off",
                         description="Rank down catalogue items that are near every photo: score = cos - beta * r, "
@@ -82,40 +100,6 @@ def register(subparsers: Any) -> None:
     ch = sub.add_parser("check", help="verify the store and index (exit 1 on problems)")
     ch.add_argument("gallery")
     ch.set_defaults(handler=_check)
-
-
-def read_source(source: str | os.PathLike) -> list[dict[str, Any]]:
-    """``[{item_id, name, paths, attributes}]`` from a folder-per-item tree or a CSV manifest."""
-    src = Path(source)
-    if src.is_dir():
-        entries = []
-        for sub in sorted(p for p in src.iterdir() if p.is_dir()):
-            paths = sorted(str(f) for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if paths:
-                entries.append({"item_id": sub.name, "name": sub.name, "paths": paths, "attributes": None})
-        if not entries:
-            raise CLIError(f"{src}: no sub-folders with images ({', '.join(IMAGE_SUFFIXES)}); expected SOURCE/ITEM_ID/*.jpg")
-        return entries
-    if src.is_file() and src.suffix.lower() == ".csv":
-        import pandas as pd
-
-        frame = pd.read_csv(src, dtype=str, keep_default_na=False)
-        missing = {"item_id", "path"} - set(frame.columns)
-        if missing:
-            raise CLIError(f"{src}: CSV lacks column(s) {sorted(missing)}; needs item_id,path[,name,attributes]")
-        entries = []
-        for item_id, rows in frame.groupby("item_id", sort=False):
-            paths = [str(p) if Path(p).is_absolute() else str(src.parent / p) for p in rows["path"]]
-            name = rows["name"].iloc[0] if "name" in rows and rows["name"].iloc[0] else str(item_id)
-            attrs = None
-            if "attributes" in rows and rows["attributes"].iloc[0]:
-                try:
-                    attrs = json.loads(rows["attributes"].iloc[0])
-                except json.JSONDecodeError as exc:
-                    raise CLIError(f"{src}: attributes of item {item_id!r} are not JSON ({exc})") from exc
-            entries.append({"item_id": str(item_id), "name": name, "paths": paths, "attributes": attrs})
-        return entries
-    raise CLIError(f"{src}: expected a folder of item folders or a .csv file")
 
 
 def _embedder(model: str) -> Any:
@@ -153,19 +137,26 @@ def _create(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     from itemrec.gallery import GalleryError
 
-    entries = read_source(args.source)
+    empty: list[str] = []
+    entries = read_source(args.source, empty)
     g = _open(args.gallery, args.model)
-    skipped: list[tuple[str, str]] = []
     try:
-        results = g.enroll_many(entries, commit_every=args.commit_every, total=len(entries))
-    except GalleryError as exc:
-        raise CLIError(str(exc)) from exc
+        entries, skipped, unreadable_items = check_readable(entries)
+        for path, reason in skipped:
+            print(f"skipped {path}: {reason}")
+        problems = ([f"item folder(s) with no image file: {', '.join(empty)}"] if empty else []) + (
+            [f"item(s) with no readable image: {', '.join(unreadable_items)}"] if unreadable_items else [])
+        if problems and not args.skip_empty:
+            raise CLIError("; ".join(problems) + ". Nothing was enrolled: add readable photos (.jpg, .png, .tif, "
+                           ".webp, ...) to them, remove them, or pass --skip-empty to enrol the others")
+        for line in problems:
+            print(f"not enrolled: {line}")
+        try:
+            results = g.enroll_many(entries, commit_every=args.commit_every, total=len(entries))
+        except GalleryError as exc:
+            raise CLIError(str(exc)) from exc
     finally:
         g.close()
-    for r in results:
-        skipped += r.skipped
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}")
     print(f"enrolled {len(results)} items ({sum(r.n_vectors for r in results)} images, {len(skipped)} skipped)")
     return 0
 
@@ -199,12 +190,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    images = expand_images(args.images)
     g = _open(args.gallery, args.model, readonly=True)
-    emb, keep, skipped = g.embedder.embed_paths(args.images)
-    for path, reason in skipped:
-        print(f"skipped {path}: {reason}")
-    results = g.query(vectors=emb, k=args.k) if len(keep) else []
-    out = [{"image": args.images[i], **r.to_dict()} for i, r in zip(keep, results)]
+    try:
+        emb, keep, skipped = g.embedder.embed_paths(images)
+        results = g.query(vectors=emb, k=args.k) if len(keep) else []
+    finally:
+        g.close()
+    out = [{"image": images[i], **r.to_dict()} for i, r in zip(keep, results)]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -212,22 +205,105 @@ def _query(args: argparse.Namespace) -> int:
             label = "UNKNOWN" if row["unknown"] else row["item_id"]
             tops = ", ".join(f"{m['item_id']} {m['similarity']:.3f}" for m in row["matches"])
             print(f"{row['image']}: {label}  [{tops}]")
-    g.close()
-    return 0 if not skipped else 1
+    if skipped:
+        listing = "; ".join(f"{p}: {r}" for p, r in skipped[:10])
+        raise CLIError(f"{len(skipped)} of {len(images)} images could not be read ({listing}); "
+                       "replace or remove them (the others were answered above)")
+    return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    import sys
+
     import numpy as np
 
+    from itemrec.gallery.evaluation import calibration_notes, match_ids
+
+    if not 0 <= args.target_far <= 1:
+        raise CLIError(f"--target-far must lie in [0, 1]; got {args.target_far}")
     entries = read_source(args.source)
     g = _open(args.gallery, args.model)
-    paths = [p for e in entries for p in e["paths"]]
-    ids = [e["item_id"] for e in entries for _ in e["paths"]]
-    emb, keep, skipped = g.embedder.embed_paths(paths, progress=True)
-    cal = g.calibrate(emb, np.asarray(ids, object)[keep], args.target_far)
-    print(json.dumps(cal.__dict__, indent=1))
-    g.close()
+    try:
+        paths = [p for e in entries for p in e["paths"]]
+        ids = [e["item_id"] for e in entries for _ in e["paths"]]
+        emb, keep, skipped = g.embedder.embed_paths(paths, progress=True)
+        for path, reason in skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        if not len(keep):
+            raise CLIError(f"{args.source}: none of the {len(paths)} calibration photos could be read")
+        ids = match_ids([ids[i] for i in keep], [str(i) for i in g.items()["item_id"]])
+        try:
+            cal = g.calibrate(emb, np.asarray(ids, object), args.target_far)
+        except ValueError as exc:
+            raise CLIError(f"{exc}: calibrate with photos of at least two items, or of items not enrolled") from exc
+    finally:
+        g.close()
+    notes = calibration_notes(cal.n_impostor, cal.n_mated, cal.target_far, cal.threshold)
+    for line in notes:
+        print(line, file=sys.stderr)
+    warning = next((n for n in notes if n.startswith("warning")), None)
+    print(json.dumps({**cal.__dict__, "n_genuine": cal.n_mated, "warning": warning}, indent=1))
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from itemrec.data.layout import LayoutError, read_labelled
+    from itemrec.gallery.evaluation import OPERATING_FARS, evaluate_gallery
+
+    fars = tuple(args.far) if args.far else OPERATING_FARS
+    if not all(0 <= f <= 1 for f in fars):
+        raise CLIError("--far must lie in [0, 1]")
+
+    def labelled(source: str, what: str) -> tuple[Any, list[str], list]:
+        try:
+            data = read_labelled(source)
+        except (LayoutError, FileNotFoundError) as exc:
+            raise CLIError(f"{what}: {exc}") from exc
+        emb, keep, skipped = g.embedder.embed_paths(data.frame["path"].tolist(), progress=True)
+        if not len(keep):
+            raise CLIError(f"{what}: none of the {len(data.frame)} photos could be read")
+        return emb, data.frame["folder"].to_numpy()[keep].tolist(), skipped
+
+    g = _open(args.gallery, args.model, readonly=True)
+    try:
+        q_emb, q_labels, skipped = labelled(args.queries, "--queries")
+        calib = labelled(args.calibration, "--calibration")[:2] if args.calibration else None
+        report = evaluate_gallery(g, q_emb, q_labels, calib, fars)
+    finally:
+        g.close()
+    report["unreadable"] = [list(s) for s in skipped]
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for line in gallery_eval_lines(report):
+        print(line)
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def gallery_eval_lines(report: dict[str, Any]) -> list[str]:
+    """The table ``gallery evaluate`` prints."""
+    r = report["at_threshold"]
+    t = report["threshold"]
+    lines = [
+        f"{r['n_known']} photos of enrolled items, {r['n_unknown']} of {len(report['unknown_labels'])} labels not "
+        f"enrolled (unknown: {', '.join(report['unknown_labels'][:10]) or 'none'}); {report['enrolled_items']} items enrolled",
+        f"at the gallery's threshold ({'none set: nothing is rejected' if t is None else f'{t:.4f}'}): "
+        f"top-1 {_pct(r['top1'])}, accepted correct {_pct(r['accepted_correct'])}, misidentified "
+        f"{_pct(r['misidentified'])}, rejected known {_pct(r['rejected_known'])}, rejected unknown "
+        f"{_pct(r['rejected_unknown'])}",
+        f"trade-off (thresholds fitted on {report['calibrated_on']}):",
+        "  target FAR  threshold  accepted correct  misidentified  rejected known  rejected unknown",
+    ]
+    for p in report["operating_points"]:
+        lines.append(f"  {p['target_far']:<10g}  {p['threshold']:9.4f}  {_pct(p['accepted_correct']):>16}  "
+                     f"{_pct(p['misidentified']):>13}  {_pct(p['rejected_known']):>14}  {_pct(p['rejected_unknown']):>16}")
+    if report.get("unreadable"):
+        lines.append(f"{len(report['unreadable'])} unreadable query photos skipped")
+    return lines
 
 
 def _check(args: argparse.Namespace) -> int:

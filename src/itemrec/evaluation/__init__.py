@@ -3,7 +3,7 @@
 Modules: :mod:`.retrieval` (CMC, Recall@K, P@1, R-precision, MAP@R, mAP),
 :mod:`.verification` (VAL/FAR, ROC, thresholds), :mod:`.openset` (DIR@FAR),
 :mod:`.hubness` (CSLS-style gallery offsets), :mod:`.protocols` (image-averaged
-and k-shot CMC),
+and k-shot CMC), :mod:`.gallery_draws` (both averagings over random galleries),
 :mod:`.classification`, :mod:`.gini`, :mod:`.clustering_quality`, and the
 memory-bounded distance engine :mod:`._chunked` they share.
 """
@@ -12,6 +12,7 @@ from ._chunked import average_precision_full, first_match_rank, knn, pairwise_di
 from .classification import ClassificationReport, classification_report, top_k_accuracy
 from .clustering_quality import ClusteringScores, clustering_scores, purity
 from .gini import GiniThreshold, RejectionReport, fit_gini_threshold, gini_impurity, gini_rejection_report, lorenz_gini
+from .gallery_draws import GalleryDrawsResult, cmc_gallery_draws
 from .hubness import hubness_offsets
 from .protocols import class_ranks, cmc_image_averaged, cmc_k_shot
 from .openset import (

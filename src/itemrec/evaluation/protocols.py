@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._chunked import check_embeddings, check_labels, pairwise_distances
+from ._chunked import check_embeddings, check_labels, check_offsets, pairwise_distances
 from .retrieval import CMCResult, _wilson, cmc_from_ranks
 
 
 def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
-                gallery_labels: np.ndarray, metric: str = "cosine") -> np.ndarray:
+                gallery_labels: np.ndarray, metric: str = "cosine",
+                gallery_offsets: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each query's true class when classes are ranked by their nearest gallery image.
 
     Ties count against the query (a class at the same distance as the true
@@ -34,6 +35,8 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
         query_emb: (Q, D); query_labels: (Q,) ints.
         gallery_emb: (G, D), any number of images per class; gallery_labels: (G,).
         metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+        gallery_offsets: (G,) added to every distance to that gallery image (a hubness
+            correction, :func:`itemrec.evaluation.hubness_offsets`); ``None``: none.
 
     Returns:
         (Q,) int64 ranks.
@@ -45,6 +48,8 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
     classes, inverse = np.unique(gl, return_inverse=True)
     # squared L2 ranks exactly as L2 does (the distance engine knows cosine and l2)
     dist = pairwise_distances(q, g, "l2" if metric == "squared_l2" else metric)
+    if gallery_offsets is not None:
+        dist = dist + check_offsets(gallery_offsets, len(g))[None, :]
     best = np.full((len(q), len(classes)), np.inf)
     for j in range(len(classes)):
         best[:, j] = dist[:, inverse == j].min(axis=1)

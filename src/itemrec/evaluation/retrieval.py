@@ -101,15 +101,19 @@ def cmc(
     metric: str = "cosine",
     exclude_self: bool = False,
     memory_mb: float = DEFAULT_MEMORY_MB,
+    gallery_offsets: np.ndarray | None = None,
 ) -> CMCResult:
     """CMC curve of each query's first correct match in a full gallery (any number per class).
 
     A query whose label is absent from the gallery never matches (counts as a miss).
     ``exclude_self``: the gallery is the query set and a query is not its own match.
+    ``gallery_offsets`` (G,): one per gallery image, added to its distances, ranks with a
+    hubness correction (:func:`itemrec.evaluation.hubness_offsets`), as in :func:`cmc_representative`.
     """
     if max_rank < 1:
         raise ValueError(f"max_rank must be ≥ 1; got {max_rank}")
-    ranks = first_match_rank(query_emb, query_labels, gallery_emb, gallery_labels, metric, exclude_self, memory_mb)
+    ranks = first_match_rank(query_emb, query_labels, gallery_emb, gallery_labels, metric, exclude_self, memory_mb,
+                             reference_offsets=gallery_offsets)
     mean = cmc_from_ranks(ranks, max_rank)
     low, high = _wilson(mean, len(ranks))
     return CMCResult(np.arange(1, max_rank + 1), mean, low, high, 0, len(ranks))
