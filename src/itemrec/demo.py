@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from itemrec._jsonio import json_default
+
 MARKER = ".itemrec-demo"
 
 
@@ -295,13 +297,7 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
 
 
 def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    return str(x) if isinstance(x, Path) else json_default(x)
 
 
 __all__ = ["run_demo", "demo_config", "DemoResult", "DemoSize", "QueryOutcome", "DemoError", "FULL", "QUICK"]

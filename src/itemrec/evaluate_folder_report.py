@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from itemrec._jsonio import json_default
+
 
 def _f(x: Any) -> str:
     return "n/a" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
@@ -40,7 +42,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str 
     files = {name: str(out / name) for name in ("evaluation.json", "cmc.csv", "per_class.csv", "cmc.png")}
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     public["files"] = files
-    Path(files["evaluation.json"]).write_text(json.dumps(public, indent=1, default=_json_default) + "\n")
+    Path(files["evaluation.json"]).write_text(json.dumps(public, indent=1, default=json_default) + "\n")
     cmc_table(report).to_csv(files["cmc.csv"], index=False)
     report["_per_class"].to_csv(files["per_class.csv"], index=False)
     res = report["_curves"]
@@ -50,14 +52,6 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str 
     plt.close(fig)
     report["files"] = files
     return files
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

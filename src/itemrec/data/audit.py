@@ -119,7 +119,8 @@ class AuditReport:
         return json.dumps(self.to_dict(groups), indent=indent)
 
 
-def _sha1(path: str) -> str | None:
+def file_sha1(path: str) -> str | None:
+    """SHA-1 hex digest of a file's bytes, read in 1 MiB blocks; ``None`` if it cannot be read."""
     h = hashlib.sha1()
     try:
         with open(path, "rb") as fh:
@@ -178,7 +179,7 @@ def audit(
 
         iterator_wrap = lambda it, desc: tqdm(it, total=len(paths), desc=desc, unit="file")  # noqa: E731
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        hashes = list(iterator_wrap(pool.map(_sha1, paths, chunksize=64), "hashing"))
+        hashes = list(iterator_wrap(pool.map(file_sha1, paths, chunksize=64), "hashing"))
         reasons: list[str | None] = [None] * len(paths)
         if check is not None:
             fn = _check_header if check == "header" else _check_decode

@@ -13,7 +13,6 @@ time with ``numpy.bitwise_count`` in blocks, so 10,000 × 10,000 hashes take a s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,18 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from itemrec.data.audit import file_sha1
+
 DEFAULT_MAX_DISTANCE = 6
-
-
-def _sha1(path: str) -> str | None:
-    h = hashlib.sha1()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def _phash(path: str) -> tuple[int | None, str | None]:
@@ -64,7 +54,7 @@ def hash_files(paths: Sequence[str], progress: bool = False, workers: int = 4, d
     paths = [str(p) for p in paths]
 
     def both(p: str) -> tuple[str | None, int | None, str | None]:
-        return (_sha1(p), *_phash(p))
+        return (file_sha1(p), *_phash(p))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         it = pool.map(both, paths, chunksize=16)

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from itemrec._jsonio import json_default
+
 
 def _far_key(far: float) -> str:
     return f"{far:.0e}"
@@ -294,13 +296,7 @@ def evaluate_run(run_dir: str | os.PathLike, progress: bool = False) -> dict[str
         cols = [c for c in frame.columns if c not in ("epoch", "phase", "epoch_seconds", "learning_rate")]
         if len(frame) and cols:
             plots.plot_history(frame[cols], title=config.name, path=run_dir / "curves.png")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_json_default) + "\n")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=json_default) + "\n")
     return metrics
 
 
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
