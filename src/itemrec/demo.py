@@ -32,14 +32,12 @@ gives the same metrics.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -158,28 +156,26 @@ def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
     )
 
 
-@contextlib.contextmanager
-def deterministic_ops() -> Iterator[bool]:
-    """Deterministic kernels while the block runs (TensorFlow backend: op determinism, then the previous state).
+def enable_deterministic_ops() -> bool:
+    """Deterministic kernels from now on, for the whole process (TensorFlow backend).
 
     Without it, multi-threaded CPU kernels may add floats in a different order from run to
     run, and the demo's training drifts apart (rank-1 0.700 vs 0.714 in two runs of seed 0).
-    Yields whether determinism could be switched on.
+    Uses the public ``tf.config.experimental.enable_op_determinism``, which TensorFlow offers
+    no public way to undo: ``itemrec demo`` runs in its own process; a notebook or script
+    calling :func:`run_demo` keeps deterministic kernels afterwards.
+
+    Returns:
+        Whether determinism was switched on (``False`` on the JAX and PyTorch backends).
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        yield False
-        return
-    from tensorflow.python.framework import config as tf_config
+        return False
+    import tensorflow as tf
 
-    before = tf_config.is_op_determinism_enabled()
-    tf_config.enable_op_determinism()
-    try:
-        yield True
-    finally:
-        if not before:
-            tf_config.disable_op_determinism()
+    tf.config.experimental.enable_op_determinism()
+    return True
 
 
 def _families(n_products: int, seed: int) -> list[int]:
@@ -190,7 +186,10 @@ def _families(n_products: int, seed: int) -> list[int]:
 
 def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, seed: int = 0,
              progress: bool = True, size: DemoSize | None = None) -> DemoResult:
-    """Run the whole demo into ``out_dir`` (see the module docstring) and write ``report.md``."""
+    """Run the whole demo into ``out_dir`` (see the module docstring) and write ``report.md``.
+
+    Switches TensorFlow op determinism on for the rest of the process (:func:`enable_deterministic_ops`).
+    """
     from itemrec.data.synthetic import write_catalogue
     from itemrec.demo_report import operating_points, pick_shown, recognition_counts, write_markdown, write_plots
     from itemrec.embedder import ImageEmbedder
@@ -214,8 +213,8 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     config = demo_config(out, manifest, size, seed)  # imports Keras
     timings["setup"] = time.perf_counter() - t
     t = time.perf_counter()
-    with deterministic_ops():
-        run = run_experiment(config, overwrite=True, progress=progress, evaluate=True)
+    enable_deterministic_ops()
+    run = run_experiment(config, overwrite=True, progress=progress, evaluate=True)
     timings["train"] = float(run.training["phases"]["phase2"]["seconds"])
     timings["train_and_evaluate"] = time.perf_counter() - t
     metrics = run.metrics

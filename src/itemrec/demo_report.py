@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from itemrec.demo import QueryOutcome
 from itemrec.gallery.evaluation import OPERATING_FARS, decision_rates, operating_points  # noqa: F401  (the demo's trade-off)
+
+if TYPE_CHECKING:  # annotations only: the demo imports this module to report
+    from itemrec.demo import QueryOutcome
 
 RUN_PLOTS = ("curves.png", "cmc.png", "val_far.png", "roc.png")
 
@@ -101,7 +103,7 @@ def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -
 
 def summary_lines(result: Any) -> list[str]:
     """The short summary ``itemrec demo`` prints."""
-    from itemrec.cli.evaluate import summary_lines as eval_lines
+    from itemrec.training.summary import summary_lines as eval_lines
 
     d, r, c, t = result.dataset, result.recognition, result.calibration, result.timings
     lines = [

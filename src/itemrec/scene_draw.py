@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from itemrec.scene import Region
+    from itemrec.scene_boxes import Region
 
 NOISE_COLOR = (128, 128, 128)
 
@@ -65,7 +65,7 @@ def draw_overlay(
     """
     import cv2
 
-    from itemrec.scene import _check_image, _check_labels, clip_boxes
+    from itemrec.scene_boxes import _check_image, _check_labels, clip_boxes
 
     image = _check_image(image)
     h, w = image.shape[:2]

@@ -70,7 +70,7 @@ def _train(args: argparse.Namespace) -> int:
     except DataNotFoundError as exc:
         raise CLIError(str(exc)) from exc
     print(f"run folder: {result.run_dir}")
-    from itemrec.cli.evaluate import summary_lines
+    from itemrec.training.summary import summary_lines
 
     for line in summary_lines(result.metrics):
         print(line)

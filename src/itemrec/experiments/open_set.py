@@ -246,7 +246,7 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from itemrec.cli.evaluate import summary_lines
+    from itemrec.training.summary import summary_lines
 
     parser = argparse.ArgumentParser(prog="python -m itemrec.experiments.open_set", description="Sweep config overrides, choose on validation classes, "
                                                  "evaluate the choice on test once.")

@@ -22,9 +22,9 @@ from typing import Any
 
 import keras
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compiled losses use
 
 from itemrec.losses.base import MetricLoss
+from itemrec.models._distribution import scale_loss_for_distribution
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
