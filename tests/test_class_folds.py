@@ -133,3 +133,18 @@ def test_cross_validate_then_refit_on_every_seen_class(tmp_path, mobilenet_weigh
     # fine-tuning recipes are refused up front (the folds choose the frozen phase's epochs only)
     with pytest.raises(ConfigError, match="finetune_epochs"):
         refit(base.with_overrides({"train.finetune_epochs": 1}), row, ["train.frozen_lr"])
+
+
+def test_eval_metric_is_what_evaluation_computes(tmp_path):
+    from itemrec.evaluation import cmc_image_averaged
+    from itemrec.evaluation._chunked import METRICS
+
+    # squared_l2 passed the config before and failed in evaluation after training (issue 14)
+    with pytest.raises(ConfigError, match="eval.metric"):
+        ExperimentConfig.from_dict({"eval": {"metric": "squared_l2"}})
+    # every metric the config accepts, evaluation computes: two queries, two catalogue images
+    q, g = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.9, 0.1], [0.1, 0.9]])
+    for metric in METRICS:
+        ExperimentConfig.from_dict({"eval": {"metric": metric}})
+        res = cmc_image_averaged(q, np.array([0, 1]), g, np.array([0, 1]), max_rank=2, metric=metric)
+        assert res.mean[0] == 1.0  # each query is nearest its own class under cosine and L2 alike

@@ -360,7 +360,9 @@ class EvalConfig:
     hubness_beta: float = 0.5
 
     def validate(self) -> None:
-        _choice("eval.metric", self.metric, ("cosine", "squared_l2", "l2"))
+        from itemrec.evaluation._chunked import METRICS  # exactly what evaluation computes, checked before training
+
+        _choice("eval.metric", self.metric, METRICS)
         _int("eval.cmc_draws", self.cmc_draws, 1)
         _int("eval.max_rank", self.max_rank, 1)
         self.far_targets = tuple(float(f) for f in self.far_targets)
