@@ -265,3 +265,30 @@ def test_per_class_ranks_hand_worked_1d():
     assert solo["hit@1"] == 1.0 and solo["confused_with"] == -1 and solo["confused_share"] == 0.0
     with pytest.raises(ValueError, match="ks"):
         per_class_ranks(q, ql, gallery, gl, ks=(0,), metric="l2")
+
+
+def test_cmc_exclude_self_across_blocks_matches_a_brute_force_loop():
+    from itemrec.evaluation import cmc
+    from itemrec.evaluation._chunked import distance_blocks
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(42, 5))
+    y = rng.integers(0, 6, size=42)
+    memory_mb = 0.002  # small enough that the 42 x 42 distances come in several row blocks
+    assert len(list(distance_blocks(x, x, "cosine", memory_mb=memory_mb))) > 2
+    # the reference: for each query, its nearest same-label *other* point, and the other-label points strictly closer
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1.0 - xn @ xn.T
+    ranks = []
+    for i in range(42):
+        same = [j for j in range(42) if j != i and y[j] == y[i]]
+        if not same:
+            ranks.append(0)
+            continue
+        best = min(dist[i, j] for j in same)
+        ranks.append(1 + sum(1 for j in range(42) if y[j] != y[i] and dist[i, j] < best))
+    ranks = np.array(ranks)
+    expected = [np.mean((ranks >= 1) & (ranks <= r)) for r in (1, 2, 3)]
+    got = cmc(x, y, x, y, max_rank=3, exclude_self=True, memory_mb=memory_mb)
+    np.testing.assert_allclose(got.mean, expected, atol=1e-12)
+    assert expected[0] < 1.0  # a query matched to itself would give 1 at every rank

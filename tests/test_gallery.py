@@ -362,3 +362,22 @@ def test_background_persists_reaches_other_handles_and_clears(tmp_path, vectors)
         g.set_background(np.ones((3, DIM + 1)))
     other.close()
     g.close()
+
+
+def test_calibrate_dir_counts_only_right_top_matches(tmp_path):
+    g = Gallery.create(tmp_path / "g", "fp", dim=3)
+    g.enroll("a", "A", vectors=[[1, 0, 0]])
+    g.enroll("b", "B", vectors=[[0, 1, 0]])
+    val = np.array(
+        [
+            [0.1, 0.95, 0.2958],  # labelled a, but nearest b (.95): mated search WRONG; non-mated (gallery - a): .95
+            [0, 0.6, 0.8],  # labelled b: top b .6, right; non-mated (gallery - b): a, 0
+            [0.5, 0, 0.866025],  # z, not enrolled: impostor .5
+            [0.2, 0, 0.979796],  # z: impostor .2
+        ]
+    )
+    cal = g.calibrate(val, ["a", "b", "z", "z"], target_far=0.25)
+    # impostor scores sorted .95, .5, .2, 0; m = floor(.25 * 4) = 1 -> threshold just above s_(2) = .5
+    assert cal.threshold == pytest.approx(0.5, abs=1e-6) and cal.far == 0.25
+    # DIR: the a-query scores .95 >= t but its top item is wrong, so only the b-query (.6, right) counts: 1/2
+    assert cal.n_mated == 2 and cal.dir == pytest.approx(0.5)

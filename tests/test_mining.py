@@ -50,3 +50,21 @@ def test_registry():
     assert isinstance(get_miner("batch_hard"), BatchHardMiner)
     with pytest.raises(ValueError, match="unknown miner 'x'"):
         get_miner("x")
+
+
+def test_semi_hard_needs_a_negative_strictly_beyond_the_positive():
+    # x = 0, 2, -2, 5 with labels A, A, B, B; squared distances
+    #   d = [[ 0,  4,  4, 25],
+    #        [ 4,  0, 16,  9],
+    #        [ 4, 16,  0, 49],
+    #        [25,  9, 49,  0]]
+    # (0,1): d_ap=4; #2 ties at 4 (not > 4, and it is NOT the farthest negative), #3 at 25 -> #3
+    #        (a `>=` would take the tie, #2)
+    # (1,0): d_ap=4; negatives 16 (#2), 9 (#3) -> nearest beyond 4 is #3
+    # (2,3): d_ap=49; negatives 4, 16 -> none beyond: farthest, #1
+    # (3,2): d_ap=49; negatives 25, 9 -> none beyond: farthest, #0
+    y = np.array([0, 0, 1, 1])
+    d = np.array([[0, 4, 4, 25], [4, 0, 16, 9], [4, 16, 0, 49], [25, 9, 49, 0]], np.float32)
+    mask = ops.convert_to_numpy(SemiHardMiner()(ops.convert_to_tensor(y), ops.convert_to_tensor(d), 2.0).dense())
+    got = sorted(tuple(int(i) for i in t) for t in zip(*np.nonzero(mask)))
+    assert got == [(0, 1, 3), (1, 0, 3), (2, 3, 1), (3, 2, 0)]
