@@ -3,6 +3,8 @@
 Real datasets are found through ``ITEMREC_DATA`` (and weights through
 ``ITEMREC_WEIGHTS``). Without them the tests that need them skip, except when
 ``ITEMREC_REQUIRE_DATA=1`` (set by ``.ci/run``), where a missing dataset fails.
+Under that flag ``pytest.importorskip`` fails too: the independent cross-checks
+(pytorch-metric-learning, torch, JAX) must run in CI, never skip silently.
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from itemrec import settings  # noqa: E402
+
+REQUIRED = os.environ.get("ITEMREC_REQUIRE_DATA") == "1"
+
+if REQUIRED:
+    _importorskip = pytest.importorskip
+
+    def _import_or_fail(modname: str, *args, **kwargs):
+        """``pytest.importorskip`` that fails instead of skipping (CI installs every cross-check)."""
+        try:
+            return _importorskip(modname, *args, **kwargs)
+        except pytest.skip.Exception as exc:
+            pytest.fail(f"{modname} is required here (ITEMREC_REQUIRE_DATA=1) but missing: {exc}", pytrace=False)
+
+    pytest.importorskip = _import_or_fail
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -87,12 +87,10 @@ def test_subprocess_writes_reader_keeps_answering(tmp_path):
     reader = Gallery.open(path, readonly=True)
     n = 60
     proc = _python(WRITER, str(path), str(n), "w3", "w7")
-    seen_sizes, worst = [], 0.0
+    seen_sizes = []
     probe = np.ones((1, DIM))
-    while proc.poll() is None:
-        t0 = time.perf_counter()
+    while proc.poll() is None:  # no latency bound here (a shared machine): bench/ measures speed
         (res,) = reader.query(vectors=probe, k=1)
-        worst = max(worst, time.perf_counter() - t0)
         assert res.item_id == "seed"  # always answered, and correctly
         seen_sizes.append(reader.ntotal)
         time.sleep(0.005)
@@ -103,7 +101,6 @@ def test_subprocess_writes_reader_keeps_answering(tmp_path):
     assert seen_sizes[: peak + 1] == sorted(seen_sizes[: peak + 1])  # grows while the writer adds
     assert set(seen_sizes[peak:]) <= {n + 1, n, n - 1}  # then shrinks by the two removals
     assert len(set(seen_sizes)) > 3, seen_sizes[:: max(1, len(seen_sizes) // 20)]  # reloaded during writes
-    assert worst < 2.0
     # cross-process round trip: every item the writer acknowledged is found by its vector here
     for i in range(n):
         v = np.random.default_rng(1000 + i).normal(size=(1, DIM))
@@ -125,15 +122,25 @@ def test_sigkill_during_enrolment_loses_no_acknowledged_item(tmp_path):
     removed: set[str] = set()
     uncertain: set[str] = set()
     rounds = 24
+    waited_for = 0
     for r in range(rounds):
         proc = _python(CRASHER, str(path), str(r))
+        early: list[str] = []
         if r % 4 == 3:  # sometimes kill early: during open / index load / rebuild
             time.sleep(float(rng.uniform(0.0, 0.4)))
         else:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-            time.sleep(float(rng.uniform(0.02, 0.5)))
+            # kill after a random number of acknowledgements (progress, not a clock), mid-operation
+            k, acks = int(rng.integers(1, 9)), 0
+            while acks < k:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()[-2000:]  # the writer died on its own
+                early.append(line)
+                acks += line.startswith("ack ")
+            waited_for += k
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
+        out = "".join(early) + out
         assert proc.returncode == -signal.SIGKILL
         for line in out.split("\n")[:-1]:  # complete lines only: the last may be cut by the kill
             what, _, item = line.partition(" ")
@@ -151,4 +158,4 @@ def test_sigkill_during_enrolment_loses_no_acknowledged_item(tmp_path):
         assert not lost, f"round {r}: acknowledged items lost: {sorted(lost)[:5]}"
         assert not (removed & ids), f"round {r}: removed items came back"
         g.close()
-    assert len(present) > 50  # the kills did land during real work
+    assert len(present) >= waited_for >= 18  # the kills landed during real work: every round acknowledged items

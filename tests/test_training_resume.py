@@ -36,10 +36,9 @@ def test_sigkill_then_resume_continues_from_last_epoch(tmp_path):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     meta = tmp_path / "killed" / "phase2" / "backup" / "training_metadata.json"
-    deadline = time.time() + 120
     killed_at = None
-    try:
-        while time.time() < deadline and proc.poll() is None:
+    try:  # no clock: wait for the training's own progress (it ends by itself if epoch 3 never comes)
+        while proc.poll() is None:
             if meta.is_file():
                 try:
                     epoch = json.loads(meta.read_text())["epoch"]
