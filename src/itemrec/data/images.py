@@ -105,8 +105,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def _png_depth(im: Image.Image) -> tuple[int, bool]:
     """``(grey bit depth, is 16-bit truecolour)`` of a PNG from its decoder tile (before loading)."""
-    raw = im.tile[0].args[0] if im.format == "PNG" and im.tile and im.tile[0].args else ""
-    raw = raw if isinstance(raw, str) else ""
+    args = im.tile[0].args if im.format == "PNG" and im.tile else ""
+    raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
     bits = {"L;2": 2, "L;4": 4, "1": 1}.get(raw, 8)
     return bits, raw in ("RGB;16B", "RGBA;16B")
 

@@ -176,6 +176,14 @@ def make_augmenter(cfg: AugmentConfig, size: tuple[int, int]) -> Callable:
     return _augmenter(cfg, (int(size[0]), int(size[1])))
 
 
+def _decoded_ok(x, ok, y):
+    return ok
+
+
+def _drop_ok(x, ok, y):
+    return x, y
+
+
 def _warn_skipped(skipped: list[tuple[str, str]], n: int, strict: bool) -> None:
     if not skipped:
         return
@@ -254,7 +262,7 @@ def make_dataset(
     report = _SkipReport()
     decode = _decoder(size, resize_mode, max_pixels, report)
     ds = ds.map(lambda p, y: (*decode(p), y), num_parallel_calls=auto, deterministic=True)
-    ds = ds.filter(lambda x, ok, y: ok).map(lambda x, ok, y: (x, y))
+    ds = ds.filter(_decoded_ok).map(_drop_ok)
     if cache:
         ds = ds.cache("" if cache is True else os.fspath(cache))
         if shuffle:
