@@ -105,9 +105,13 @@ class ImageEmbedder:
             batch = np.stack([self._fit(im, i) for i, im in enumerate(images)]) if len(images) else None
         if batch is None or not len(batch):
             return np.zeros((0, self.embedding_dim), np.float32)
+        return self._predict(batch)
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) float32 of fitted images (N, H, W, 3), uint8 or float32 0..255."""
         out = np.empty((len(batch), self.embedding_dim), np.float32)
         for start in range(0, len(batch), self.batch_size):
-            x = batch[start : start + self.batch_size].astype(np.float32)
+            x = batch[start : start + self.batch_size].astype(np.float32, copy=False)
             y = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
             out[start : start + len(x)] = y.reshape(len(x), self.embedding_dim)
         return out
@@ -145,7 +149,8 @@ class ImageEmbedder:
         starts = list(range(0, len(paths), chunk))
 
         def read(start: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-            return load_images(paths[start : start + chunk], self.image_size, self.resize_mode, strict, max_px)
+            imgs, keep, skip = load_images(paths[start : start + chunk], self.image_size, self.resize_mode, strict, max_px)
+            return imgs.astype(np.float32), keep, skip  # the model's input dtype, converted off the main thread
 
         bar = None
         if progress:
@@ -157,7 +162,7 @@ class ImageEmbedder:
             for j, start in enumerate(starts):
                 imgs, keep, skip = pending.result()
                 pending = reader.submit(read, starts[j + 1]) if j + 1 < len(starts) else None
-                embs.append(self.embed_arrays(imgs))
+                embs.append(self._predict(imgs))
                 keeps.append(keep + start)
                 skipped += skip
                 if bar is not None:

@@ -128,8 +128,8 @@ _TRANSPOSE = {
 }  # EXIF orientation -> the operation that makes the stored pixels upright (as ImageOps.exif_transpose)
 
 
-def _pixels(im: Image.Image, name: str, max_pixels: int, data: bytes | None, path: Path | None) -> np.ndarray:
-    """Decode an opened image to the RGB array: size check, first frame, transparency, orientation."""
+def _pixels(im: Image.Image, name: str, max_pixels: int, data: bytes | None, path: Path | None) -> Image.Image:
+    """Decode an opened image to upright 8-bit RGB: size check, first frame, transparency, orientation."""
     w, h = im.size
     if w * h > max_pixels:
         raise BadImageError(name, f"too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}")
@@ -149,14 +149,19 @@ def _pixels(im: Image.Image, name: str, max_pixels: int, data: bytes | None, pat
     orientation = im.getexif().get(0x0112, 1)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
-    return np.asarray(rgb, dtype=np.uint8)
+    return rgb
 
 
-def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, data: bytes | None) -> np.ndarray:
-    """:func:`_pixels` of an opened ``source`` with every failure turned into a :class:`BadImageError`."""
+def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, data: bytes | None,
+            fit: tuple[tuple[int, int], str] | None = None) -> np.ndarray:
+    """:func:`_pixels` of an opened ``source`` as an array (fitted to ``fit = (size, mode)`` if given),
+    with every failure turned into a :class:`BadImageError`."""
     try:
         with Image.open(source) as im:
-            arr = _pixels(im, name, max_pixels, data, None if data is not None else Path(source))
+            rgb = _pixels(im, name, max_pixels, data, None if data is not None else Path(source))
+            if 0 in rgb.size:
+                raise BadImageError(name, f"decoded to an empty image {rgb.size}")
+            arr = np.asarray(rgb, dtype=np.uint8) if fit is None else _fit_pil(rgb, *fit)
     except BadImageError:
         raise
     except Image.UnidentifiedImageError as exc:
@@ -177,6 +182,21 @@ def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, data: b
     return np.ascontiguousarray(arr)
 
 
+def _checked_path(path: str | os.PathLike) -> Path:
+    import stat
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise BadImageError(path, f"cannot access file ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError(path, "not a regular file")
+    if st.st_size == 0:
+        raise BadImageError(path, "zero-byte file")
+    return path
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as an ``uint8`` ``(H, W, 3)`` RGB array (see the module docstring).
 
@@ -192,15 +212,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         BadImageError: the file is missing, not a regular file, empty, not an image, too large,
             truncated or damaged (``.reason`` says which).
     """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadImageError(path, f"cannot access file ({exc.strerror or exc})") from exc
-    if not path.is_file():
-        raise BadImageError(path, "not a regular file")
-    if size == 0:
-        raise BadImageError(path, "zero-byte file")
+    path = _checked_path(path)
     return _decode(path, str(path), max_pixels, None)
 
 
@@ -248,29 +260,45 @@ def fit_image(
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"fit_image expects an (H, W, 3) image, got shape {img.shape}")
-    th, tw = _size_pair(size)
-    h, w = img.shape[:2]
+    return _fit_pil(Image.fromarray(img.astype(np.uint8, copy=False)), _size_pair(size), mode, fill)
+
+
+def _fit_pil(pil: Image.Image, size: tuple[int, int], mode: str = "pad", fill: int = 0) -> np.ndarray:
+    """:func:`fit_image` of an RGB Pillow image (no round trip through numpy before resizing)."""
+    th, tw = size
+    w, h = pil.size
     scale = min(th / h, tw / w) if mode == "pad" else max(th / h, tw / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if mode == "pad":
         nh, nw = min(nh, th), min(nw, tw)
     else:
         nh, nw = max(nh, th), max(nw, tw)
-    pil = Image.fromarray(img.astype(np.uint8, copy=False))
-    resized = np.asarray(pil.resize((nw, nh), Image.BILINEAR)) if (nh, nw) != (h, w) else img
+    resized = np.asarray(pil.resize((nw, nh), Image.BILINEAR) if (nh, nw) != (h, w) else pil, dtype=np.uint8)
     if mode == "pad":
+        if (nh, nw) == (th, tw):
+            return np.array(resized)
         out = np.full((th, tw, 3), fill, dtype=np.uint8)
         y0, x0 = (th - nh) // 2, (tw - nw) // 2
         out[y0 : y0 + nh, x0 : x0 + nw] = resized
         return out
     y0, x0 = (nh - th) // 2, (nw - tw) // 2
-    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw])
+    return resized[y0 : y0 + th, x0 : x0 + tw].copy()
 
 
 def read_fitted(path: str | os.PathLike, size: int | tuple[int, int], mode: str = "pad",
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """``fit_image(read_image(path), size, mode)``: the one decode + fit every consumer uses."""
-    return fit_image(read_image(path, max_pixels=max_pixels), size, mode)
+    """``fit_image(read_image(path), size, mode)``: the one decode + fit every consumer uses.
+
+    Returns:
+        ``(S_h, S_w, 3)`` uint8, pixel for pixel what ``fit_image(read_image(path), size, mode)`` gives.
+
+    Raises:
+        BadImageError: as :func:`read_image`; ValueError: a bad ``size`` or ``mode``.
+    """
+    if mode not in ("pad", "crop"):
+        raise ValueError(f"fit_image mode must be 'pad' or 'crop', got {mode!r}")
+    path = _checked_path(path)
+    return _decode(path, str(path), max_pixels, None, (_size_pair(size), mode))
 
 
 def load_images(
