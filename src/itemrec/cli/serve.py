@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -74,6 +75,10 @@ def _serve(args: argparse.Namespace) -> int:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"itemrec: serving {args.gallery} on http://{shown}:{port}", flush=True)
+        # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then restores these handlers and
+        # re-raises the signal: ours just lets the code below close the service and the gallery.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
         server.run(sockets=[sock])  # returns after SIGTERM/SIGINT and a graceful shutdown
     finally:
         if service is not None:
