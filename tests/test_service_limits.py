@@ -80,6 +80,22 @@ def test_negative_or_bad_content_length_answers_400(server):
         assert time.monotonic() - t0 < 5  # answered, not hung until a timeout
 
 
+def test_keep_alive_responses_do_not_wait_for_a_delayed_ack(server):
+    """Headers and body are two writes; without TCP_NODELAY the body waited ~40 ms for the client's
+    delayed ACK on every keep-alive request. A protocol check, not a speed target: the median
+    must be far below 40 ms (it is ~1 ms), which a delayed ACK can never give."""
+    with socket.create_connection(_addr(server["url"]), timeout=10) as s:
+        times = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            buf = b""
+            while not (b"\r\n\r\n" in buf and buf.rstrip().endswith(b"}")):
+                buf += s.recv(65536)
+            times.append(time.perf_counter() - t0)
+    assert sorted(times)[len(times) // 2] < 0.025, times
+
+
 def test_an_11_mib_body_gets_the_413(server):
     body = b"\0" * (11 * 1024 * 1024)  # over the 10 MiB limit, far beyond the socket buffers
     r = requests.post(f"{server['url']}/recognize", data=body, headers={"Content-Type": "image/png"}, timeout=60)
