@@ -115,6 +115,11 @@ def test_images_per_request_are_capped(server):
     r = requests.post(f"{url}/recognize", files=files[:MAX_IMAGES], timeout=30)
     assert r.status_code == 200 and len(r.json()["results"]) == MAX_IMAGES
     assert all(res["item_id"] == "item1" for res in r.json()["results"])
+    r = requests.post(f"{url}/recognize", json={"images": [base64.b64encode(img).decode()]}, timeout=30)
+    assert r.status_code == 200 and r.json()["item_id"] == "item1"  # JSON bodies need no item_id to recognise
+    r = requests.post(f"{url}/items", json={"images": [base64.b64encode(img).decode()]},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "item_id is required"
     doc = {"item_id": "many", "images": [base64.b64encode(img).decode()] * (MAX_IMAGES + 1)}
     r = requests.post(f"{url}/items", json=doc, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert r.status_code == 413 and "the limit is 3" in r.json()["error"]["message"]

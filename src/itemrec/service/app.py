@@ -62,7 +62,9 @@ class RecognizeResponse(BaseModel):
 
 
 class EnrollJSON(BaseModel):
-    item_id: str
+    """A JSON body: images as base64 (``/recognize`` reads only ``images``; ``/items`` needs ``item_id``)."""
+
+    item_id: str | None = None
     name: str | None = None
     attributes: dict[str, Any] | None = None
     images: list[str] | str = Field(description="base64-encoded image files")
@@ -150,7 +152,7 @@ async def _uploads(request: Request, service: RecognitionService) -> tuple[dict[
             files = [(f"images[{i}]", base64.b64decode(s, validate=True)) for i, s in enumerate(images)]
         except (binascii.Error, ValueError) as exc:
             raise HTTPError(400, f"bad base64 in images ({exc})") from exc
-        fields = {"item_id": doc.item_id, **({"name": doc.name} if doc.name is not None else {})}
+        fields = {k: v for k, v in (("item_id", doc.item_id), ("name", doc.name)) if v is not None}
         if doc.attributes is not None:
             fields["attributes"] = json.dumps(doc.attributes)
         return fields, files
