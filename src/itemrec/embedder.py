@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,9 +105,13 @@ class ImageEmbedder:
             batch = np.stack([self._fit(im, i) for i, im in enumerate(images)]) if len(images) else None
         if batch is None or not len(batch):
             return np.zeros((0, self.embedding_dim), np.float32)
+        return self._predict(batch)
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) float32 of fitted images (N, H, W, 3), uint8 or float32 0..255."""
         out = np.empty((len(batch), self.embedding_dim), np.float32)
         for start in range(0, len(batch), self.batch_size):
-            x = batch[start : start + self.batch_size].astype(np.float32)
+            x = batch[start : start + self.batch_size].astype(np.float32, copy=False)
             y = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
             out[start : start + len(x)] = y.reshape(len(x), self.embedding_dim)
         return out
@@ -127,25 +130,45 @@ class ImageEmbedder:
         """Read, fit and embed image files: ``(embeddings, keep_indices, skipped [(path, reason)])``.
 
         Unreadable files are skipped (listed with the reason) unless ``strict``, where
-        :class:`~itemrec.data.images.BadImageError` is raised. Reads and embeds in chunks
-        so memory stays bounded.
+        :class:`~itemrec.data.images.BadImageError` is raised. Works in chunks of ``batch_size``
+        files so memory stays bounded; the next chunk is decoded (in parallel threads,
+        :func:`~itemrec.data.images.load_images`) while the model runs on this one.
+
+        Returns:
+            ``embeddings (N, D) float32``, ``keep_indices (N,) int64`` (positions in ``paths``),
+            ``skipped`` ``[(path, reason)]``.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from itemrec.data.images import DEFAULT_MAX_PIXELS, load_images
 
         paths = list(paths)
-        chunk = max(self.batch_size * 8, 256)
+        chunk = max(self.batch_size, 16)
         embs, keeps, skipped = [], [], []
         max_px = self.max_pixels or DEFAULT_MAX_PIXELS
-        starts = range(0, len(paths), chunk)
+        starts = list(range(0, len(paths), chunk))
+
+        def read(start: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+            imgs, keep, skip = load_images(paths[start : start + chunk], self.image_size, self.resize_mode, strict, max_px)
+            return imgs.astype(np.float32), keep, skip  # the model's input dtype, converted off the main thread
+
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="embedding", unit="chunk")
-        for start in starts:
-            imgs, keep, skip = load_images(paths[start : start + chunk], self.image_size, self.resize_mode, strict, max_px)
-            embs.append(self.embed_arrays(imgs))
-            keeps.append(keep + start)
-            skipped += skip
+            bar = tqdm(total=len(paths), desc="embedding", unit="img")
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(read, starts[0]) if starts else None
+            for j, start in enumerate(starts):
+                imgs, keep, skip = pending.result()
+                pending = reader.submit(read, starts[j + 1]) if j + 1 < len(starts) else None
+                embs.append(self._predict(imgs))
+                keeps.append(keep + start)
+                skipped += skip
+                if bar is not None:
+                    bar.update(min(chunk, len(paths) - start))
+        if bar is not None:
+            bar.close()
         if not embs:
             return np.zeros((0, self.embedding_dim), np.float32), np.zeros(0, np.int64), []
         return np.concatenate(embs), np.concatenate(keeps).astype(np.int64), skipped
@@ -155,27 +178,23 @@ class ImageEmbedder:
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         """Embed encoded image files given as bytes (uploads); same returns as :meth:`embed_paths`.
 
-        Each upload is decoded by :func:`~itemrec.data.images.read_image` (same colour,
-        EXIF and pixel-limit handling as files on disk); errors name ``names[i]``.
+        Each upload is decoded by :func:`~itemrec.data.images.decode_image` (the same pixels
+        :func:`~itemrec.data.images.read_image` gives for the file on disk); errors name ``names[i]``.
         """
-        from itemrec.data.images import DEFAULT_MAX_PIXELS, BadImageError, read_image
+        from itemrec.data.images import DEFAULT_MAX_PIXELS, BadImageError, decode_image
 
         names = list(names) if names is not None else [f"upload {i}" for i in range(len(files))]
         imgs, keep, skipped = [], [], []
-        with tempfile.TemporaryDirectory(prefix="itemrec-upload-") as tmp:
-            for i, data in enumerate(files):
-                path = Path(tmp) / f"{i}"
-                path.write_bytes(bytes(data))
-                try:
-                    img = read_image(path, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
-                except BadImageError as exc:
-                    err = BadImageError(names[i], exc.reason)
-                    if strict:
-                        raise err from exc
-                    skipped.append((names[i], exc.reason))
-                    continue
-                imgs.append(self._fit(img, i))
-                keep.append(i)
+        for i, data in enumerate(files):
+            try:
+                img = decode_image(data, names[i], max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
+            except BadImageError as exc:
+                if strict:
+                    raise
+                skipped.append((names[i], exc.reason))
+                continue
+            imgs.append(self._fit(img, i))
+            keep.append(i)
         emb = self.embed_arrays(np.stack(imgs)) if imgs else np.zeros((0, self.embedding_dim), np.float32)
         return emb, np.asarray(keep, np.int64), skipped
 
@@ -224,26 +243,44 @@ class ImageEmbedder:
 
     @classmethod
     def load(cls, path: str | os.PathLike, batch_size: int | None = None, max_pixels: int | None = None) -> "ImageEmbedder":
-        """Load a ``.keras`` embedding model (+ its sidecar, if any; else size from the model's input)."""
+        """Load a ``.keras`` embedding model (+ its sidecar, if any; else size from the model's input).
+
+        The one loader every command and the service use: Keras's ``safe_mode=True`` (no
+        arbitrary code from the file), and only a one-input, one-output embedding model.
+
+        Args:
+            path: the ``.keras`` file (a training run's ``embedding.keras``).
+            batch_size: images per forward pass (default: the sidecar's, else 64).
+            max_pixels: the largest image accepted (default: the reader's limit).
+
+        Returns:
+            The embedder.
+
+        Raises:
+            ModelLoadError: (a ``ValueError``) the path is missing, not a regular file (a folder,
+                a FIFO), not a complete ``.keras`` archive (truncated, damaged), not loadable, or not
+                an embedding model (the message names the run's ``embedding.keras`` when given
+                its training ``model.keras``).
+        """
         import keras
 
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"embedding model {path} does not exist")
+        _check_model_file(path)
         from itemrec.models import register_custom_objects
 
         register_custom_objects()
         try:
-            model = keras.saving.load_model(path, compile=False)
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:
-            raise ValueError(f"cannot load embedding model {path}: {exc}") from exc
+            raise ModelLoadError(f"cannot load embedding model {path}: {type(exc).__name__}: {exc}") from exc
+        _check_embedding_model(model, path)
         side = sidecar_path(path)
         meta = json.loads(side.read_text()) if side.is_file() else {}
         size = meta.get("image_size")
         if size is None:
             shape = model.input_shape
             if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None):
-                raise ValueError(f"{path}: no {side.name} sidecar and the model input {shape} has no fixed size")
+                raise ModelLoadError(f"{path}: no {side.name} sidecar and the model input {shape} has no fixed size")
             size = shape[1:3]
         return cls(
             model,
@@ -253,6 +290,73 @@ class ImageEmbedder:
             meta.get("name", path.stem),
             max_pixels,
         )
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be used as an embedding model; the message says why and what to pass."""
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """The model path does not exist (both a :class:`ModelLoadError` and a ``FileNotFoundError``)."""
+
+
+def _check_model_file(path: Path) -> None:
+    """Refuse, with a message saying what to do, anything that is not a complete ``.keras`` archive."""
+    import stat
+    import zipfile
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"embedding model {path} does not exist") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"cannot access embedding model {path} ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(mode):
+        hint = f"; did you mean {path / 'embedding.keras'}?" if (path / "embedding.keras").is_file() else ""
+        raise ModelLoadError(f"embedding model {path} is a folder, not a .keras file{hint}")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+        raise ModelLoadError(f"embedding model {path} is {kind}, not a regular file; pass a .keras file")
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"embedding model {path} is not a .keras file (save models with ImageEmbedder.save)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelLoadError(
+            f"embedding model {path} is not a complete .keras archive (truncated or damaged: {exc}); "
+            "copy or save it again"
+        ) from exc
+    if bad is not None:
+        raise ModelLoadError(f"embedding model {path} is damaged ({bad} fails its CRC check); copy or save it again")
+    if "config.json" not in names:
+        raise ModelLoadError(f"{path} is a zip archive but not a Keras model (no config.json)")
+
+
+def _check_embedding_model(model: Any, path: Path) -> None:
+    """Refuse anything but one image input (batch, H, W, 3) -> one (batch, D) output."""
+    try:
+        inputs, outputs = list(model.inputs or []), list(model.outputs or [])
+    except (AttributeError, ValueError):
+        inputs, outputs = [], []
+    problem = None
+    if len(inputs) != 1 or len(outputs) != 1:
+        problem = f"it has {len(inputs)} inputs and {len(outputs)} outputs ({type(model).__name__})"
+    else:
+        in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+        if len(in_shape) != 4 or in_shape[-1] != 3:
+            problem = f"its input has shape {in_shape}, not (batch, H, W, 3)"
+        elif len(out_shape) != 2 or out_shape[-1] is None:
+            problem = f"its output has shape {out_shape}, not (batch, D)"
+    if problem is None:
+        return
+    run_embedding = path.with_name("embedding.keras")
+    if path.name != run_embedding.name and run_embedding.is_file():
+        hint = f"this looks like a training run's model file; use {run_embedding}"
+    else:
+        hint = "pass the embedding.keras of a training run (models/<run>/embedding.keras)"
+    raise ModelLoadError(f"{path} is not an embedding model (one image input -> one (batch, D) output): {problem}; {hint}")
 
 
 def _strip_names(config: Any) -> Any:

@@ -67,14 +67,14 @@ def _embed_fn(args: argparse.Namespace):
     if args.model is not None:
         if args.weights is not None:
             raise CLIError("--weights goes with --backbone; a --model file carries its own weights")
-        if not args.model.is_file():
+        if not args.model.exists():  # a FIFO or folder exists: the loader says what it is
             raise CLIError(f"embedding model {args.model} not found")
         from itemrec.embedder import ImageEmbedder
 
         try:
             embedder = ImageEmbedder.load(args.model)
-        except (OSError, ValueError) as exc:
-            raise CLIError(f"cannot load embedding model {args.model}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # the shared loader's message names the problem and the fix
+            raise CLIError(str(exc)) from exc
         size = embedder.image_size[0]
         if args.crop_size is not None and args.crop_size != size:
             raise CLIError(f"--crop-size {args.crop_size} differs from the model's input size {size}; leave it out")

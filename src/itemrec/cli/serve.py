@@ -14,8 +14,9 @@ from itemrec.cli import CLIError
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="serve recognition over HTTP (JSON API)",
-        description="Serve GET /health, GET /items, POST /recognize, POST /items, DELETE /items/ID over HTTP.",
+        help="serve recognition over HTTP (JSON API and a web page)",
+        description="Serve the web page at /, GET /health, GET /items, GET /items/ID/thumbnail, POST /recognize, "
+                    "POST /items, DELETE /items/ID over HTTP (FastAPI on uvicorn; OpenAPI page at /docs).",
     )
     p.add_argument("gallery", help="gallery folder")
     p.add_argument("--model", required=True, help="embedding model (.keras) the gallery was built with")
@@ -26,40 +27,62 @@ def register(subparsers: Any) -> None:
     p.add_argument("--auth-reads", action="store_true", help="require the token for reads too")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body in MiB (default 10)")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image in pixels (default 25e6)")
+    p.add_argument("--max-images", type=int, default=16, help="most images in one request (default 16)")
+    p.add_argument("--request-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send a whole request (default 10; then 408)")
+    p.add_argument("--backlog", type=int, default=2048, help="listen backlog for connection bursts (default 2048)")
+    p.add_argument("--max-connections", type=int, default=1000, help="connections served at once; more get 503 (default 1000)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(handler=_serve)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from itemrec.embedder import ImageEmbedder
-    from itemrec.gallery import Gallery, GalleryError
-    from itemrec.service import RecognitionService, ServiceConfig, make_server
+def _check_args(args: argparse.Namespace) -> None:
+    from itemrec.service.server import is_loopback
 
     if args.auth_reads and not args.token:
         raise CLIError("--auth-reads needs --token (or ITEMREC_TOKEN)")
+    if not is_loopback(args.host) and not args.token:
+        raise CLIError(f"refusing to listen on {args.host} without a token; pass --token or bind 127.0.0.1")
+    for name in ("max_upload_mb", "max_pixels", "max_images", "request_timeout", "backlog", "max_connections"):
+        if getattr(args, name) <= 0:
+            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _check_args(args)
+    from itemrec.embedder import ImageEmbedder
+    from itemrec.gallery import Gallery, GalleryError
+    from itemrec.service import RecognitionService, ServiceConfig
+    from itemrec.service.app import create_app
+    from itemrec.service.server import bind, make_server
+
     try:
-        embedder = ImageEmbedder.load(args.model)
+        embedder = ImageEmbedder.load(args.model)  # the shared loader: exit 2 with a message on a wrong file
         gallery = Gallery.open(args.gallery, embedder=embedder)
     except (GalleryError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
-    config = ServiceConfig(token=args.token, auth_reads=args.auth_reads,
+    config = ServiceConfig(token=args.token, auth_reads=args.auth_reads, max_images=args.max_images,
                            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+    service = None
     try:
-        server = make_server(RecognitionService(gallery, embedder, config), args.host, args.port, args.verbose)
-    except (ValueError, OSError) as exc:
-        raise CLIError(str(exc)) from exc
-    def stop(signum: int, frame: Any) -> None:  # SIGTERM: shut down like Ctrl-C (index file saved)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    host, port = server.server_address[:2]
-    print(f"itemrec: serving {args.gallery} on http://{host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        service = RecognitionService(gallery, embedder, config)
+        try:
+            sock = bind(args.host, args.port, args.backlog)
+        except OSError as exc:
+            raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+        server = make_server(create_app(service), request_timeout=args.request_timeout,
+                             max_connections=args.max_connections, verbose=args.verbose)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"itemrec: serving {args.gallery} on http://{shown}:{port}", flush=True)
+        # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then restores these handlers and
+        # re-raises the signal: ours just lets the code below close the service and the gallery.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+        server.run(sockets=[sock])  # returns after SIGTERM/SIGINT and a graceful shutdown
     finally:
-        server.server_close()
+        if service is not None:
+            service.close()
         gallery.close()
     print("itemrec: server stopped", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@
 are imported on first use (``from itemrec.data import read_image``), so that
 ``import itemrec.data`` pulls in neither Pillow nor TensorFlow:
 
-* :mod:`itemrec.data.images`: ``read_image``, ``fit_image``, ``load_images``, ``BadImageError``
+* :mod:`itemrec.data.images`: ``read_image``, ``decode_image``, ``read_fitted``, ``fit_image``, ``load_images``,
+  ``BadImageError`` (the one decode path for training, embedding, gallery and service)
+* :mod:`itemrec.data.probe`: ``probe_image``, ``validate_files`` (up-front checks)
 * :mod:`itemrec.data.synthetic`: ``render_catalogue``, ``write_catalogue``
 * :mod:`itemrec.data.loaders`: ``load_folder``, ``load_grocery``, ``load_fashion``, ``load_mnist``,
   ``load_packed_scenes``, ``load_shelf``, ``load_faces``, ``load_dataset``
@@ -22,7 +24,8 @@ from itemrec._lazy import lazy_attributes
 from itemrec.data.records import ImageDataset
 
 _LAZY = {
-    "images": ("read_image", "fit_image", "load_images", "BadImageError", "validate_files"),
+    "images": ("read_image", "decode_image", "read_fitted", "fit_image", "load_images", "BadImageError"),
+    "probe": ("probe_image", "validate_files"),
     "synthetic": ("render_catalogue", "write_catalogue", "SyntheticCatalogue"),
     "loaders": ("load_folder", "load_grocery", "load_fashion", "load_mnist", "load_packed_scenes", "load_shelf",
                 "load_faces", "load_dataset"),

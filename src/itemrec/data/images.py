@@ -1,19 +1,27 @@
-"""Robust image reading with Pillow.
+"""One decode path for every image: training, embedding, gallery and service (Pillow).
 
-:func:`read_image` turns any JPEG/PNG/GIF/BMP file into an ``uint8`` ``H×W×3``
-RGB array, whatever its mode (grayscale, RGBA composited on white, palette,
-CMYK, 16-bit), honouring the EXIF orientation tag. Every failure (zero-byte,
-truncated, not an image, too many pixels, unreadable path) raises
-:class:`BadImageError` naming the file and the reason.
+:func:`read_image` turns any JPEG/PNG/GIF/BMP/TIFF/WebP file (a path, or the
+encoded bytes of an upload with :func:`decode_image`) into an ``uint8``
+``H×W×3`` RGB array, whatever its mode (grayscale, palette, CMYK, 16-bit),
+honouring the EXIF orientation (JPEG APP1, PNG ``eXIf``, TIFF, WebP) and the
+transparency policy: **transparent pixels are white**, for an alpha channel
+(composited on white), a palette ``tRNS`` and a greyscale or truecolour ``tRNS``
+colour key alike. Pillow decodes the whole file, so damaged scan data fails
+here rather than later. Every failure (zero-byte, truncated, damaged, not an
+image, too many pixels, unreadable path) raises :class:`BadImageError` naming
+the file and the reason.
 
 :func:`fit_image` resizes preserving the aspect ratio, either letterboxing
 ("pad") or centre cropping ("crop"), and :func:`load_images` reads a list of
-files, skipping (or, with ``strict``, raising on) the bad ones while returning
-the indices it kept so labels stay aligned.
+files in parallel threads (Pillow releases the GIL while decoding), skipping
+(or, with ``strict``, raising on) the bad ones while returning the indices it
+kept so labels stay aligned. The tf.data pipeline (:mod:`itemrec.data.pipeline`)
+calls the same :func:`read_image` and :func:`fit_image`, so the pixels agree exactly.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,7 +31,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DEFAULT_MAX_PIXELS = 50_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
 
 # read_image checks the pixel count itself (``max_pixels``) from the header
 # before decoding, so Pillow's own global warning is redundant noise; its hard
@@ -38,6 +47,31 @@ class BadImageError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"bad image {self.path}: {reason}")
+
+
+def _colour_key_mask(im: Image.Image, raw16: np.ndarray | None) -> np.ndarray | None:
+    """``(H, W)`` bool mask of the pixels equal to a ``tRNS`` colour key (non-palette modes), or None.
+
+    The key is stored at the file's bit depth: 1/2/4-bit greys are scaled to the
+    0..255 that Pillow decodes them to; 16-bit greys compare with the 16-bit
+    samples; a 16-bit truecolour key compares with ``raw16``, the 16-bit samples
+    (Pillow itself keeps only the high byte of each).
+    """
+    key = im.info.get("transparency")
+    if key is None or im.mode in ("P", "PA") or isinstance(key, bytes):
+        return None
+    if isinstance(key, tuple):
+        if raw16 is not None:
+            return np.all(raw16 == np.asarray(key, np.uint16), axis=-1)
+        arr = np.asarray(im.convert("RGB"))
+        return np.all(arr == np.asarray(key, np.uint8), axis=-1)
+    arr = np.asarray(im)
+    if im.mode == "1":
+        return arr == bool(key)
+    if im.mode == "L":
+        bits = getattr(im, "_itemrec_bits", 8)
+        key = key * (255 // (2**bits - 1))
+    return arr == key
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -69,50 +103,137 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, CMYK, YCbCr, LAB, HSV
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as an ``uint8`` ``(H, W, 3)`` RGB array.
+def _png_depth(im: Image.Image) -> tuple[int, bool]:
+    """``(grey bit depth, is 16-bit truecolour)`` of a PNG from its decoder tile (before loading)."""
+    args = im.tile[0].args if im.format == "PNG" and im.tile else ""
+    raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
+    bits = {"L;2": 2, "L;4": 4, "1": 1}.get(raw, 8)
+    return bits, raw in ("RGB;16B", "RGBA;16B")
 
-    The pixel count (from the header, before decoding) must not exceed
-    ``max_pixels``; animated GIFs give their first frame; the EXIF orientation
-    is applied. Raises :class:`BadImageError` with a reason on any failure.
-    """
-    path = Path(path)
+
+def _raw_rgb16(data: bytes) -> np.ndarray | None:
+    """16-bit RGB samples of a PNG (OpenCV decodes them unchanged; Pillow keeps 8 bits)."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 3 or arr.dtype != np.uint16:
+        return None
+    return np.ascontiguousarray(arr[..., 2::-1])  # BGR -> RGB
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # EXIF orientation -> the operation that makes the stored pixels upright (as ImageOps.exif_transpose)
+
+
+def _pixels(im: Image.Image, name: str, max_pixels: int, data: bytes | None, path: Path | None) -> Image.Image:
+    """Decode an opened image to upright 8-bit RGB: size check, first frame, transparency, orientation."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise BadImageError(name, f"too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}")
+    im.seek(0)
+    bits, rgb16 = _png_depth(im)
+    im.load()
+    raw16 = None
+    if rgb16 and isinstance(im.info.get("transparency"), tuple):
+        raw16 = _raw_rgb16(data if data is not None else Path(path).read_bytes())
+    im._itemrec_bits = bits  # type: ignore[attr-defined]
+    mask = _colour_key_mask(im, raw16)
+    rgb = _to_rgb(im)
+    if mask is not None and mask.shape == (h, w) and mask.any():
+        arr = np.array(rgb, dtype=np.uint8)
+        arr[mask] = 255
+        rgb = Image.fromarray(arr)
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation in _TRANSPOSE:
+        rgb = rgb.transpose(_TRANSPOSE[orientation])
+    return rgb
+
+
+def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, data: bytes | None,
+            fit: tuple[tuple[int, int], str] | None = None) -> np.ndarray:
+    """:func:`_pixels` of an opened ``source`` as an array (fitted to ``fit = (size, mode)`` if given),
+    with every failure turned into a :class:`BadImageError`."""
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadImageError(path, f"cannot access file ({exc.strerror or exc})") from exc
-    if not path.is_file():
-        raise BadImageError(path, "not a regular file")
-    if size == 0:
-        raise BadImageError(path, "zero-byte file")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                raise BadImageError(path, f"too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}")
-            im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            rgb = _to_rgb(im)
-            arr = np.asarray(rgb, dtype=np.uint8)
+        with Image.open(source) as im:
+            rgb = _pixels(im, name, max_pixels, data, None if data is not None else Path(source))
+            if 0 in rgb.size:
+                raise BadImageError(name, f"decoded to an empty image {rgb.size}")
+            arr = np.asarray(rgb, dtype=np.uint8) if fit is None else _fit_pil(rgb, *fit)
     except BadImageError:
         raise
     except Image.UnidentifiedImageError as exc:
-        raise BadImageError(path, "not an image (unrecognised format)") from exc
+        raise BadImageError(name, "not an image (unrecognised format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(path, f"decompression bomb: {exc}") from exc
+        raise BadImageError(name, f"decompression bomb: {exc}") from exc
     except PermissionError as exc:
-        raise BadImageError(path, f"permission denied ({exc.strerror})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImageError(name, f"permission denied ({exc.strerror})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
             reason = f"truncated file ({reason})"
         else:
             reason = f"cannot decode ({reason})"
-        raise BadImageError(path, reason) from exc
+        raise BadImageError(name, reason) from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise BadImageError(path, f"decoded to unexpected shape {arr.shape}")
+        raise BadImageError(name, f"decoded to unexpected shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+def _checked_path(path: str | os.PathLike) -> Path:
+    import stat
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise BadImageError(path, f"cannot access file ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError(path, "not a regular file")
+    if st.st_size == 0:
+        raise BadImageError(path, "zero-byte file")
+    return path
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as an ``uint8`` ``(H, W, 3)`` RGB array (see the module docstring).
+
+    Args:
+        path: the file.
+        max_pixels: the largest ``width * height`` accepted, checked from the header before decoding.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, upright (EXIF orientation applied), transparent pixels white;
+        the first frame of an animation.
+
+    Raises:
+        BadImageError: the file is missing, not a regular file, empty, not an image, too large,
+            truncated or damaged (``.reason`` says which).
+    """
+    path = _checked_path(path)
+    return _decode(path, str(path), max_pixels, None)
+
+
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """:func:`read_image` of an encoded file held in memory (an upload); errors name ``name``.
+
+    Args:
+        data: the encoded file (JPEG, PNG, ...).
+        name: what error messages call it.
+        max_pixels: as in :func:`read_image`.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, exactly what :func:`read_image` gives for the same bytes on disk.
+
+    Raises:
+        BadImageError: as :func:`read_image` (``"zero-byte file"`` for empty ``data``).
+    """
+    data = bytes(data)
+    if not data:
+        raise BadImageError(name, "zero-byte file")
+    return _decode(io.BytesIO(data), name, max_pixels, data)
 
 
 def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -139,23 +260,45 @@ def fit_image(
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"fit_image expects an (H, W, 3) image, got shape {img.shape}")
-    th, tw = _size_pair(size)
-    h, w = img.shape[:2]
+    return _fit_pil(Image.fromarray(img.astype(np.uint8, copy=False)), _size_pair(size), mode, fill)
+
+
+def _fit_pil(pil: Image.Image, size: tuple[int, int], mode: str = "pad", fill: int = 0) -> np.ndarray:
+    """:func:`fit_image` of an RGB Pillow image (no round trip through numpy before resizing)."""
+    th, tw = size
+    w, h = pil.size
     scale = min(th / h, tw / w) if mode == "pad" else max(th / h, tw / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if mode == "pad":
         nh, nw = min(nh, th), min(nw, tw)
     else:
         nh, nw = max(nh, th), max(nw, tw)
-    pil = Image.fromarray(img.astype(np.uint8, copy=False))
-    resized = np.asarray(pil.resize((nw, nh), Image.BILINEAR)) if (nh, nw) != (h, w) else img
+    resized = np.asarray(pil.resize((nw, nh), Image.BILINEAR) if (nh, nw) != (h, w) else pil, dtype=np.uint8)
     if mode == "pad":
+        if (nh, nw) == (th, tw):
+            return np.array(resized)
         out = np.full((th, tw, 3), fill, dtype=np.uint8)
         y0, x0 = (th - nh) // 2, (tw - nw) // 2
         out[y0 : y0 + nh, x0 : x0 + nw] = resized
         return out
     y0, x0 = (nh - th) // 2, (nw - tw) // 2
-    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw])
+    return resized[y0 : y0 + th, x0 : x0 + tw].copy()
+
+
+def read_fitted(path: str | os.PathLike, size: int | tuple[int, int], mode: str = "pad",
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``fit_image(read_image(path), size, mode)``: the one decode + fit every consumer uses.
+
+    Returns:
+        ``(S_h, S_w, 3)`` uint8, pixel for pixel what ``fit_image(read_image(path), size, mode)`` gives.
+
+    Raises:
+        BadImageError: as :func:`read_image`; ValueError: a bad ``size`` or ``mode``.
+    """
+    if mode not in ("pad", "crop"):
+        raise ValueError(f"fit_image mode must be 'pad' or 'crop', got {mode!r}")
+    path = _checked_path(path)
+    return _decode(path, str(path), max_pixels, None, (_size_pair(size), mode))
 
 
 def load_images(
@@ -165,110 +308,56 @@ def load_images(
     strict: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
+    workers: int = DEFAULT_WORKERS,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Read and fit many images.
+    """Read and fit many images (:func:`read_fitted`) in ``workers`` parallel threads.
 
     Returns ``(images (N, S, S, 3) uint8, keep_indices (N,) int64, skipped)``
     where ``keep_indices[i]`` is the position in ``paths`` of ``images[i]``
     (index your labels with it) and ``skipped`` lists ``(path, reason)`` for
-    the files left out. With ``strict=True`` the first bad file raises
-    :class:`BadImageError` instead.
+    the files left out, in input order. With ``strict=True`` the first bad file
+    (in input order) raises :class:`BadImageError` instead.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     th, tw = _size_pair(size)
     paths = list(paths)
     out = np.empty((len(paths), th, tw, 3), dtype=np.uint8)
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
-    iterator = enumerate(paths)
-    if progress:
-        from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, total=len(paths), desc="reading images", unit="img")
-    for i, p in iterator:
+    def one(p: str | os.PathLike) -> np.ndarray | BadImageError:
         try:
-            img = read_image(p, max_pixels=max_pixels)
+            return read_fitted(p, (th, tw), mode, max_pixels)
         except BadImageError as exc:
-            if strict:
-                raise
-            skipped.append((str(p), exc.reason))
-            continue
-        out[len(keep)] = fit_image(img, (th, tw), mode)
-        keep.append(i)
-    return out[: len(keep)].copy() if len(keep) < len(paths) else out, np.asarray(keep, dtype=np.int64), skipped
+            return exc
 
-
-# -- up-front validation for the tf.data pipeline ------------------------------------
-
-_TF_SAFE_MODES = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L", "P")}
-
-
-def probe_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bool, bool, str]:
-    """Cheap check of one file: ``(ok, tf_safe, reason)``.
-
-    Reads the header only, plus the JPEG end marker or the PNG chunk CRCs
-    (no pixel decoding). ``tf_safe`` means ``tf.io.decode_image`` gives the
-    same result as :func:`read_image`: an RGB or grayscale JPEG without EXIF
-    rotation that ends with its EOI marker, or an 8-bit RGB/gray/palette PNG
-    without transparency whose chunks verify. Every other file that Pillow
-    opens (CMYK, 16-bit, alpha, EXIF-rotated, GIF, BMP, …) is fully decoded
-    here with :func:`read_image` (these are rare) and, if that works, marked
-    ``ok`` but not ``tf_safe`` so the pipeline decodes it with Pillow.
-    """
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            return False, False, "zero-byte file"
-        if not path.is_file():
-            return False, False, "not a regular file"
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                return False, False, f"too many pixels: {w}x{h} = {w * h} > max_pixels={max_pixels}"
-            fmt, mode = im.format, im.mode
-            fast = mode in _TF_SAFE_MODES.get(fmt or "", ()) and "transparency" not in im.info
-            if fast and fmt == "JPEG":
-                fast = im.getexif().get(0x0112, 1) == 1
-            if fast and fmt == "PNG":
-                im.verify()
-    except OSError as exc:
-        if isinstance(exc, Image.UnidentifiedImageError):
-            return False, False, "not an image (unrecognised format)"
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            return False, False, f"cannot access file ({exc.strerror or exc})"
-        fast = False  # e.g. a PNG that fails verify: let the full decode decide
-    except (SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
-        fast = False
-    if fast and fmt == "JPEG":
-        with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - 64))
-            fast = fh.read().rstrip(b"\x00\r\n \t").endswith(b"\xff\xd9")
-    if fast:
-        return True, True, ""
-    try:
-        read_image(path, max_pixels=max_pixels)
-    except BadImageError as exc:
-        return False, False, exc.reason
-    return True, False, ""
-
-
-def validate_files(
-    paths: Sequence[str | os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 8, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Probe many files in parallel threads (see :func:`probe_image`).
-
-    Returns ``(keep_indices, tf_safe (len(keep),) bool, skipped [(path, reason)])``.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = [str(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda p: probe_image(p, max_pixels), paths, chunksize=32)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(paths) or 1))) as pool:
+        results = pool.map(one, paths)
         if progress:
             from tqdm.auto import tqdm
 
-            results = tqdm(results, total=len(paths), desc="checking images", unit="img")
-        results = list(results)
-    keep = np.array([i for i, r in enumerate(results) if r[0]], dtype=np.int64)
-    fast = np.array([results[i][1] for i in keep], dtype=bool)
-    skipped = [(paths[i], r[2]) for i, r in enumerate(results) if not r[0]]
-    return keep, fast, skipped
+            results = tqdm(results, total=len(paths), desc="reading images", unit="img")
+        for i, (p, res) in enumerate(zip(paths, results)):
+            if isinstance(res, BadImageError):
+                if strict:
+                    raise res
+                skipped.append((str(p), res.reason))
+                continue
+            out[len(keep)] = res
+            keep.append(i)
+    return out[: len(keep)].copy() if len(keep) < len(paths) else out, np.asarray(keep, dtype=np.int64), skipped
+
+
+def __getattr__(name: str):
+    """``probe_image`` and ``validate_files`` live in :mod:`itemrec.data.probe` (imported on first use)."""
+    if name in ("probe_image", "validate_files"):
+        from itemrec.data import probe
+
+        return getattr(probe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = [
+    "BadImageError", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "decode_image", "fit_image", "load_images",
+    "probe_image", "read_fitted", "read_image", "validate_files",
+]

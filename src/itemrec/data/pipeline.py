@@ -1,14 +1,23 @@
 """tf.data input pipelines: files → fitted, augmented, preprocessed float32 batches.
 
+One decode path: every file is decoded and fitted by Pillow, with
+:func:`itemrec.data.images.read_fitted` (the function embedding, the gallery
+and the service use) in a ``tf.numpy_function`` that runs in parallel map
+threads (Pillow releases the GIL while decoding), so the pipeline gives the
+same pixels as :func:`~itemrec.data.images.read_image` +
+:func:`~itemrec.data.images.fit_image`: EXIF orientation in every format,
+transparent pixels white (alpha, palette and colour-key ``tRNS``).
+
 Robustness: before building the pipeline every file is probed
-(:func:`itemrec.data.images.validate_files`: header, JPEG end marker, PNG
-CRCs, in parallel threads). Bad files are dropped up front with a warning
-listing the reasons (``strict=True`` raises instead), *together with their
-labels*, so nothing crashes mid-epoch and no label moves onto another image.
-Plain RGB/gray JPEGs and PNGs are decoded by ``tf.io.decode_image``; the
-awkward rest (CMYK, 16-bit, alpha, EXIF rotation, GIF, BMP) by Pillow's
-:func:`~itemrec.data.images.read_image` in a ``tf.numpy_function``, so both
-routes give the same pixels as ``read_image``.
+(:func:`itemrec.data.probe.validate_files`: header, JPEG end marker, PNG
+CRCs, in parallel threads) and bad files are dropped with a warning listing
+the reasons (``strict=True`` raises instead), *together with their labels*.
+A file that passes the cheap probe but fails to decode (damaged JPEG scan
+data) is skipped inside the pipeline with a warning naming it (``strict``:
+:class:`~itemrec.data.images.BadImageError` when it is reached), so no epoch
+stops on a bad file and no label moves onto another image.
+:func:`make_pk_dataset` decodes every file up front (cached) or fully checks
+it up front (``cache=False``), so its P×K batches never lose an image.
 
 Order of operations: decode → aspect-preserving fit to ``image_size``
 ("pad": letterbox with zeros; "crop": centre crop; antialiased bilinear) →
@@ -28,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from itemrec.data.images import BadImageError, read_image, validate_files
+from itemrec.data.images import DEFAULT_WORKERS, BadImageError, load_images, read_fitted
+from itemrec.data.probe import validate_files
 from itemrec.data.sampling import PKSampler
 
 _PREPROCESS_MODULES = {
@@ -74,47 +84,45 @@ def preprocess_function(preprocess: None | str | Callable) -> Callable | None:
     return module.preprocess_input
 
 
-def _fit_tf(img, size: tuple[int, int], mode: str):
-    """TensorFlow twin of :func:`itemrec.data.images.fit_image` (antialiased bilinear)."""
+class _SkipReport:
+    """Files the pipeline skipped because they failed to decode; warns once per file."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.skipped: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            new = path not in self.skipped
+            self.skipped[path] = reason
+        if new:
+            warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=2)
+
+
+def _decoder(size: tuple[int, int], mode: str, max_pixels: int, report: _SkipReport):
+    """``path -> (image (S, S, 3) uint8, ok bool)``: :func:`read_fitted` in a ``tf.numpy_function``.
+
+    A file that fails gives ``ok = False`` and a black image (filtered out by the caller)
+    and is reported to ``report`` (a warning naming it).
+    """
     import tensorflow as tf
 
     th, tw = size
-    shape = tf.cast(tf.shape(img)[:2], tf.float32)
-    h, w = shape[0], shape[1]
-    if mode == "pad":
-        scale = tf.minimum(th / h, tw / w)
-        nh = tf.clip_by_value(tf.cast(tf.round(h * scale), tf.int32), 1, th)
-        nw = tf.clip_by_value(tf.cast(tf.round(w * scale), tf.int32), 1, tw)
-    else:
-        scale = tf.maximum(th / h, tw / w)
-        nh = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), th)
-        nw = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), tw)
-    resized = tf.image.resize(img, tf.stack([nh, nw]), method="bilinear", antialias=True)
-    resized = tf.clip_by_value(tf.round(resized), 0, 255)
-    if mode == "pad":
-        out = tf.image.pad_to_bounding_box(resized, (th - nh) // 2, (tw - nw) // 2, th, tw)
-    else:
-        out = tf.image.crop_to_bounding_box(resized, (nh - th) // 2, (nw - tw) // 2, th, tw)
-    return tf.cast(tf.ensure_shape(out, (th, tw, 3)), tf.uint8)
+    blank = np.zeros((th, tw, 3), np.uint8)
 
+    def pil_read(path: bytes) -> tuple[np.ndarray, np.bool_]:
+        name = path.decode("utf-8")
+        try:
+            return read_fitted(name, size, mode, max_pixels), np.bool_(True)
+        except BadImageError as exc:
+            report.add(name, exc.reason)
+            return blank, np.bool_(False)
 
-def _decoder(size: tuple[int, int], mode: str, max_pixels: int):
-    import tensorflow as tf
-
-    def pil_read(path: bytes) -> np.ndarray:
-        return read_image(path.decode("utf-8"), max_pixels=max_pixels)
-
-    def decode(path, fast):
-        def tf_route():
-            img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
-            return tf.ensure_shape(img, (None, None, 3))
-
-        def pil_route():
-            img = tf.numpy_function(pil_read, [path], tf.uint8, stateful=False)
-            return tf.ensure_shape(img, (None, None, 3))
-
-        img = tf.cond(fast, tf_route, pil_route)
-        return _fit_tf(img, size, mode)
+    def decode(path):
+        img, ok = tf.numpy_function(pil_read, [path], (tf.uint8, tf.bool), stateful=False)
+        return tf.ensure_shape(img, (th, tw, 3)), tf.ensure_shape(ok, ())
 
     return decode
 
@@ -168,21 +176,44 @@ def make_augmenter(cfg: AugmentConfig, size: tuple[int, int]) -> Callable:
     return _augmenter(cfg, (int(size[0]), int(size[1])))
 
 
-def _checked(paths, labels, strict: bool, max_pixels: int, workers: int):
+def _decoded_ok(x, ok, y):
+    return ok
+
+
+def _drop_ok(x, ok, y):
+    return x, y
+
+
+def _warn_skipped(skipped: list[tuple[str, str]], n: int, strict: bool) -> None:
+    if not skipped:
+        return
+    if strict:
+        path, reason = skipped[0]
+        raise BadImageError(path, reason)
+    shown = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
+    warnings.warn(f"skipping {len(skipped)} of {n} unreadable images ({shown}{' ...' if len(skipped) > 5 else ''})", stacklevel=4)
+
+
+def _paths_labels(paths, labels) -> tuple[list[str], np.ndarray]:
     paths = [os.fspath(p) for p in paths]
     labels = np.asarray(labels)
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-    keep, fast, skipped = validate_files(paths, max_pixels=max_pixels, workers=workers)
-    if skipped:
-        if strict:
-            path, reason = skipped[0]
-            raise BadImageError(path, reason)
-        shown = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
-        warnings.warn(f"skipping {len(skipped)} of {len(paths)} unreadable images ({shown}{' ...' if len(skipped) > 5 else ''})", stacklevel=3)
+    return paths, labels
+
+
+def _checked(paths, labels, strict: bool, max_pixels: int, workers: int, decode: bool):
+    """Probe the files (fully decoding with ``decode``); the kept ``(paths, labels)``."""
+    paths, labels = _paths_labels(paths, labels)
+    keep, skipped = validate_files(paths, max_pixels=max_pixels, workers=workers, decode=decode)
+    _warn_skipped(skipped, len(paths), strict)
     if len(keep) == 0:
         raise ValueError(f"none of the {len(paths)} images can be read")
-    return np.asarray(paths, dtype=object)[keep].astype(str), labels[keep], fast
+    return np.asarray(paths, dtype=object)[keep].astype(str), labels[keep]
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
 
 
 def make_dataset(
@@ -199,36 +230,39 @@ def make_dataset(
     strict: bool = False,
     drop_remainder: bool = False,
     max_pixels: int = 50_000_000,
-    workers: int = 8,
-    decoder: str = "auto",
+    workers: int = DEFAULT_WORKERS,
 ):
     """A ``tf.data.Dataset`` of ``(images float32 (B, S, S, 3), labels int64 (B,))``.
 
     See the module docstring for the order of operations and the handling of
     bad files. ``cache``: ``True`` keeps decoded uint8 images in memory, a
     path caches them in files there. ``shuffle`` reshuffles every epoch
-    (seeded). ``batch_size=None`` yields single images. ``decoder="pil"``
-    decodes every file with Pillow instead of routing plain JPEG/PNG to
-    ``tf.io.decode_image`` (``"auto"``); see ``bench/bench_data_pipeline.py``.
+    (seeded). ``batch_size=None`` yields single images. ``strict``: every file
+    is fully decoded up front and the first bad one raises
+    :class:`~itemrec.data.images.BadImageError`; otherwise bad files are skipped
+    with a warning (up front, or when the pipeline reaches them). The files the
+    pipeline skipped are in the returned dataset's ``skipped`` dict (path -> reason).
+
+    Raises:
+        ValueError: ``len(paths) != len(labels)``, a bad ``resize_mode``, or no readable image.
+        BadImageError: ``strict`` and a file that cannot be decoded.
     """
     import tensorflow as tf
 
     if resize_mode not in ("pad", "crop"):
         raise ValueError(f"resize_mode must be 'pad' or 'crop', got {resize_mode!r}")
-    size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
+    size = _size(image_size)
     prep = preprocess_function(preprocess)
     cfg = AugmentConfig() if augment is True else (augment or None)
-    if decoder not in ("auto", "pil"):
-        raise ValueError(f"decoder must be 'auto' or 'pil', got {decoder!r}")
-    paths_k, labels_k, fast = _checked(paths, labels, strict, max_pixels, workers)
-    if decoder == "pil":
-        fast = np.zeros_like(fast)
+    paths_k, labels_k = _checked(paths, labels, strict, max_pixels, workers, decode=strict)
     auto = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices((paths_k, fast, labels_k.astype(np.int64)))
+    ds = tf.data.Dataset.from_tensor_slices((paths_k, labels_k.astype(np.int64)))
     if shuffle and not cache:
         ds = ds.shuffle(len(paths_k), seed=seed, reshuffle_each_iteration=True)
-    decode = _decoder(size, resize_mode, max_pixels)
-    ds = ds.map(lambda p, f, y: (decode(p, f), y), num_parallel_calls=auto, deterministic=True)
+    report = _SkipReport()
+    decode = _decoder(size, resize_mode, max_pixels, report)
+    ds = ds.map(lambda p, y: (*decode(p), y), num_parallel_calls=auto, deterministic=True)
+    ds = ds.filter(_decoded_ok).map(_drop_ok)
     if cache:
         ds = ds.cache("" if cache is True else os.fspath(cache))
         if shuffle:
@@ -243,7 +277,9 @@ def make_dataset(
         ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     if prep is not None:
         ds = ds.map(lambda x, y: (prep(x), y), num_parallel_calls=auto)
-    return ds.prefetch(auto)
+    ds = ds.prefetch(auto)
+    ds.skipped = report.skipped
+    return ds
 
 
 def make_pk_dataset(
@@ -260,36 +296,49 @@ def make_pk_dataset(
     resize_mode: str = "pad",
     strict: bool = False,
     max_pixels: int = 50_000_000,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
 ):
     """P×K batches (:class:`~itemrec.data.sampling.PKSampler`) as a ``tf.data.Dataset``.
 
     Each iteration (epoch) yields ``n_batches`` new batches of ``P*K``
     images, class by class. With ``cache=True`` (default) every image is
-    decoded once into memory (``N × S × S × 3`` bytes) and batches are gathered
-    from it; otherwise each batch decodes its files.
+    decoded once up front into memory (``N × S × S × 3`` bytes, parallel
+    threads) and batches are gathered from it; otherwise every file is fully
+    decoded once up front as a check and each batch decodes its files again.
+    Either way a file that fails to decode is dropped (with its label) before
+    the sampler is built, so a batch never comes up short.
+
+    Raises:
+        ValueError: ``len(paths) != len(labels)`` or no readable image.
+        BadImageError: ``strict`` and a file that cannot be decoded.
     """
     import tensorflow as tf
 
-    size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
-    paths_k, labels_k, fast = _checked(paths, labels, strict, max_pixels, workers)
+    size = _size(image_size)
+    if cache:
+        paths_l, labels_l = _paths_labels(paths, labels)
+        images, keep, skipped = load_images(paths_l, size, resize_mode, strict, max_pixels, workers=workers)
+        _warn_skipped(skipped, len(paths_l), strict)
+        if len(keep) == 0:
+            raise ValueError(f"none of the {len(paths_l)} images can be read")
+        labels_k = labels_l[keep]
+    else:
+        paths_k, labels_k = _checked(paths, labels, strict, max_pixels, workers, decode=True)
     sampler = PKSampler(labels_k, P, K, seed=seed, n_batches=n_batches)
     prep = preprocess_function(preprocess)
     cfg = AugmentConfig() if augment is True else (augment or None)
     auto = tf.data.AUTOTUNE
-    decode = _decoder(size, resize_mode, max_pixels)
     idx = tf.data.Dataset.from_generator(lambda: iter(sampler), output_signature=tf.TensorSpec([P * K], tf.int64))
     idx = idx.apply(tf.data.experimental.assert_cardinality(len(sampler)))
     labels_t = tf.constant(labels_k.astype(np.int64))
     if cache:
-        files = tf.data.Dataset.from_tensor_slices((paths_k, fast)).map(decode, num_parallel_calls=auto, deterministic=True)
-        images = np.concatenate(list(files.batch(256).as_numpy_iterator()))
         images_t = tf.constant(images)
         ds = idx.map(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i)))
         ds = ds.unbatch()
     else:
-        paths_t, fast_t = tf.constant(paths_k), tf.constant(fast)
-        ds = idx.unbatch().map(lambda i: (decode(tf.gather(paths_t, i), tf.gather(fast_t, i)), tf.gather(labels_t, i)),
+        decode = _decoder(size, resize_mode, max_pixels, _SkipReport())
+        paths_t = tf.constant(paths_k)
+        ds = idx.unbatch().map(lambda i: (decode(tf.gather(paths_t, i))[0], tf.gather(labels_t, i)),
                                num_parallel_calls=auto, deterministic=True)
     if cfg is not None:
         aug = _augmenter(cfg, size)
