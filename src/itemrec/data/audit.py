@@ -132,8 +132,8 @@ def file_sha1(path: str) -> str | None:
 
 
 def _check_header(path: str) -> str | None:
-    """Reason the file is unreadable from a cheap probe (see :func:`itemrec.data.images.probe_image`), or None."""
-    from itemrec.data.images import probe_image
+    """Reason the file is unreadable from a cheap probe (see :func:`itemrec.data.probe.probe_image`), or None."""
+    from itemrec.data.probe import probe_image
 
     ok, _, reason = probe_image(path)
     return None if ok else reason
@@ -160,7 +160,7 @@ def audit(
 ) -> AuditReport:
     """Audit ``ds`` (see module docstring).
 
-    ``check``: ``"header"`` (:func:`~itemrec.data.images.probe_image`: header,
+    ``check``: ``"header"`` (:func:`~itemrec.data.probe.probe_image`: header,
     JPEG end marker, PNG CRCs; awkward formats fully decoded; fast),
     ``"decode"`` (full :func:`~itemrec.data.images.read_image`) or ``None``.
     Two classes are *duplicated* when the Jaccard index of their

@@ -349,15 +349,7 @@ def load_images(
     return out[: len(keep)].copy() if len(keep) < len(paths) else out, np.asarray(keep, dtype=np.int64), skipped
 
 
-def __getattr__(name: str):
-    """``probe_image`` and ``validate_files`` live in :mod:`itemrec.data.probe` (imported on first use)."""
-    if name in ("probe_image", "validate_files"):
-        from itemrec.data import probe
-
-        return getattr(probe, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 __all__ = [
     "BadImageError", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "decode_image", "fit_image", "load_images",
-    "probe_image", "read_fitted", "read_image", "validate_files",
+    "read_fitted", "read_image",
 ]

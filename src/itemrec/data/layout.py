@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from itemrec.data.images import IMAGE_SUFFIXES as READABLE_SUFFIXES  # one list: every format the decode path reads
+
 if TYPE_CHECKING:
     import pandas as pd
 
-READABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 LABEL_COLUMNS = ("item_id", "class_name", "class", "label")
 
 
