@@ -228,7 +228,7 @@ def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress
 
         register_custom_objects()
 
-        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
         scores = np.asarray(keras.ops.convert_to_numpy(model.metric_loss.logits(test_e)))
         scorer = "classifier head"
     else:
