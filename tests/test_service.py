@@ -157,11 +157,9 @@ def test_enrol_recognise_delete_and_concurrent_requests(server):
         return item, resp.status_code, resp.json().get("item_id")
 
     work = [*server["images"].items(), ("stranger", stranger), ("json-item", other)] * 4
-    t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(recognise, work))
     assert all(code == 200 and got == item for item, code, got in answers), answers
-    assert time.perf_counter() - t0 < 60
     match = requests.post(f"{url}/recognize", data=png(stranger), timeout=30).json()["matches"][0]
     assert match["attributes"] == {"aisle": 7}
 
