@@ -210,10 +210,13 @@ class LossConfig:
     ``init_from_catalogue``: the class vectors of the cosine-softmax family and the
     proxies of ``proxy_anchor`` start at the training classes' catalogue images,
     embedded by the untrained model (the classifier weights as class anchors).
+    ``finetune_lam``: the centre loss's λ in the fine-tuning phase (``null``: ``lam``
+    throughout), as in Wen et al.'s grocery reproduction (0.001 frozen, then 0.01 or 0.001).
     """
 
     name: str = "softmax"
     lam: float = 0.01
+    finetune_lam: float | None = None
     alpha: float = 0.5
     margin: float = 0.2
     miner: str = "batch_hard"
@@ -236,6 +239,10 @@ class LossConfig:
         _choice("loss.miner", self.miner, MINERS)
         _choice("loss.distance", self.distance, DISTANCES)
         _positive("loss.lam", self.lam, allow_zero=True)
+        if self.finetune_lam is not None:
+            _positive("loss.finetune_lam", self.finetune_lam, allow_zero=True)
+            if self.name != "center":
+                raise ConfigError(f"loss.finetune_lam is the centre loss's λ in fine-tuning; loss.name is {self.name!r}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ConfigError(f"loss.alpha must lie in [0, 1]; got {self.alpha!r}")
         _positive("loss.margin", self.margin, allow_zero=True)
@@ -371,6 +378,9 @@ class EvalConfig:
         _positive("eval.hubness_beta", self.hubness_beta, allow_zero=True)
 
 
+# top-level keys that do not change the trained weights (see ExperimentConfig.training_dict)
+TRAINING_IRRELEVANT = ("name", "output_dir", "eval", "feature_cache_dir")
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "split": SplitConfig,
@@ -443,6 +453,27 @@ class ExperimentConfig:
         if self.feature_cache_dir:
             return Path(self.feature_cache_dir).expanduser()
         return Path(self.output_dir).expanduser() / ".feature_cache"
+
+    # -- identity of what is trained -----------------------------------------
+    def training_dict(self) -> dict[str, Any]:
+        """The config without what does not change the trained weights.
+
+        Left out: ``name`` and ``output_dir`` (where the run lives), ``eval``
+        (evaluation settings re-evaluate a saved run), ``feature_cache_dir`` and
+        ``train.tensorboard`` (logging only).
+        """
+        out = self.to_dict()
+        for key in TRAINING_IRRELEVANT:
+            out.pop(key)
+        out["train"].pop("tensorboard")
+        return out
+
+    def training_key(self, length: int = 8) -> str:
+        """A short hash (hex, ``length`` characters) of :meth:`training_dict`: equal for configs that train the same model."""
+        import hashlib
+
+        text = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[: int(length)]
 
     # -- (de)serialisation ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -318,6 +318,9 @@ class _Trainer:
         info = self.info["phases"].setdefault("phase2", {"epochs": t.finetune_epochs, "trainable": t.finetune_layers})
         with self.strategy.scope():
             set_trainable(self.backbone, t.finetune_layers if t.finetune_layers != "all" else "all")
+        if c.loss.finetune_lam is not None and hasattr(self.loss, "lam"):
+            self.loss.lam = float(c.loss.finetune_lam)  # the centre term's weight in this phase
+            info["lam"] = self.loss.lam
         groups = {"backbone": self.backbone.weights, "head": self.head.weights, "loss": self.loss.weights}
         if (phase_dir / "done.json").is_file():
             load_variables(phase_dir / "weights.npz", groups)
