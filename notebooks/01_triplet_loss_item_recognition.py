@@ -93,8 +93,9 @@ out.mkdir(parents=True, exist_ok=True)
 
 def run_config(name, miner, **schedule):
     """A triplet run of the parameters cell as it is *now*, in a folder named by its miner and training hash."""
+    schedule.setdefault("weights", WEIGHTS)
     config = g.grocery_config(
-        name, out / "runs", loss="triplet", miner=miner, margin=MARGIN, weights=WEIGHTS, embedding_dim=EMBEDDING_DIM,
+        name, out / "runs", loss="triplet", miner=miner, margin=MARGIN, embedding_dim=EMBEDDING_DIM,
         optimizer=OPTIMIZER, p=P, k=K, data_root=g.grocery_root(DATA_ROOT, SUBSET, out, SEED), cmc_draws=CMC_DRAWS,
         far_targets=FAR_TARGETS, seed=SEED, **schedule)
     return g.keyed(config, swept=("loss.miner", "train.frozen_epochs", "train.finetune_epochs"))
