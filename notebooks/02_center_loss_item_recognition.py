@@ -122,13 +122,14 @@ pd.DataFrame(np.asarray(center_loss.centers), index=["centre 0", "centre 1"], co
 #
 # Phase 1 trains the head and the classifier on cached features of the frozen backbone;
 # phase 2 also unfreezes the backbone's top layers at a small learning rate (BatchNorm stays
-# in inference mode). A monitor draws the deep features of held-out photos of the training
-# classes after every epoch. The run folder is named after λ, α and a hash of everything that
+# in inference mode). A monitor draws the deep features of the held-out photos of
+# `MONITOR_CLASSES` fixed training classes after every epoch, on one projection fitted at the
+# first frame (so the frames compare), with a legend and λ in the title. The run folder is named after λ, α and a hash of everything that
 # was trained, so a new λ gets a new folder and the earlier run stays.
 
 # %% tags=["train"]
 config = run_config("center", "center", lam=LAMBDA, finetune_lam=FINETUNE_LAMBDA, alpha=ALPHA,
-                    feature_monitor=True)
+                    feature_monitor=True, monitor_classes=MONITOR_CLASSES)
 config.to_json(out / "center_config.json")  # the same run from the command line: itemrec train --config ...
 center = g.run_or_load(config)
 print(center.run_dir.name)

@@ -88,6 +88,7 @@ data_root = Path(DATA_ROOT) if DATA_ROOT else None
 from itemrec.clustering import cluster_embeddings
 from itemrec.data.audit import audit
 from itemrec.data.loaders import load_packed_scenes, load_shelf
+from itemrec import plots
 from itemrec.experiments import packed_scenes as ps
 from itemrec.scene import cluster_scene
 from itemrec.training.features import features_of
@@ -164,6 +165,24 @@ fig = ps.plot_sweep(sweep, path=out / "scale_sweep.png")
 fig
 
 # %% [markdown]
+# ## Training curves and the learned clusters
+#
+# The training loss and accuracy of every head, epoch by epoch; then the held-out crops embedded
+# by the best cosine head (by MAP@R), drawn with t-SNE: each product should form its own cluster.
+
+# %%
+curves = pd.DataFrame({f"{r.name} {k}": r.history[k] for r in sweep.runs for k in ("loss", "accuracy")})
+fig_curves = plots.plot_history(curves, [[c for c in curves if c.endswith(" loss")],
+                                         [c for c in curves if c.endswith(" accuracy")]],
+                                title="training of each head", path=out / "head_curves.png")
+display(fig_curves)
+best = sweep.best("map_at_r")
+fig_clusters = plots.plot_features_2d(ps.embed_features(best.head, test_x), test.labels, method="tsne", seed=SEED,
+                                      class_names=cleaned.dataset.class_names,
+                                      title=f"t-SNE of {len(test)} held-out crops, {best.name}", path=out / "head_tsne.png")
+fig_clusters
+
+# %% [markdown]
 # ## Clustering the shelf
 #
 # The 63 boxes of `shelf.jpeg` are cropped, letterboxed like the training crops and embedded
@@ -173,7 +192,6 @@ fig
 # facings, not between shelf rows) and drawn in the cluster's colour; noise boxes stay grey.
 
 # %%
-best = sweep.best("map_at_r")
 shelf_image, shelf_boxes = load_shelf(data_root / "packed-scenes" if data_root else None)
 scene = cluster_scene(shelf_image, shelf_boxes, ps.head_embed_fn(extractor, best.head), crop_size=INPUT_SIZE,
                       min_cluster_size=MIN_CLUSTER_SIZE, closing_scale=CLOSING_SCALE,

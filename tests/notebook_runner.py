@@ -71,8 +71,9 @@ def is_clean(nb: Any) -> bool:
 
 
 def image_outputs(nb: Any) -> int:
-    """Outputs that show a PNG inline, over all code cells."""
-    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    """Outputs that show an image inline (PNG figures, JPEG photos, GIF animations), over all code cells."""
+    return sum(any(k.startswith("image/") for k in o.get("data", {}))
+               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
 def run_notebook(key: str, params: dict[str, Any], save_to: str | os.PathLike | None = None,

@@ -134,3 +134,17 @@ def test_plot_samples():
     x, _ = _toy_digits(3)
     fig = dg.plot_samples(x, x[::-1], n=4)
     assert len(fig.axes) == 8
+
+
+def test_original_gini_coefficient_rule_hand_worked():
+    class Fixed:  # a classifier whose softmax outputs are the embeddings themselves
+        def predict_proba(self, x):
+            return np.asarray(x, np.float64)
+
+    one_hot, uniform = np.eye(10)[3], np.full(10, 0.1)
+    # Gini coefficient: one-hot over 10 classes: sum|p_i - p_j| = 2*9 = 18, / (2*10*1) = 0.9 > 0.87, rejected;
+    # uniform: 0, kept
+    r = dg.original_gini_rule(Fixed(), np.stack([one_hot, uniform]), np.stack([uniform, uniform]), threshold=0.87)
+    assert r["digit_rejection"] == 0.5 and r["letter_rejection"] == 0.0
+    # AUC with letters positive: letter scores (0, 0) vs digit scores (0.9, 0): pairs 0<0.9 -> 0, ties -> 0.5 each
+    assert r["auc"] == pytest.approx((0 + 0.5 + 0 + 0.5) / 4)

@@ -79,7 +79,8 @@ def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert (out / "scale_sweep.png").is_file()
     small = [tmp_path / "readme" / n for n in ("packed_scale_sweep.png", "packed_shelf_clusters.png")]
     assert all(p.is_file() and p.stat().st_size <= 150_000 for p in small)
-    assert image_outputs(nb) >= 2  # the sweep plot and the overlay are shown inline
+    assert image_outputs(nb) >= 4  # the sweep, the curves, the t-SNE of the clusters, the overlay (JPEG)
+    assert (out / "head_curves.png").is_file() and (out / "head_tsne.png").is_file()
 
 
 @pytest.mark.slow
@@ -103,6 +104,11 @@ def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert rej["n_letters"] > 100
     assert all(_in_unit(rej[k]) for k in ("val_rejection", "digit_rejection", "letter_rejection", "auc"))
     assert rej["val_rejection"] <= P["TARGET_IN_REJECTION"] + 1e-9
+    orig = rej["original_gini_rule"]
+    assert orig["threshold"] == P["GINI_COEFFICIENT_THRESHOLD"] == 0.87
+    assert all(_in_unit(orig[k]) for k in ("digit_rejection", "letter_rejection", "auc"))
+    better_auc = max(rej["auc"], orig["auc"])
+    assert rej["better_rule"].startswith("Gini impurity" if rej["auc"] == better_auc else "Gini coefficient")
     f = res["faces"]
     assert f["n_photos"] == 5 * P["FACES_PER_PERSON"] and f["n_people"] == 5
     for key in ("detection_rate", "loo_precision_at_1", "loo_precision_at_3", "whole_photo_loo_precision_at_1"):
@@ -111,5 +117,5 @@ def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert -1 <= f["hdbscan_optics_ari"] <= 1 and -1 <= f["agglomerative_ari"] <= 1
     for name in ("digits_tsne.png", "gini_rejection.png", "face_crops.png", "faces_tsne.png"):
         assert (out / name).is_file(), name
-    assert image_outputs(nb) >= 6  # samples, t-SNE, confusion, Gini, face crops, face t-SNE
+    assert image_outputs(nb) >= 6 + len(P["MARGINS"])  # samples, one per margin, t-SNE, confusion, Gini, crops, faces
     assert np.isfinite(rej["tau"])

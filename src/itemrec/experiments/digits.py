@@ -263,6 +263,36 @@ def gini_rejection(
     return GiniExperiment(report, np.atleast_1d(gini_impurity(p_in)), np.atleast_1d(gini_impurity(p_out)))
 
 
+def original_gini_rule(classifier: Any, test_embeddings: np.ndarray, out_embeddings: np.ndarray,
+                       threshold: float = 0.87) -> dict[str, float]:
+    """The original write-up's rule: the Gini *coefficient* of the softmax vector, "not a digit" when above ``threshold``.
+
+    The coefficient (:func:`itemrec.evaluation.lorenz_gini`) measures inequality: 0 for the uniform
+    vector, ``1 − 1/C`` (0.9 for ten digits) for a one-hot one; the original rejected above a
+    hand-set 0.87.
+
+    Args:
+        classifier: fitted, with ``predict_proba`` (n, d) -> (n, C).
+        test_embeddings: (n, d) test digits.
+        out_embeddings: (m, d) non-digits.
+        threshold: reject when the coefficient exceeds it.
+
+    Returns:
+        ``threshold``, ``digit_rejection`` and ``letter_rejection`` (fractions rejected) and ``auc``: the
+        ROC AUC of the coefficient as a non-digit score in the original's direction (higher = reject;
+        below 0.5 means the direction is backwards).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from itemrec.evaluation.gini import lorenz_gini
+
+    g_in, g_out = (np.atleast_1d(lorenz_gini(classifier.predict_proba(np.asarray(e, np.float64))))
+                   for e in (test_embeddings, out_embeddings))
+    y = np.r_[np.zeros(len(g_in)), np.ones(len(g_out))]
+    return {"threshold": float(threshold), "digit_rejection": float(np.mean(g_in > threshold)),
+            "letter_rejection": float(np.mean(g_out > threshold)), "auc": float(roc_auc_score(y, np.r_[g_in, g_out]))}
+
+
 def plot_rejection(exp: GiniExperiment, path: str | os.PathLike | None = None):
     """Histograms of the Gini impurity of digits and non-digits with τ, and the ROC of impurity as a non-digit score."""
     from itemrec.plots._common import maybe_save, new_figure

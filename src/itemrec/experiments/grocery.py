@@ -162,6 +162,7 @@ def grocery_config(
     cmc_draws: int = 100,
     far_targets: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     feature_monitor: bool = False,
+    monitor_classes: int = 10,
     seed: int = 0,
 ) -> Any:
     """An :class:`itemrec.training.ExperimentConfig` for the Grocery open-set protocol.
@@ -201,6 +202,7 @@ def grocery_config(
         "steps_per_epoch": steps_per_epoch,
         "tensorboard": False,
         "feature_monitor": bool(feature_monitor),
+        "monitor_classes": int(monitor_classes),
     }
     return ExperimentConfig.from_dict({
         "name": name,

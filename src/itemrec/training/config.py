@@ -289,6 +289,10 @@ class TrainConfig:
     :class:`itemrec.training.selection.OpenSetSelection`) when the split has
     validation classes, else ``val_loss``. The weights before training are a
     candidate too, so a phase that does not help keeps its starting point.
+    ``feature_monitor``: draw the deep features of the validation photos of
+    ``monitor_classes`` fixed training classes (drawn once with the run's seed)
+    after every epoch, on one PCA projection fitted at the first frame and kept
+    for both phases, with a legend and the loss (and λ) in the title.
     ``"last"`` keeps each phase's final weights (no checkpoint choice, no early
     stopping): the refit of a cross-validated recipe on every seen class for the
     number of epochs the class folds chose
@@ -313,6 +317,7 @@ class TrainConfig:
     catalogue_copies: int = 0
     tensorboard: bool = True
     feature_monitor: bool = False
+    monitor_classes: int = 10
 
     def validate(self) -> None:
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -332,6 +337,7 @@ class TrainConfig:
             raise ConfigError(f"train.finetune_augment must be true, false or null; got {self.finetune_augment!r}")
         _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
         _int("train.catalogue_copies", self.catalogue_copies, 0)
+        _int("train.monitor_classes", self.monitor_classes, 1)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
         if self.monitor == "last" and self.early_stopping_patience:

@@ -246,10 +246,7 @@ class _Trainer:
             aug_fn = make_augmenter(AugmentConfig(), (size, size))
         train_ds = make_train_dataset(x, y, idx[start:], aug_fn, seed=c.seed + 1000 * number + start)
         val_ds = make_eval_dataset(xv, yv, t.global_batch, c.seed)
-        monitor = None
-        if t.feature_monitor:
-            pick = np.random.default_rng(c.seed).permutation(len(xv))[:300]
-            monitor = {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None}
+        monitor = self.feature_monitor(xv, yv) if t.feature_monitor else None
         callbacks = phase_callbacks(  # the backup stays until the phase is marked done
             phase_dir, self.monitor, t.early_stopping_patience,
             self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor, delete_backup=False,
@@ -272,6 +269,20 @@ class _Trainer:
                         kept_starting_weights=best_meta["epoch"] == -1)
         if (phase_dir / "selection.json").is_file():
             info["before_training"] = json.loads((phase_dir / "selection.json").read_text())["before_training"]
+
+    def feature_monitor(self, xv: np.ndarray, yv: np.ndarray) -> dict[str, Any]:
+        """Arguments of the deep-feature monitor: ``train.monitor_classes`` fixed classes, one projection."""
+        c = self.config
+        classes = np.unique(yv)
+        chosen = np.sort(np.random.default_rng(c.seed).permutation(classes)[: c.train.monitor_classes])
+        pick = np.flatnonzero(np.isin(yv, chosen))[:600]
+        title = c.loss.name
+        if c.loss.name == "center":
+            title += f", λ={getattr(self.loss, 'lam', c.loss.lam):g}"
+        names = self.splits.train.class_names
+        return {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None, "title": title,
+                "projection": self.run_dir / "feature_projection.npz",
+                "class_names": names if len(names) > int(classes.max()) else None}
 
     def phase1(self) -> None:
         c, t = self.config, self.config.train
