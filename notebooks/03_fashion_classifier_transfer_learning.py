@@ -76,6 +76,7 @@ from IPython.display import display
 from itemrec import plots
 from itemrec.experiments import fashion as f
 from itemrec.experiments.results_io import save_results
+from itemrec.training.runs import keyed
 
 pd.set_option("display.precision", 3)
 out = Path(OUT_DIR)
@@ -87,6 +88,16 @@ def weights_of(backbone):
     return {"mobilenet_v2": "local", "vgg16": VGG16_WEIGHTS}.get(backbone, "imagenet")
 
 
+def classifier_config(name, backbone, head, **schedule):
+    """A run of the parameters cell as it is *now*, named by its backbone, head and training hash."""
+    config = f.fashion_config(name, out / "runs", backbone=backbone, weights=schedule.pop("weights", weights_of(backbone)),
+                              head=head, root=Path(DATA_ROOT) / "fashion-products" if DATA_ROOT else None,
+                              label_column=LABEL_COLUMN, min_count=MIN_COUNT, max_per_class=MAX_PER_CLASS,
+                              input_size=INPUT_SIZE, batch_size=BATCH_SIZE, feature_cache_dir=cache, seed=SEED,
+                              **schedule)
+    return keyed(config, swept=("model.backbone", "train.optimizer", "train.frozen_lr"))
+
+
 # %% [markdown]
 # ## Data
 #
@@ -94,10 +105,9 @@ def weights_of(backbone):
 # stratified by class and seeded, so every class is in every part.
 
 # %%
-root = Path(DATA_ROOT) / "fashion-products" if DATA_ROOT else None
-splits = f.fashion_splits(root, LABEL_COLUMN, MIN_COUNT, MAX_PER_CLASS, seed=SEED)
-store = f.ImageStore(splits, INPUT_SIZE)
-names = store.class_names
+splits = f.fashion_splits(Path(DATA_ROOT) / "fashion-products" if DATA_ROOT else None, LABEL_COLUMN, MIN_COUNT,
+                          MAX_PER_CLASS, seed=SEED)
+names = list(splits.train.class_names)
 pd.DataFrame({p: getattr(splits, p).class_counts() for p in ("train", "val", "test")})
 
 # %% [markdown]
@@ -108,11 +118,14 @@ pd.DataFrame({p: getattr(splits, p).class_counts() for p in ("train", "val", "te
 # below.
 
 # %% tags=["train"]
-sweep = pd.concat([f.sweep_head(store, backbone, weights_of(backbone), tuple(LEARNING_RATES), tuple(OPTIMIZERS),
-                                SWEEP_EPOCHS, head=head, batch_size=BATCH_SIZE, cache_dir=cache, seed=SEED)
-                   .assign(backbone=backbone, head=head)
-                   for backbone in SWEEP_BACKBONES for head in SWEEP_HEADS])
-sweep = sweep.sort_values("best_val_loss", kind="stable").reset_index(drop=True)
+sweeps = []
+for backbone in SWEEP_BACKBONES:
+    for head in SWEEP_HEADS:
+        configs = {(opt, lr): classifier_config(f"sweep_{head}", backbone, head, optimizer=opt, lr=lr,
+                                                frozen_epochs=SWEEP_EPOCHS, finetune_epochs=0)
+                   for opt in OPTIMIZERS for lr in LEARNING_RATES}
+        sweeps.append(f.sweep_head(configs).assign(backbone=backbone, head=head))
+sweep = pd.concat(sweeps).sort_values("best_val_loss", kind="stable").reset_index(drop=True)
 chosen_optimizer, chosen_lr = sweep.loc[0, "optimizer"], float(sweep.loc[0, "lr"])
 print(f"chosen: {chosen_optimizer}, lr={chosen_lr}")
 sweep
@@ -120,21 +133,24 @@ sweep
 # %% [markdown]
 # ## The benchmark
 #
-# The small CNN trains from scratch; each ImageNet backbone trains frozen (head only, on
-# cached features; `backbone_unchanged` confirms its weights did not move) and is then
-# fine-tuned. Each phase keeps its epoch of lowest validation loss; `best_val_loss_frozen` and
+# Each model is an `ExperimentConfig` trained by the one trainer (`itemrec.training.run_experiment`),
+# its run kept in `OUT_DIR/runs`. The small CNN trains from scratch; each ImageNet backbone trains
+# frozen (head and classifier only, on cached features: `frozen_on_cached_features`) and is then
+# fine-tuned (`finetuned_backbone_params` weights of the backbone train). Each phase keeps its epoch of lowest validation loss; `best_val_loss_frozen` and
 # `best_val_loss_finetuned` show what fine-tuning changed. Test scores are those of the final,
 # fine-tuned model.
 
 # %% tags=["train"]
-train_args = dict(optimizer=chosen_optimizer, lr=chosen_lr, batch_size=BATCH_SIZE, cache_dir=cache, seed=SEED)
-models = {"small_cnn": f.train_classifier(store, "small_cnn", None, "fc", frozen_epochs=CNN_EPOCHS,
-                                          finetune_epochs=0, **train_args)}
+schedule = dict(optimizer=chosen_optimizer, lr=chosen_lr, frozen_epochs=FROZEN_EPOCHS,
+                finetune_epochs=FINETUNE_EPOCHS, finetune_lr=FINETUNE_LR)
+small_cnn = classifier_config("small_cnn", "small_cnn", "fc", weights=None, optimizer=chosen_optimizer,
+                              frozen_epochs=0, finetune_epochs=CNN_EPOCHS, finetune_lr=chosen_lr, finetune_layers="all")
+models = {"small_cnn": f.run_classifier(small_cnn)}
 for backbone in BACKBONES:
     for head in HEADS:
-        models[f"{backbone}+{head}"] = f.train_classifier(
-            store, backbone, weights_of(backbone), head, frozen_epochs=FROZEN_EPOCHS, finetune_epochs=FINETUNE_EPOCHS,
-            finetune_lr=FINETUNE_LR, finetune_layers=FINETUNE_LAYERS.get(backbone, 20), **train_args)
+        config = classifier_config(f"{head}", backbone, head, finetune_layers=FINETUNE_LAYERS.get(backbone, 20),
+                                   **schedule)
+        models[f"{backbone}+{head}"] = f.run_classifier(config)
 summary = pd.DataFrame({name: {**m.metrics(), **m.frozen_check} for name, m in models.items()}).T
 summary
 
@@ -168,7 +184,7 @@ fig_confusion
 # %%
 test = splits.test
 pick = test.frame.sample(N_EXAMPLES, random_state=SEED).index
-pred = f.predict_images(top.model, list(test.paths[pick]), INPUT_SIZE, names)
+pred = f.predict_images(top.model, list(test.paths[pick]), INPUT_SIZE, names)  # the run's classifier
 display(f.plot_predictions(pred, list(test.frame.loc[pick, "class_name"]), path=out / "predictions.png"))
 pred[["predicted", "probability", "top"]]
 
@@ -176,6 +192,7 @@ pred[["predicted", "probability", "top"]]
 save_results(out, {"quick": QUICK, "settings": presets.settings("03", globals()), "optimizer": chosen_optimizer,
                    "lr": chosen_lr, "best_model": best, "n_classes": len(names),
                    "n_images": {p: len(getattr(splits, p)) for p in ("train", "val", "test")},
+                   "run_dirs": {name: m.run.run_dir for name, m in models.items()},
                    "sweep": sweep.to_dict(orient="records"), "models": summary.to_dict(orient="index"),
                    "files": {"confusion": out / "confusion.png", "predictions": out / "predictions.png",
                              "curves": out / "best_curves.png"}})

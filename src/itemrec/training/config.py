@@ -33,7 +33,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
-HEADS = ("mlp", "linear", "residual", "none")
+HEADS = ("mlp", "linear", "residual", "none", "bn_dropout")
 HEAD_INITS = ("identity", "pca", "random")
 
 
@@ -139,7 +139,10 @@ class ModelConfig:
     ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the backbone's file in
     ``ITEMREC_WEIGHTS``: MobileNetV2, or InceptionV3 to ``mixed8`` for
     ``inception_v3_mixed8``), ``null`` (random init) or a file path.
-    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``),
+    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``;
+    ``embedding_dim`` ``null``: the hidden ReLU layer is the embedding, the "fc" classifier
+    trunk of notebook 03), ``"bn_dropout"`` (BatchNorm → dropout → Dense ``hidden`` ReLU →
+    BatchNorm → dropout [→ Dense ``embedding_dim``]),
     ``"linear"`` (one linear map to ``embedding_dim``, ``null`` = the feature size,
     starting at ``head_init``: identity, pca or random), ``"residual"`` (features +
     a ``hidden``-wide bottleneck whose output starts at zero), or ``"none"``: the
@@ -188,7 +191,8 @@ class ModelConfig:
         min_size = BACKBONES[self.backbone].min_size
         _int("model.input_size", self.input_size, min_size)
         _choice("model.resize_mode", self.resize_mode, RESIZE_MODES)
-        _int("model.embedding_dim", self.embedding_dim, 1, allow_none=self.head in ("linear", "residual", "none"))
+        no_embedding_layer = self.head in ("linear", "residual", "none", "bn_dropout") or bool(self.hidden)
+        _int("model.embedding_dim", self.embedding_dim, 1, allow_none=no_embedding_layer)
         _int("model.hidden", self.hidden, 0, allow_none=True)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must lie in [0, 1); got {self.dropout!r}")

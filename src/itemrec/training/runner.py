@@ -161,8 +161,9 @@ class _Trainer:
             dim = int(self.extractor.output_shape[-1])
             if m.head == "none":  # the pooled backbone features are the embedding
                 self.head = build_head(dim, None, 0.0, None, l2_normalize=m.l2_normalize)
-            elif m.head == "mlp":
-                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
+            elif m.head in ("mlp", "bn_dropout"):
+                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize,
+                                       kind=m.head)
             else:
                 self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, l2_normalize=m.l2_normalize,
                                        kind=m.head, init=m.head_init, decay_to_init=m.decay_to_init)
@@ -332,6 +333,7 @@ class _Trainer:
         if c.loss.finetune_lam is not None and hasattr(self.loss, "lam"):
             self.loss.lam = float(c.loss.finetune_lam)  # the centre term's weight in this phase
             info["lam"] = self.loss.lam
+        info["trainable_backbone_params"] = int(sum(np.prod(w.shape) for w in self.backbone.trainable_weights))
         groups = {"backbone": self.backbone.weights, "head": self.head.weights, "loss": self.loss.weights}
         if (phase_dir / "done.json").is_file():
             load_variables(phase_dir / "weights.npz", groups)
