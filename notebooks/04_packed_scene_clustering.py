@@ -49,7 +49,7 @@ QUICK = True
 DATA_ROOT = None  # folder holding packed-scenes/; None: $ITEMREC_DATA
 WEIGHTS = None  # MobileNetV2 no-top weights file; None: $ITEMREC_WEIGHTS/mobilenet_v2_1.0_224_imagenet_no_top.h5
 OUT_DIR = "../reports/notebooks/04_packed_scenes"
-CACHE_DIR = "../reports/feature_cache"  # frozen-backbone features, reused across runs; None: no cache
+CACHE_DIR = "../reports/feature_cache"  # frozen-backbone features, reused across runs; None: OUT_DIR/runs/.feature_cache
 SHELF_LABELS = "../tests/data/shelf_labels.json"  # hand labels of the shelf boxes (optional)
 README_IMAGES = None  # a folder to save the key figures as small PNGs (e.g. "../readme_images")
 SEED = 0
@@ -91,7 +91,6 @@ from itemrec.data.loaders import load_packed_scenes, load_shelf
 from itemrec import plots
 from itemrec.experiments import packed_scenes as ps
 from itemrec.scene import cluster_scene
-from itemrec.training.features import features_of
 
 # %% [markdown]
 # ## Audit of the training crops
@@ -136,28 +135,25 @@ test = ps.cap_per_class(ps.dedupe(test_all), TEST_PER_CLASS, SEED)
 print(f"training on {len(train)} distinct crops, scoring on {len(test)} held-out crops, {cleaned.dataset.n_classes} classes")
 
 # %% [markdown]
-# ## Frozen MobileNetV2 features
+# ## The λ sweep, one run of the trainer per head
 #
-# Crops are letterboxed to `input_size` pixels and passed once through the frozen ImageNet
-# MobileNetV2; its global-average-pooled 1280-d features are cached on disk.
+# The split above goes to a manifest (the held-out crops double as the logged validation
+# curve: each head trains a fixed number of epochs, nothing is chosen on them). Each head is an
+# `ExperimentConfig` trained by `itemrec.training.run_experiment`: crops letterboxed to
+# `INPUT_SIZE` pixels pass once through the frozen ImageNet MobileNetV2 (its 1280-d pooled
+# features cached on disk), then the head (Dropout → Dense → ReLU → Dense(128) → L2) trains on
+# them. The settings: the plain softmax baseline (Dense logits on the unnormalised embedding)
+# and the cosine softmax at each λ, same seed and epochs; each scored on the held-out crops,
+# every crop querying all the others, by Recall@1 and MAP@R (Musgrave et al. 2020) with cosine
+# distance. The first row is the frozen features with no head at all. Runs are kept in
+# `OUT_DIR/runs`, named by λ and a hash of what they trained.
 
-# %%
-train_x, extractor = ps.backbone_features(train.paths, INPUT_SIZE, WEIGHTS, cache_dir=CACHE_DIR, progress=True)
-test_x, _ = ps.backbone_features(test.paths, INPUT_SIZE, WEIGHTS, cache_dir=CACHE_DIR, extractor=extractor, progress=True)
-train_x.shape, test_x.shape
-
-# %% [markdown]
-# ## The λ sweep
-#
-# One head per setting (Dropout → Dense → ReLU → Dense(128) → L2), same seed and epochs:
-# the plain softmax baseline (Dense logits on the unnormalised embedding) and the cosine
-# softmax at each λ. Each is scored on the held-out crops, every crop querying all the
-# others, by Recall@1 and MAP@R (Musgrave et al. 2020) with cosine distance. The first row
-# is the frozen features with no head at all.
-
-# %%
-sweep = ps.scale_sweep(train_x, train.labels, test_x, test.labels, scales=tuple(SCALES), epochs=EPOCHS,
-                       embedding_dim=EMBEDDING_DIM, hidden=HIDDEN, seed=SEED, progress=True)
+# %% tags=["train"]
+manifest = ps.write_manifest({"train": train, "val": test, "test": test}, out / "split" / "crops.csv")
+base = ps.head_config("head", out / "runs", manifest, weights=WEIGHTS, input_size=INPUT_SIZE,
+                      embedding_dim=EMBEDDING_DIM, hidden=HIDDEN, epochs=EPOCHS, feature_cache_dir=CACHE_DIR,
+                      seed=SEED)
+sweep = ps.scale_sweep(base, scales=tuple(SCALES), progress=True)
 sweep.table()
 
 # %%
@@ -177,7 +173,8 @@ fig_curves = plots.plot_history(curves, [[c for c in curves if c.endswith(" loss
                                 title="training of each head", path=out / "head_curves.png")
 display(fig_curves)
 best = sweep.best("map_at_r")
-fig_clusters = plots.plot_features_2d(ps.embed_features(best.head, test_x), test.labels, method="tsne", seed=SEED,
+test_emb, keep, _ = best.embedder().embed_paths(list(test.paths))
+fig_clusters = plots.plot_features_2d(test_emb, test.labels[keep], method="tsne", seed=SEED,
                                       class_names=cleaned.dataset.class_names,
                                       title=f"t-SNE of {len(test)} held-out crops, {best.name}", path=out / "head_tsne.png")
 fig_clusters
@@ -193,7 +190,7 @@ fig_clusters
 
 # %%
 shelf_image, shelf_boxes = load_shelf(data_root / "packed-scenes" if data_root else None)
-scene = cluster_scene(shelf_image, shelf_boxes, ps.head_embed_fn(extractor, best.head), crop_size=INPUT_SIZE,
+scene = cluster_scene(shelf_image, shelf_boxes, ps.run_embed_fn(best), crop_size=INPUT_SIZE,
                       min_cluster_size=MIN_CLUSTER_SIZE, closing_scale=CLOSING_SCALE,
                       out_path=out / "shelf_clusters.jpg", max_side=1200, progress=True)
 print(f"{best.name}: {scene.clustering.n_clusters} clusters "
@@ -213,7 +210,7 @@ shelf_scores = frozen_scores = None
 if SHELF_LABELS and Path(SHELF_LABELS).is_file():
     hand = ps.read_hand_labels(SHELF_LABELS)
     shelf_scores = ps.score_against_hand_labels(scene.box_ids, scene.labels, hand)
-    frozen = cluster_embeddings(features_of(extractor, scene.crops), min_cluster_size=MIN_CLUSTER_SIZE)
+    frozen = cluster_embeddings(ps.run_embed_fn(sweep.frozen)(scene.crops), min_cluster_size=MIN_CLUSTER_SIZE)
     frozen_scores = ps.score_against_hand_labels(scene.box_ids, frozen.labels, hand)
     display(pd.DataFrame([vars(shelf_scores), vars(frozen_scores)], index=[best.name, "frozen features"]))
 else:

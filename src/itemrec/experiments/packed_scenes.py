@@ -40,12 +40,12 @@ from itemrec.data.records import ImageDataset
 from itemrec.experiments.heads import (  # noqa: F401  (re-exported for the notebook)
     HeadRun,
     SweepResult,
-    embed_features,
-    head_embed_fn,
+    head_config,
     held_out_scores,
     plot_sweep,
+    run_embed_fn,
     scale_sweep,
-    train_head,
+    write_manifest,
 )
 
 CONTENT = "content"  # the column :func:`clean_crops` adds: SHA-1 of the file's bytes

@@ -21,7 +21,7 @@ from typing import Any
 from itemrec.training._checks import ConfigError, _choice, _fraction, _int, _positive
 
 DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
-SPLITS = ("open", "closed")
+SPLITS = ("open", "closed", "given")
 WEIGHTS_KEYWORDS = ("imagenet", "local")
 LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface", "multi_similarity", "proxy_anchor",
           "contrastive")
@@ -89,7 +89,9 @@ class SplitConfig:
     unseen: calib = official val, test = official test; validation classes:
     their official train + val photos). ``closed``: every class in every split
     (grocery: the official split files; otherwise stratified by
-    ``val_fraction``/``test_fraction``).
+    ``val_fraction``/``test_fraction``). ``given``: closed set, the dataset's own
+    ``split`` column decides (``train``, ``val``, ``test``; a manifest CSV written by
+    the caller, e.g. a duplicate-safe split).
     """
 
     kind: str = "open"
