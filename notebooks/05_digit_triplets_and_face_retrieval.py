@@ -106,13 +106,15 @@ dg.plot_samples(splits.x_test, letters.images[order], n=14, path=out / "samples.
 # %% [markdown]
 # ## The margin sweep
 #
-# Each margin trains a fresh network (same seed) on random triplets redrawn every epoch.
+# Each margin is one run of the trainer (`dg.digit_config`, an `ExperimentConfig`; same seed): the
+# small CNN from scratch on batches of 10 digits × K images, each image the anchor of one random
+# triplet (the `random` miner), `N_TRIPLETS` triplets an epoch. Runs are kept in `OUT_DIR/runs`.
 # On the validation digits we measure Recall@1 and MAP@R (each digit querying the others)
 # and the triplet accuracy: the fraction of fresh random triplets with the positive closer
 # than the negative. Squared distances between unit vectors lie in [0, 4].
 
-# %%
-sweep = dg.margin_sweep(splits, tuple(MARGINS), n_triplets=N_TRIPLETS, epochs=EPOCHS,
+# %% tags=["train"]
+sweep = dg.margin_sweep(splits, tuple(MARGINS), out_dir=out / "runs", n_triplets=N_TRIPLETS, epochs=EPOCHS,
                         filters=tuple(FILTERS), embedding_dim=EMBEDDING_DIM, seed=SEED, progress=True)
 sweep.table()
 

@@ -151,7 +151,8 @@ class ModelConfig:
     L2-normalised pooled backbone features are the embedding (the untrained
     baseline; needs ``train.frozen_epochs = 0``). ``decay_to_init``: L2-SP weight
     decay of the linear/residual head towards its starting weights
-    (:mod:`itemrec.models.adapters`).
+    (:mod:`itemrec.models.adapters`). ``cnn_filters``: the blocks of ``small_cnn``
+    (``null``: 32, 64, 128, 256).
     """
 
     backbone: str = "mobilenet_v2"
@@ -166,6 +167,7 @@ class ModelConfig:
     head: str = "mlp"
     head_init: str = "identity"
     decay_to_init: float = 0.0
+    cnn_filters: list[int] | None = None
 
     def validate(self) -> None:
         from itemrec.models.backbones import BACKBONES
@@ -199,6 +201,14 @@ class ModelConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must lie in [0, 1); got {self.dropout!r}")
         _choice("model.activation", self.activation, ACTIVATIONS)
+        if self.cnn_filters is not None:
+            if self.backbone != "small_cnn":
+                raise ConfigError(f"model.cnn_filters sets the small CNN's blocks; model.backbone is {self.backbone!r}")
+            if not isinstance(self.cnn_filters, (list, tuple)) or not self.cnn_filters:
+                raise ConfigError(f"model.cnn_filters must be a non-empty list of filter counts; got {self.cnn_filters!r}")
+            for f in self.cnn_filters:
+                _int("model.cnn_filters[]", f, 1)
+            self.cnn_filters = [int(f) for f in self.cnn_filters]
 
 
 @dataclass

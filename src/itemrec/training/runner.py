@@ -156,7 +156,8 @@ class _Trainer:
         c, m = self.config, self.config.model
         keras.utils.set_random_seed(c.seed)
         with self.strategy.scope():
-            self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights), "frozen")
+            filters = tuple(m.cnn_filters) if m.cnn_filters else None
+            self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights, filters), "frozen")
             self.extractor = attach_head(self.backbone, None, preprocess=m.backbone, bn_inference=True, name="features")
             dim = int(self.extractor.output_shape[-1])
             if m.head == "none":  # the pooled backbone features are the embedding
