@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme-images", action="store_true", help="copy the key figures to readme_images/")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     for key in args.notebooks:
         path = notebook_path(key)
         out = (args.out / path.stem).resolve()

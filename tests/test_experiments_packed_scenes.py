@@ -11,7 +11,6 @@ import pytest
 
 from itemrec.data.records import ImageDataset
 from itemrec.experiments import packed_scenes as ps
-from itemrec.experiments.reporting import preset
 
 
 def _dataset(tmp_path, classes: dict[str, list[str]]) -> ImageDataset:
@@ -207,15 +206,6 @@ def test_shelf_scoring(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="labels"):
         ps.read_hand_labels(path)
-
-
-def test_presets():
-    quick = preset(ps.PRESETS, True, epochs=3, scales=None)
-    assert quick["epochs"] == 3 and quick["scales"] == ps.PRESETS["quick"]["scales"] and quick["mode"] == "quick"
-    assert preset(ps.PRESETS, False)["input_size"] == ps.PRESETS["full"]["input_size"]
-    with pytest.raises(KeyError, match="epoch"):
-        preset(ps.PRESETS, True, epoch=3)
-    assert set(ps.PRESETS["quick"]) == set(ps.PRESETS["full"])
 
 
 def test_backbone_features_cached(dataset_path, mobilenet_weights, tmp_path):

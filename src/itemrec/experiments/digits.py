@@ -37,16 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Settings of notebook 05 in each mode (:func:`itemrec.experiments.reporting.preset`).
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(mnist_limit=2000, margins=(0.2, 1.0), n_triplets=1500, epochs=1, filters=(16, 32, 64),
-                  embedding_dim=10, target_in_rejection=0.05, tsne_points=300, faces_per_person=6, face_size=96,
-                  face_margin=0.2),
-    "full": dict(mnist_limit=None, margins=(0.1, 0.2, 0.5, 1.0), n_triplets=15000, epochs=2, filters=(16, 32, 64),
-                 embedding_dim=10, target_in_rejection=0.05, tsne_points=2000, faces_per_person=None, face_size=160,
-                 face_margin=0.2),
-}
-
 
 @dataclass
 class DigitSplits:
