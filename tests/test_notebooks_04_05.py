@@ -110,7 +110,8 @@ def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     better_auc = max(rej["auc"], orig["auc"])
     assert rej["better_rule"].startswith("Gini impurity" if rej["auc"] == better_auc else "Gini coefficient")
     f = res["faces"]
-    assert f["n_photos"] == 5 * P["FACES_PER_PERSON"] and f["n_people"] == 5
+    assert f["n_photos"] + f["n_dropped_not_faces"] == 5 * P["FACES_PER_PERSON"] and f["n_people"] == 5
+    assert P["FACES_ONLY"] is True and f["n_photos"] >= 0.7 * 5 * P["FACES_PER_PERSON"]
     for key in ("detection_rate", "loo_precision_at_1", "loo_precision_at_3", "whole_photo_loo_precision_at_1"):
         assert _in_unit(f[key]), key
     assert f["detection_rate"] >= 0.7
