@@ -76,6 +76,13 @@ def image_outputs(nb: Any) -> int:
                for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
+def bare_figures(nb: Any) -> list[int]:
+    """Indices of code cells with a figure shown only as its text repr (``<Figure size ...>``, no image)."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.get("outputs", [])
+            if str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size")
+            and not any(k.startswith("image/") for k in o.get("data", {}))]
+
+
 def run_notebook(key: str, params: dict[str, Any], save_to: str | os.PathLike | None = None,
                  timeout: int = 900) -> tuple[Any, float]:
     """Execute notebook ``key`` with papermill in QUICK mode, ``params`` injected; ``(executed notebook, seconds)``."""

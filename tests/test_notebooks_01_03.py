@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from notebook_runner import image_outputs, run_notebook
+from notebook_runner import bare_figures, image_outputs, run_notebook
 
 # inline images each notebook shows at least, in QUICK mode (figures drawn by the package and shown)
 MIN_IMAGES = {"01": 8, "02": 5, "03": 3}
@@ -29,6 +29,7 @@ def _run(key, out, data_root):
     for name, file in results["files"].items():
         assert Path(file).is_file() and Path(file).stat().st_size > 0, f"{key}: {name} file {file} missing"
     assert image_outputs(nb) >= MIN_IMAGES[key], f"{key}: {image_outputs(nb)} inline images"
+    assert not bare_figures(nb), f"{key}: cells {bare_figures(nb)} print a figure's repr instead of showing it"
     return results, seconds
 
 

@@ -14,7 +14,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from notebook_runner import image_outputs, run_notebook
+from notebook_runner import bare_figures, image_outputs, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -27,7 +27,9 @@ def run_quick(key: str, params: dict, monkeypatch) -> nbformat.NotebookNode:
     # OpenMP busy-waiting (scikit-learn's t-SNE) crawls on a shared 2-core machine; TensorFlow has its own pools.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_notebook(key, params, timeout=600)[0]
+    nb = run_notebook(key, params, timeout=600)[0]
+    assert not bare_figures(nb), f"{key}: cells {bare_figures(nb)} print a figure's repr instead of showing it"
+    return nb
 
 
 def test_cells_stay_short_glue_with_prose_between():
