@@ -36,7 +36,7 @@ def test_fashion_config_heads_and_schedule(tmp_path):
 
     fc = f.fashion_config("a", tmp_path, head="fc", hidden=64, frozen_epochs=3, finetune_epochs=1, lr=1e-2)
     assert (fc.model.head, fc.model.hidden, fc.model.embedding_dim, fc.model.dropout) == ("mlp", 64, None, 0.0)
-    assert fc.loss.name == "softmax" and fc.model.l2_normalize is False
+    assert fc.loss.name == "softmax" and fc.model.l2_normalize is False and fc.eval.metric == "l2"
     assert (fc.data.name, fc.split.kind, fc.split.val_fraction, fc.split.test_fraction) == ("fashion", "closed", 0.15, 0.15)
     assert (fc.train.frozen_epochs, fc.train.frozen_lr, fc.train.finetune_epochs, fc.train.monitor) == (3, 1e-2, 1, "val_loss")
     bn = f.fashion_config("b", tmp_path, head="bn_dropout", dropout=0.3)

@@ -119,7 +119,8 @@ def fashion_config(
     Returns:
         The validated config.
 
-    The schedule is trained as given: a backbone without weights keeps random frozen features in
+    The run's retrieval scores use L2 distance (``eval.metric``): the trunk ends in a ReLU
+    layer whose output can be all zero, where cosine distance is undefined. The schedule is trained as given: a backbone without weights keeps random frozen features in
     phase 1 (VGG16 offline: a floor); the small CNN from scratch is ``frozen_epochs=0``,
     ``finetune_layers="all"``.
 
@@ -145,6 +146,8 @@ def fashion_config(
                   "finetune_epochs": int(finetune_epochs), "finetune_lr": float(finetune_lr),
                   "finetune_layers": finetune_layers, "batch_size": int(batch_size), "monitor": "val_loss",
                   "tensorboard": False},
+        # the trunk's output is a ReLU layer, not a unit embedding: it can be all zero, where cosine is undefined
+        "eval": {"metric": "l2"},
     })
 
 

@@ -52,8 +52,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       SWEEP_BACKBONES=["mobilenet_v2"], SWEEP_HEADS=["fc"]),
         "full": dict(MIN_COUNT=100, MAX_PER_CLASS=100, INPUT_SIZE=48, FROZEN_EPOCHS=15, FINETUNE_EPOCHS=1,
                      CNN_EPOCHS=10, SWEEP_EPOCHS=10, LEARNING_RATES=[1e-2, 1e-3, 1e-4],
-                     OPTIMIZERS=["adam", "sgd", "rmsprop"], SWEEP_BACKBONES=["mobilenet_v2"], SWEEP_HEADS=["fc"]),
-        # the original's whole sweep: backbone × learning rate × optimiser × head
+                     OPTIMIZERS=["adam", "sgd", "rmsprop"], SWEEP_BACKBONES=["mobilenet_v2", "vgg16"],
+                     SWEEP_HEADS=["fc", "bn_dropout"]),  # the original's whole sweep
         "gpu": dict(MIN_COUNT=100, MAX_PER_CLASS=None, INPUT_SIZE=224, FROZEN_EPOCHS=15, FINETUNE_EPOCHS=5,
                     CNN_EPOCHS=30, SWEEP_EPOCHS=10, LEARNING_RATES=[1e-2, 1e-3, 1e-4],
                     OPTIMIZERS=["adam", "sgd", "rmsprop"], SWEEP_BACKBONES=["mobilenet_v2", "vgg16"],
