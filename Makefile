@@ -1,6 +1,8 @@
 # itemrec: two commands on a fresh machine with Python 3.11:
 #   make demo   set up .venv, install, run the embedded demo
-#   make test   set up .venv with test extras, run the whole test suite
+#   make test   set up .venv with test extras, strip and sync the notebooks, run the whole test suite
+#   make strip  notebooks: sync each .ipynb with its .py (jupytext), strip outputs (nbstripout)
+#   make notebook NB=02 [FULL=1]   run a notebook with papermill (outputs in /tmp/itemrec_notebooks)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 export PYTHONHASHSEED ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup setup-dev demo test test-fast bench clean
+.PHONY: setup setup-dev demo test test-fast bench clean strip notebook
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +28,19 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(VENV)/bin/itemrec demo
 
-test: setup-dev
+# the notebooks as stored: paired with their percent-format .py (the newer side wins), no outputs
+NOTEBOOK_PY := $(wildcard notebooks/[0-9][0-9]_*.py)
+strip: setup-dev
+	$(PY) -m jupytext --sync --quiet $(NOTEBOOK_PY)
+	$(PY) -m nbstripout $(NOTEBOOK_PY:.py=.ipynb)
+
+notebook: setup-dev
+	$(PY) notebooks/run_notebook.py $(NB) $(if $(FULL),--full)
+
+test: setup-dev strip
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: setup-dev
+test-fast: setup-dev strip
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup-dev

@@ -1,11 +1,11 @@
-"""Execute a notebook with injected parameters (papermill-style, with nbclient only).
+"""Helpers of the notebook tests: papermill runs, stored-form checks, cells run one by one in a live kernel.
 
-``run_notebook(path, {"QUICK": True, "OUT_DIR": str(tmp)})`` finds the code cell
-tagged ``parameters``, checks that every injected name is assigned there, appends
-the new assignments to that cell's source (so the injected values win, and the
-cell still documents the defaults), executes the notebook top to bottom in a
-fresh ``python3`` kernel and returns the executed notebook and its wall time.
-A failing cell raises ``nbclient.exceptions.CellExecutionError`` naming the cell.
+``run_notebook("02", {"OUT_DIR": str(tmp)})`` executes ``notebooks/02_*.ipynb``
+with papermill in QUICK mode (the sizes of :mod:`itemrec.experiments.presets`
+injected with ``QUICK``), in ``notebooks/``, and returns the executed notebook
+and its wall time. A failing cell raises ``papermill.PapermillExecutionError``
+naming the cell. :class:`LiveKernel` runs chosen cells of a notebook in one
+kernel, the way a researcher re-runs cells after editing one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,15 @@ from typing import Any
 
 import nbformat
 
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebook_path(key: str) -> Path:
+    """``notebooks/<key>_*.ipynb``."""
+    found = sorted(NOTEBOOKS.glob(f"{key}_*.ipynb"))
+    assert len(found) == 1, f"expected one notebook {key}_*.ipynb, found {found}"
+    return found[0]
+
 
 def parameters_cell(nb: Any, where: str = "notebook") -> Any:
     """The one code cell tagged ``parameters``; ``ValueError`` when there is none or several."""
@@ -28,25 +37,32 @@ def parameters_cell(nb: Any, where: str = "notebook") -> Any:
 
 
 def assigned_names(source: str) -> set[str]:
-    """Names assigned at the top level of ``source``."""
+    """Names bound at the top level of ``source`` (assignments, for/with targets, imports, defs)."""
     names: set[str] = set()
-    for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for t in targets:
-            if isinstance(t, ast.Name):
-                names.add(t.id)
+
+    def targets(t: ast.AST) -> None:
+        if isinstance(t, ast.Name):
+            names.add(t.id)
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            for e in t.elts:
+                targets(e)
+
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]  # magics
+    for node in ast.parse("\n".join(lines)).body:
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                targets(t)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For)):
+            targets(node.target)
+        elif isinstance(node, ast.With):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    targets(item.optional_vars)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
     return names
-
-
-def inject_parameters(nb: Any, params: dict[str, Any], where: str = "notebook") -> Any:
-    """Append ``name = repr(value)`` lines for ``params`` to the parameters cell (in place)."""
-    cell = parameters_cell(nb, where)
-    unknown = sorted(set(params) - assigned_names(cell.source))
-    if unknown:
-        raise ValueError(f"{where}: parameters {unknown} are not assigned in its parameters cell")
-    lines = [f"{k} = {v!r}" for k, v in params.items()]
-    cell.source = cell.source.rstrip() + "\n\n# injected parameters\n" + "\n".join(lines) + "\n"
-    return nb
 
 
 def is_clean(nb: Any) -> bool:
@@ -54,32 +70,89 @@ def is_clean(nb: Any) -> bool:
     return all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
 
-def run_notebook(
-    path: str | os.PathLike,
-    params: dict[str, Any] | None = None,
-    save_to: str | os.PathLike | None = None,
-    timeout: int = 900,
-    cwd: str | os.PathLike | None = None,
-) -> tuple[Any, float]:
-    """Execute ``path`` with ``params`` injected; ``(executed notebook, seconds)``.
+def image_outputs(nb: Any) -> int:
+    """Outputs that show an image inline (PNG figures, JPEG photos, GIF animations), over all code cells."""
+    return sum(any(k.startswith("image/") for k in o.get("data", {}))
+               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
-    ``save_to`` writes the executed copy; ``cwd`` is the kernel's working
-    directory (default: the notebook's folder).
-    """
-    from nbclient import NotebookClient
 
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    inject_parameters(nb, params or {}, str(path))
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3",
-        resources={"metadata": {"path": str(cwd or path.parent)}},
-    )
+def bare_figures(nb: Any) -> list[int]:
+    """Indices of code cells with a figure shown only as its text repr (``<Figure size ...>``, no image)."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.get("outputs", [])
+            if str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size")
+            and not any(k.startswith("image/") for k in o.get("data", {}))]
+
+
+def run_notebook(key: str, params: dict[str, Any], save_to: str | os.PathLike | None = None,
+                 timeout: int = 900) -> tuple[Any, float]:
+    """Execute notebook ``key`` with papermill in QUICK mode, ``params`` injected; ``(executed notebook, seconds)``."""
+    import papermill as pm
+
+    from itemrec.experiments import presets
+
+    path = notebook_path(key)
+    out = Path(save_to) if save_to is not None else Path(params["OUT_DIR"]) / f"{path.stem}.executed.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    try:
-        client.execute()
-    finally:
-        if save_to is not None:
-            Path(save_to).parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, save_to)
-    return nb, time.perf_counter() - t0
+    pm.execute_notebook(str(path), str(out), parameters=presets.papermill_parameters(key, True, gpu=False, **params),
+                        cwd=str(NOTEBOOKS), kernel_name="python3", execution_timeout=timeout, progress_bar=False)
+    return nbformat.read(out, as_version=4), time.perf_counter() - t0
+
+
+class LiveKernel:
+    """One kernel running a notebook's cells on demand (``with LiveKernel("02") as k: k.run("parameters")``).
+
+    Cells are named by tag (the first code cell carrying it, or the ``n``-th) or by index;
+    :meth:`set_parameters` rewrites assignments in the parameters cell, as a researcher edits it.
+    """
+
+    def __init__(self, key: str, timeout: int = 900) -> None:
+        from nbclient import NotebookClient
+
+        self.nb = nbformat.read(notebook_path(key), as_version=4)
+        self.client = NotebookClient(self.nb, timeout=timeout, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+        self._ctx = None
+
+    def __enter__(self) -> "LiveKernel":
+        self._ctx = self.client.setup_kernel()
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+    def index(self, tag: str, n: int = 0) -> int:
+        found = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
+        return found[n]
+
+    def code_cells(self) -> list[int]:
+        return [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
+
+    def run(self, *cells: int | str) -> None:
+        for cell in cells:
+            i = self.index(cell) if isinstance(cell, str) else cell
+            self.client.execute_cell(self.nb.cells[i], i)
+
+    def set_parameters(self, **values: Any) -> None:
+        """Replace (or add) ``NAME = value`` lines in the parameters cell."""
+        cell = parameters_cell(self.nb)
+        lines = cell.source.splitlines()
+        for name, value in values.items():
+            new = f"{name} = {value!r}"
+            hit = [j for j, ln in enumerate(lines) if ln.split("=")[0].strip() == name and not ln.startswith(" ")]
+            if hit:
+                lines[hit[-1]] = new
+            else:
+                lines.append(new)
+        cell.source = "\n".join(lines)
+
+    def eval(self, expression: str) -> str:
+        """The text an expression prints in the kernel."""
+        cell = nbformat.v4.new_code_cell(f"print({expression})")
+        self.nb.cells.append(cell)
+        try:
+            self.client.execute_cell(cell, len(self.nb.cells) - 1)
+        finally:
+            self.nb.cells.pop()
+        return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream").strip()

@@ -52,3 +52,25 @@ def test_run_face_retrieval_on_a_few_photos(dataset_path, mobilenet_weights):
     assert loo_retrieval(res.embeddings, res.labels, (1,)).precision_at_1 == s["loo_precision_at_1"]
     fig = fr.plot_face_crops(res, per_row=3)
     assert len(fig.axes) == 15
+
+
+def test_face_check_drops_crops_that_are_not_faces(dataset_path, mobilenet_weights):
+    from itemrec.data.loaders import load_faces
+    from itemrec.faces import FaceCrops, crop_faces
+
+    ds = fr.per_person(load_faces(dataset_path("celebrity-faces")), 4, seed=0)
+    crops = crop_faces(ds.paths, size=96, margin=0.2)
+    ok = fr.face_check(crops)
+    assert ok.shape == (len(crops.paths),)
+    assert not ok[~crops.detected].any()  # a centre-crop fallback is never taken for a face
+    assert ok[crops.detected].mean() >= 0.8  # real face crops pass the second look
+    # a flat grey square: "detected" by a (false) first look, but no face inside
+    flat = FaceCrops(np.full((1, 96, 96, 3), 128, np.uint8), np.array([True]), np.array([[0, 0, 96, 96]]),
+                     np.array([1]), ["flat.png"], np.array([0]))
+    assert fr.face_check(flat).tolist() == [False]
+    res = fr.run_face_retrieval(ds, size=96, weights=mobilenet_weights, ks=(1,), min_cluster_size=2, faces_only=True,
+                                compare_whole_photo=False)
+    s = res.summary()
+    assert s["n_photos"] + s["n_dropped_not_faces"] == len(crops.paths) and s["n_photos"] == int(ok.sum())
+    assert sorted(res.dropped) == sorted(p for p, m in zip(crops.paths, ok) if not m)
+    assert s["detection_rate"] == crops.detection_rate  # measured on every photo, before dropping

@@ -68,20 +68,46 @@ def test_grocery_subset_rejects_bad_caps(tmp_path):
 # -- configs ----------------------------------------------------------------------------------
 
 
-def test_grocery_config_phases_follow_the_backbone(tmp_path):
+def test_grocery_config_trains_the_schedule_it_is_given(tmp_path):
     from itemrec.training import ConfigError
 
-    cnn = g.grocery_config("a", tmp_path, backbone="small_cnn", epochs=4, finetune_epochs=1, lr=3e-3)
+    # a backbone without weights: nothing is moved between phases behind the caller's back
+    with pytest.raises(ConfigError, match="epochs=0, finetune_epochs=5, finetune_layers='all'"):
+        g.grocery_config("a", tmp_path, backbone="small_cnn", epochs=4, finetune_epochs=1, lr=3e-3)
+    cnn = g.grocery_config("a", tmp_path, backbone="small_cnn", epochs=0, finetune_epochs=5, finetune_layers="all",
+                           finetune_lr=3e-3)
     assert cnn.model.weights is None
     assert (cnn.train.frozen_epochs, cnn.train.finetune_epochs, cnn.train.finetune_layers) == (0, 5, "all")
     assert cnn.train.finetune_lr == 3e-3
-    mob = g.grocery_config("b", tmp_path, loss="center", lam=0.3, alpha=0.2, epochs=4, finetune_epochs=1)
+    mob = g.grocery_config("b", tmp_path, loss="center", lam=0.3, finetune_lam=0.01, alpha=0.2, epochs=4,
+                           finetune_epochs=1, optimizer="sgd")
     assert mob.model.weights == "local" and mob.loss.lam == 0.3 and mob.loss.alpha == 0.2
+    assert mob.loss.finetune_lam == 0.01 and mob.train.optimizer == "sgd"
     assert (mob.train.frozen_epochs, mob.train.finetune_epochs, mob.train.finetune_layers) == (4, 1, 20)
     assert (mob.data.name, mob.split.kind, mob.train.global_batch) == ("grocery", "open", 64)
     assert g.default_weights("inception_v3") == "imagenet"
     with pytest.raises(ConfigError, match="model.input_size"):
         g.grocery_config("c", tmp_path, backbone="inception_v3", input_size=64)
+    with pytest.raises(ConfigError, match="finetune_lam"):
+        g.grocery_config("d", tmp_path, loss="triplet", finetune_lam=0.01)
+
+
+def test_keyed_names_carry_swept_values_and_the_training_hash(tmp_path):
+    cfg = g.grocery_config("center", tmp_path, loss="center", lam=0.01, alpha=0.5)
+    named = g.keyed(cfg, swept=("loss.lam", "loss.alpha"))
+    stem, lam, alpha, key = named.name.split("_")
+    assert (stem, lam, alpha) == ("center", "lam0.01", "alpha0.5") and len(key) == 8
+    assert key == cfg.training_key()
+    # the evaluation settings are not part of what was trained; every training value is
+    assert g.keyed(cfg.with_overrides({"eval.cmc_draws": 7, "eval.far_targets": [0.5]}), ("loss.lam",)).name \
+        == f"center_lam0.01_{key}"
+    for change in ({"loss.lam": 0.02}, {"train.frozen_epochs": 6}, {"model.input_size": 128}, {"seed": 1}):
+        assert cfg.with_overrides(change).training_key() != key, change
+    assert cfg.with_overrides({"name": "other", "output_dir": "/elsewhere"}).training_key() == key
+    from itemrec.training import ConfigError
+
+    with pytest.raises(ConfigError, match="not a config key"):
+        g.keyed(cfg, swept=("loss.lambda",))
 
 
 # -- a tiny real run (synthetic catalogue, small CNN) ----------------------------------------------
@@ -117,15 +143,62 @@ def test_run_or_load_reuses_a_finished_identical_run(tiny_run):
     assert g.cmc_from_metrics(again.metrics).at(1) == pytest.approx(first.metrics["rank1"])
 
 
-def test_run_or_load_retrains_when_the_config_changes(tiny_run, tmp_path):
+def test_run_or_load_reevaluates_when_only_the_evaluation_changes(tiny_run, tmp_path):
+    import shutil
+
+    cfg, first = tiny_run
+    moved = cfg.with_overrides({"output_dir": str(tmp_path)})
+    shutil.copytree(cfg.run_dir, moved.run_dir)
+    weights = moved.run_dir / "embedding.keras"
+    stamps = {p: p.stat().st_mtime_ns for p in (weights, moved.run_dir / "done.json")}
+    res = g.run_or_load(moved.with_overrides({"eval.cmc_draws": 3, "eval.far_targets": [0.3]}))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # not retrained
+    saved = json.loads((moved.run_dir / "config.json").read_text())
+    assert saved["eval"]["cmc_draws"] == 3 and saved["eval"]["far_targets"] == [0.3]
+    assert res.metrics["cmc"]["n_draws"] == 3 and json.loads((moved.run_dir / "metrics.json").read_text()) == res.metrics
+    assert res.history.equals(first.history)
+
+
+def test_run_or_load_never_replaces_another_training_without_overwrite(tiny_run, tmp_path):
+    import shutil
+
+    from itemrec.training import ConfigError
+
+    cfg, _ = tiny_run
+    moved = cfg.with_overrides({"output_dir": str(tmp_path)})
+    shutil.copytree(cfg.run_dir, moved.run_dir)
+    other = moved.with_overrides({"loss.margin": 0.5})
+    with pytest.raises(ConfigError, match=r"differs in \['loss.margin'\].*overwrite=True"):
+        g.run_or_load(other)
+    assert json.loads((moved.run_dir / "config.json").read_text())["loss"]["margin"] == 0.2  # untouched
+    assert (moved.run_dir / "done.json").is_file()
+    # keyed names give the other training its own folder: both runs stay
+    a, b = g.keyed(moved, ("loss.margin",)), g.keyed(other, ("loss.margin",))
+    assert a.run_dir != b.run_dir and a.name.startswith("tiny_margin0.2_") and b.name.startswith("tiny_margin0.5_")
+
+
+def test_sibling_runs_are_the_finished_runs_that_differ_only_in_the_varied_keys(tiny_run, tmp_path):
     import shutil
 
     cfg, _ = tiny_run
-    other = cfg.with_overrides({"output_dir": str(tmp_path), "eval.cmc_draws": 3})
-    shutil.copytree(cfg.run_dir, other.run_dir)  # a finished run with another config in the folder
-    res = g.run_or_load(other)
-    assert json.loads((other.run_dir / "config.json").read_text())["eval"]["cmc_draws"] == 3
-    assert res.metrics["cmc"]["n_draws"] == 3
+    base = cfg.with_overrides({"output_dir": str(tmp_path)})
+    a = g.keyed(base, ("loss.margin",))
+    shutil.copytree(cfg.run_dir, a.run_dir)
+    a.to_json(a.run_dir / "config.json")  # as if trained under its keyed name
+    b = g.keyed(base.with_overrides({"loss.margin": 0.5}), ("loss.margin",))
+    shutil.copytree(cfg.run_dir, b.run_dir)
+    b.to_json(b.run_dir / "config.json")
+    c = g.keyed(base.with_overrides({"seed": 3}), ())  # differs in the seed: not a sibling
+    shutil.copytree(cfg.run_dir, c.run_dir)
+    c.to_json(c.run_dir / "config.json")
+    unfinished = g.keyed(base.with_overrides({"loss.margin": 0.9}), ("loss.margin",))
+    shutil.copytree(cfg.run_dir, unfinished.run_dir)
+    unfinished.to_json(unfinished.run_dir / "config.json")
+    (unfinished.run_dir / "done.json").unlink()
+    found = g.sibling_runs(b, vary=("loss.margin",))
+    assert sorted(found) == sorted([a.name, b.name])
+    assert {r.config.loss.margin for r in found.values()} == {0.2, 0.5}
+    assert list(g.sibling_runs(b, vary=())) == [b.name]  # nothing varied: only the run itself
 
 
 def _cosine(a, b):

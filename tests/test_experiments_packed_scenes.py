@@ -11,7 +11,6 @@ import pytest
 
 from itemrec.data.records import ImageDataset
 from itemrec.experiments import packed_scenes as ps
-from itemrec.experiments.reporting import preset
 
 
 def _dataset(tmp_path, classes: dict[str, list[str]]) -> ImageDataset:
@@ -127,46 +126,68 @@ def test_held_out_scores_hand_worked():
     assert ps.held_out_scores(emb, np.array([0, 1, 1, 0])) == (0.0, 0.0)
 
 
-def test_train_head_and_scale_sweep_on_separable_features():
-    x, y = _blobs(20)
-    tx, ty = _blobs(10, seed=1)
-    sweep = ps.scale_sweep(x, y, tx, ty, scales=(8.0,), epochs=8, embedding_dim=8, hidden=16, batch_size=32)
+@pytest.fixture(scope="module")
+def crops_manifest(tmp_path_factory):
+    from itemrec.data.synthetic import write_catalogue
+
+    root = tmp_path_factory.mktemp("crops")
+    ds = write_catalogue(root / "cat", n_products=3, photos_per_product=8, image_size=32)
+    rank = ds.frame.groupby("label").cumcount().to_numpy()
+    train, test = ds.subset(rank < 5), ds.subset(rank >= 5)
+    return ps.write_manifest({"train": train, "val": test, "test": test}, root / "crops.csv"), test
+
+
+@pytest.mark.slow
+def test_scale_sweep_trains_each_head_with_the_trainer(crops_manifest, mobilenet_weights, tmp_path):
+    from itemrec.models.embedding import build_feature_extractor
+    from itemrec.training.features import compute_features
+
+    manifest, test = crops_manifest
+    base = ps.head_config("h", tmp_path / "runs", manifest, weights=str(mobilenet_weights), input_size=64,
+                          embedding_dim=8, hidden=16, epochs=3, batch_size=8)
+    assert (base.split.kind, base.train.monitor, base.train.finetune_epochs) == ("given", "last", 0)
+    sweep = ps.scale_sweep(base, scales=(8.0,))
     table = sweep.table()
     assert table["head"].tolist() == ["frozen features (no head)", "softmax (baseline)", "cosine softmax λ=8"]
     assert table["recall_at_1"].between(0, 1).all() and table["map_at_r"].between(0, 1).all()
-    assert (table["recall_at_1"].iloc[1:] >= 0.9).all()  # three well separated blobs
+    # the frozen row, recomputed independently: MobileNetV2 pooled features of the test crops, cosine retrieval
+    extractor = build_feature_extractor("mobilenet_v2", 64, str(mobilenet_weights))
+    feats = compute_features(extractor, [str(p) for p in test.paths], 64).features
+    assert (np.linalg.norm(feats, axis=1) > 0).all()
+    assert (sweep.frozen_recall_at_1, sweep.frozen_map_at_r) == pytest.approx(ps.held_out_scores(feats, test.labels), abs=1e-6)
     best = sweep.best()
-    assert best.scale == 8.0 and sweep.best(cosine_only=False).map_at_r == table["map_at_r"].iloc[1:].max()
-    emb = ps.embed_features(best.head, tx)
-    assert emb.shape == (30, 8)
+    assert best.scale == 8.0 and best.run.config.loss.name == "cosine" and best.run.config.loss.scale == 8.0
+    emb = ps.run_embed_fn(best)(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8))
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # cosine heads are L2-normalised
-    base = sweep.runs[0]
-    assert base.scale is None and not np.allclose(np.linalg.norm(ps.embed_features(base.head, tx), axis=1), 1.0)
-    assert "loss" in base.history and len(base.history["loss"]) == 8
+    base_run = sweep.runs[0]
+    assert base_run.scale is None and base_run.run.config.model.l2_normalize is False
+    assert len(base_run.history["loss"]) == 3
+    # every head is a kept run folder; sweeping again reads them back instead of training
+    dirs = [r.run.run_dir for r in sweep.runs] + [sweep.frozen.run.run_dir]
+    assert len(set(dirs)) == 3 and all((d / "done.json").is_file() for d in dirs)
+    stamps = [(d / "done.json").stat().st_mtime_ns for d in dirs]
+    again = ps.scale_sweep(base, scales=(8.0,))
+    assert [(d / "done.json").stat().st_mtime_ns for d in dirs] == stamps
+    assert again.table()["map_at_r"].tolist() == table["map_at_r"].tolist()
     fig = ps.plot_sweep(sweep)
     assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="nothing to sweep"):
+        ps.scale_sweep(base, scales=(), baseline=False)
 
 
-def test_train_head_errors():
-    x, y = _blobs(4)
-    with pytest.raises(ValueError, match="0..n-1"):
-        ps.train_head(x, y + 1, epochs=1)
-    with pytest.raises(ValueError, match="scale"):
-        ps.train_head(x, y, scale=0.0, epochs=1)
-    with pytest.raises(ValueError, match="features"):
-        ps.train_head(x[:5], y, epochs=1)
+def test_given_split_needs_train_val_and_test(crops_manifest, tmp_path):
+    from itemrec.training.config import SplitConfig
+    from itemrec.training.data import make_splits
 
-
-def test_head_embed_fn_chains_extractor_and_head():
-    import keras
-
-    extractor = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
-    x, y = _blobs(6, dim=3)
-    head, _ = ps.train_head(x, y, epochs=1, embedding_dim=4, hidden=None)
-    images = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 3)).astype(np.uint8)
-    got = ps.head_embed_fn(extractor, head)(images)
-    want = ps.embed_features(head, images.astype(np.float32).mean(axis=(1, 2)))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    manifest, test = crops_manifest
+    ds = ImageDataset.read_csv(manifest)
+    splits = make_splits(ds, SplitConfig(kind="given"), str(manifest))
+    assert (len(splits.train), len(splits.test)) == (15, 9) and splits.kind == "closed"
+    no_val = ImageDataset(ds.frame[ds.frame["split"] != "val"], ds.class_names)
+    with pytest.raises(ValueError, match="'given' needs a 'split' column with train, val and test"):
+        make_splits(no_val, SplitConfig(kind="given"), "x")
+    with pytest.raises(ValueError, match="share their class names"):
+        ps.write_manifest({"train": ds, "test": ImageDataset(ds.frame, ds.class_names[::-1])}, tmp_path / "m.csv")
 
 
 def test_shelf_scoring(tmp_path):
@@ -185,15 +206,6 @@ def test_shelf_scoring(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="labels"):
         ps.read_hand_labels(path)
-
-
-def test_presets():
-    quick = preset(ps.PRESETS, True, epochs=3, scales=None)
-    assert quick["epochs"] == 3 and quick["scales"] == ps.PRESETS["quick"]["scales"] and quick["mode"] == "quick"
-    assert preset(ps.PRESETS, False)["input_size"] == ps.PRESETS["full"]["input_size"]
-    with pytest.raises(KeyError, match="epoch"):
-        preset(ps.PRESETS, True, epoch=3)
-    assert set(ps.PRESETS["quick"]) == set(ps.PRESETS["full"])
 
 
 def test_backbone_features_cached(dataset_path, mobilenet_weights, tmp_path):

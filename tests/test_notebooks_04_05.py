@@ -1,8 +1,8 @@
-"""Notebooks 04 and 05: stored clean, and run top to bottom in QUICK mode on the real data.
+"""Notebooks 04 and 05 run top to bottom with papermill in QUICK mode on the real data.
 
-The parameters cell (tagged ``parameters``) is replaced by one that sets QUICK mode, the data,
-weights and a temporary output folder; the notebook runs with nbclient and its
-``results.json`` and figures are checked.
+Papermill injects QUICK mode's sizes, the data, weights and a temporary output folder; the
+executed notebook's inline images, its ``results.json`` and figures are checked. The stored form
+is checked in ``test_notebooks_stored.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import nbformat
 import numpy as np
 import pytest
 
+from notebook_runner import bare_figures, image_outputs, run_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NB04 = NOTEBOOKS / "04_packed_scene_clustering.ipynb"
@@ -21,34 +23,22 @@ NB05 = NOTEBOOKS / "05_digit_triplets_and_face_retrieval.ipynb"
 SHELF_LABELS = ROOT / "tests" / "data" / "shelf_labels.json"
 
 
-@pytest.mark.parametrize("path", [NB04, NB05], ids=["04", "05"])
-def test_notebook_is_stored_clean_with_a_parameters_cell(path):
-    nb = nbformat.read(path, as_version=4)
-    nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code), f"{path.name} has stored outputs"
-    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "QUICK = True" in tagged[0].source
-    assert sum(c.cell_type == "markdown" for c in nb.cells) >= 8  # prose between the steps
-    # no logic lives only in the notebook: cells are short glue around package calls
-    assert max(len(c.source.splitlines()) for c in code) <= 40
-
-
-def run_notebook(path: Path, params: dict, monkeypatch) -> nbformat.NotebookNode:
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = cell.source + "\n# injected by tests/test_notebooks_04_05.py\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
+def run_quick(key: str, params: dict, monkeypatch) -> nbformat.NotebookNode:
     # OpenMP busy-waiting (scikit-learn's t-SNE) crawls on a shared 2-core machine; TensorFlow has its own pools.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nb = run_notebook(key, params, timeout=600)[0]
+    assert not bare_figures(nb), f"{key}: cells {bare_figures(nb)} print a figure's repr instead of showing it"
     return nb
 
 
-def _inline_images(nb) -> int:
-    return sum(any(k.startswith("image/") for k in o.get("data", {})) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+def test_cells_stay_short_glue_with_prose_between():
+    for path in (NB04, NB05):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert sum(c.cell_type == "markdown" for c in nb.cells) >= 8  # prose between the steps
+        # no logic lives only in the notebook: cells are short glue around package calls
+        assert max(len(c.source.splitlines()) for c in code) <= 40
 
 
 def _in_unit(x) -> bool:
@@ -59,11 +49,12 @@ def _in_unit(x) -> bool:
 @pytest.mark.realdata
 def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     out = tmp_path / "04"
-    nb = run_notebook(NB04, dict(QUICK=True, DATA_ROOT=str(data_root), WEIGHTS=str(mobilenet_weights), OUT_DIR=str(out),
+    nb = run_quick("04", dict(DATA_ROOT=str(data_root), WEIGHTS=str(mobilenet_weights), OUT_DIR=str(out),
                                  CACHE_DIR=None, SHELF_LABELS=str(SHELF_LABELS), README_IMAGES=str(tmp_path / "readme")),
                       monkeypatch)
     res = json.loads((out / "results.json").read_text())
-    assert res["mode"] == "quick"
+    P = res["settings"]["parameters"]
+    assert res["settings"]["mode"] == "quick"
     # the audit finds the corruption the dataset README describes, and the cleaning undoes it
     assert res["audit"]["n_files"] == 10540 and len(res["audit"]["duplicated_classes"]) == 2
     assert res["clean"]["n_classes"] == 27 - 2 - len(res["clean"]["dropped_classes"])
@@ -71,9 +62,9 @@ def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert res["split"]["leaked_duplicate_safe"] == 0 and res["split"]["leaked_per_file"] > 100
     sweep = res["sweep"]
     assert [r["head"] for r in sweep][:2] == ["frozen features (no head)", "softmax (baseline)"]
-    assert len(sweep) == 2 + len(res["settings"]["scales"])
+    assert len(sweep) == 2 + len(P["SCALES"])
     assert all(_in_unit(r["recall_at_1"]) and _in_unit(r["map_at_r"]) for r in sweep)
-    assert res["best_scale"] in res["settings"]["scales"]
+    assert res["best_scale"] in P["SCALES"]
     best = max((r for r in sweep if r["scale"] is not None), key=lambda r: r["map_at_r"])
     assert best["recall_at_1"] > 0.5  # 24 classes: chance is about 0.04
     shelf = res["shelf"]
@@ -90,36 +81,44 @@ def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert (out / "scale_sweep.png").is_file()
     small = [tmp_path / "readme" / n for n in ("packed_scale_sweep.png", "packed_shelf_clusters.png")]
     assert all(p.is_file() and p.stat().st_size <= 150_000 for p in small)
-    assert _inline_images(nb) >= 2  # the sweep plot and the overlay are shown inline
+    assert image_outputs(nb) >= 4  # the sweep, the curves, the t-SNE of the clusters, the overlay (JPEG)
+    assert (out / "head_curves.png").is_file() and (out / "head_tsne.png").is_file()
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     out = tmp_path / "05"
-    nb = run_notebook(NB05, dict(QUICK=True, DATA_ROOT=str(data_root), WEIGHTS=str(mobilenet_weights), OUT_DIR=str(out),
+    nb = run_quick("05", dict(DATA_ROOT=str(data_root), WEIGHTS=str(mobilenet_weights), OUT_DIR=str(out),
                                  README_IMAGES=None), monkeypatch)
     res = json.loads((out / "results.json").read_text())
-    assert res["mode"] == "quick"
+    P = res["settings"]["parameters"]
+    assert res["settings"]["mode"] == "quick"
     d = res["digits"]
-    assert sum(d["sizes"].values()) == res["settings"]["mnist_limit"]
-    assert [r["margin"] for r in d["margin_sweep"]] == list(res["settings"]["margins"])
+    assert sum(d["sizes"].values()) == P["MNIST_LIMIT"]
+    assert [r["margin"] for r in d["margin_sweep"]] == list(P["MARGINS"])
     for r in d["margin_sweep"]:
         assert _in_unit(r["val_recall_at_1"]) and _in_unit(r["val_map_at_r"]) and _in_unit(r["val_triplet_accuracy"])
-    assert d["best_margin"] in res["settings"]["margins"]
+    assert d["best_margin"] in P["MARGINS"]
     assert _in_unit(d["test_recall_at_1"]) and _in_unit(d["test_map_at_r"])
     assert 0.2 < d["classifier_accuracy"] <= 1.0  # ten digits: chance 0.1, even after one short epoch
     rej = res["rejection"]
     assert rej["n_letters"] > 100
     assert all(_in_unit(rej[k]) for k in ("val_rejection", "digit_rejection", "letter_rejection", "auc"))
-    assert rej["val_rejection"] <= res["settings"]["target_in_rejection"] + 1e-9
+    assert rej["val_rejection"] <= P["TARGET_IN_REJECTION"] + 1e-9
+    orig = rej["original_gini_rule"]
+    assert orig["threshold"] == P["GINI_COEFFICIENT_THRESHOLD"] == 0.87
+    assert all(_in_unit(orig[k]) for k in ("digit_rejection", "letter_rejection", "auc"))
+    better_auc = max(rej["auc"], orig["auc"])
+    assert rej["better_rule"].startswith("Gini impurity" if rej["auc"] == better_auc else "Gini coefficient")
     f = res["faces"]
-    assert f["n_photos"] == 5 * res["settings"]["faces_per_person"] and f["n_people"] == 5
+    assert f["n_photos"] + f["n_dropped_not_faces"] == 5 * P["FACES_PER_PERSON"] and f["n_people"] == 5
+    assert P["FACES_ONLY"] is True and f["n_photos"] >= 0.7 * 5 * P["FACES_PER_PERSON"]
     for key in ("detection_rate", "loo_precision_at_1", "loo_precision_at_3", "whole_photo_loo_precision_at_1"):
         assert _in_unit(f[key]), key
     assert f["detection_rate"] >= 0.7
     assert -1 <= f["hdbscan_optics_ari"] <= 1 and -1 <= f["agglomerative_ari"] <= 1
     for name in ("digits_tsne.png", "gini_rejection.png", "face_crops.png", "faces_tsne.png"):
         assert (out / name).is_file(), name
-    assert _inline_images(nb) >= 5
+    assert image_outputs(nb) >= 6 + len(P["MARGINS"])  # samples, one per margin, t-SNE, confusion, Gini, crops, faces
     assert np.isfinite(rej["tau"])

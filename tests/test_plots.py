@@ -144,3 +144,27 @@ def test_deep_feature_monitor_in_training(tmp_path):
         assert gif.n_frames == 2
     with pytest.raises(ValueError, match="features"):
         DeepFeatureMonitor(x, y, lambda d: d[:5], tmp_path / "bad").draw(0)
+
+
+def test_deep_feature_monitor_fits_one_projection_for_every_frame(tmp_path):
+    from sklearn.decomposition import PCA
+
+    from itemrec.plots import DeepFeatureMonitor
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)) * np.array([5.0, 3.0, 1.0, 0.5, 0.2, 0.1])
+    y = np.arange(40) % 4
+    proj = tmp_path / "projection.npz"
+    first = DeepFeatureMonitor(x, y, lambda d: d, tmp_path / "a", projection=proj, title="center, λ=0.001")
+    xy1 = first._fixed_projection(first._embed())
+    ref = PCA(n_components=2, random_state=0).fit(x)  # fitted independently on the first frame's features
+    assert np.allclose(xy1, ref.transform(x))
+    # a later frame (or the next phase's monitor) with moved features keeps the first frame's axes
+    moved = x * 0.5
+    second = DeepFeatureMonitor(x, y, lambda d: d * 0.5, tmp_path / "b", projection=proj)
+    assert np.allclose(second._fixed_projection(second._embed()), (moved - ref.mean_) @ ref.components_.T)
+    png_ok(first.draw(0))
+    assert first.frames[0].name == "frame_001.png"
+    with pytest.raises(ValueError, match="projects 6-d features"):
+        third = DeepFeatureMonitor(x[:, :3], y, lambda d: d, tmp_path / "c", projection=proj)
+        third._fixed_projection(third._embed())

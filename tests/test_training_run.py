@@ -150,3 +150,23 @@ def test_closed_set_run_reports_classification(tmp_path):
     assert m["kind"] == "closed" and m["n_classes"] == 8 and m["scorer"] == "classifier head"
     assert 0 <= m["accuracy"] <= m["top5_accuracy"] <= 1 and 0 <= m["f1_macro"] <= 1
     assert (r.run_dir / "confusion.png").is_file() and (r.run_dir / "per_class.csv").is_file()
+
+
+def test_center_loss_lambda_per_phase(tmp_path):
+    """loss.finetune_lam weighs the centre term in phase 2: each epoch's loss is ce + λ · center of its phase."""
+    from itemrec.training import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig.from_dict({
+        **TINY, "output_dir": str(tmp_path), "name": "lam",
+        "split": {**TINY["split"], "val_classes_fraction": 0.0},
+        "loss": {"name": "center", "lam": 0.01, "finetune_lam": 0.5, "alpha": 0.5},
+        "train": {**TINY["train"], "p": None, "k": None, "batch_size": 6, "early_stopping_patience": None,
+                  "monitor": "last", "feature_monitor": False, "tensorboard": False},
+    })
+    res = run_experiment(cfg, evaluate=False)
+    h = res.history
+    lam = np.where(h["phase"] == 1, 0.01, 0.5)
+    # Keras averages loss, ce and center over the same batches, so the identity holds for the epoch means
+    np.testing.assert_allclose(h["loss"], h["ce"] + lam * h["center"], rtol=1e-4, atol=1e-6)
+    assert list(h["phase"]) == [1, 1, 2]
+    assert res.training["phases"]["phase2"]["lam"] == 0.5

@@ -2,18 +2,21 @@
 
 * :func:`split_digits`: a seeded, stratified train/val/test split of the
   10,000 MNIST test digits (the only MNIST part available offline).
-* :func:`build_digit_embedder`: the small CNN of the original experiment
-  (conv 3×3 → BN → ReLU → max-pool blocks, :func:`itemrec.models.small_cnn`)
+* :func:`write_digits`: the split as 28×28 PNG files and a manifest
+  (``split.kind = "given"``), so the digits train like any other images.
+* :func:`digit_config`: the triplet network as an
+  :class:`itemrec.training.ExperimentConfig`: the small CNN of the original
+  experiment (conv 3×3 → BN → ReLU → max-pool blocks, ``model.cnn_filters``)
   with global average pooling and a linear layer to a 10-d, L2-normalised
-  embedding.
-* :func:`train_triplet`: trains it on **random triplets** (anchor and
-  positive of one digit, negative of another, :func:`itemrec.data.random_triplets`,
-  redrawn every epoch) with the hinge triplet loss
+  embedding, trained from scratch on **random triplets** (in each batch of
+  P digits × K images, one random positive and one random negative per
+  anchor: the ``random`` miner) with the hinge triplet loss
   ``max(‖a − p‖² − ‖a − n‖² + margin, 0)`` (Schroff, Kalenichenko & Philbin,
-  "FaceNet", CVPR 2015), :class:`itemrec.losses.TripletLoss` on stacked triples.
-* :func:`margin_sweep`: one network per margin, scored on the validation
-  digits by Recall@1 / MAP@R and triplet accuracy (fraction of fresh random
-  triplets with ``d(a, p) < d(a, n)``).
+  "FaceNet", CVPR 2015).
+* :func:`margin_sweep`: one run of :func:`itemrec.training.run_experiment`
+  per margin (through :func:`itemrec.training.runs.run_or_load`: keyed, kept,
+  read back), scored on the validation digits by Recall@1 / MAP@R and
+  triplet accuracy (fraction of fresh random triplets with ``d(a, p) < d(a, n)``).
 * :func:`fit_softmax_classifier`: multinomial logistic regression (softmax
   regression) on the embeddings.
 * :func:`gini_rejection`: rejects inputs whose class probabilities are spread
@@ -26,23 +29,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-#: Settings of notebook 05 in each mode (:func:`itemrec.experiments.reporting.preset`).
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(mnist_limit=2000, margins=(0.2, 1.0), n_triplets=1500, epochs=1, filters=(16, 32, 64),
-                  embedding_dim=10, target_in_rejection=0.05, tsne_points=300, faces_per_person=6, face_size=96,
-                  face_margin=0.2),
-    "full": dict(mnist_limit=None, margins=(0.1, 0.2, 0.5, 1.0), n_triplets=15000, epochs=2, filters=(16, 32, 64),
-                 embedding_dim=10, target_in_rejection=0.05, tsne_points=2000, faces_per_person=None, face_size=160,
-                 face_margin=0.2),
-}
 
 
 @dataclass
@@ -88,83 +81,80 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat(x[..., None], 3, axis=-1)
 
 
-def build_digit_embedder(embedding_dim: int = 10, filters: Sequence[int] = (32, 64, 128), size: int = 28) -> Any:
-    """Raw 0..255 ``(size, size, 3)`` images → small CNN → GAP → Dense(embedding_dim) → L2 normalisation."""
-    from itemrec.models import attach_head, build_head, small_cnn
+def write_digits(splits: "DigitSplits", root: str | os.PathLike) -> Path:
+    """The digits of ``splits`` as RGB PNG files under ``root`` and a manifest CSV with their split; returns it.
 
-    base = small_cnn(size, tuple(int(f) for f in filters))
-    head = build_head(int(base.output_shape[-1]), int(embedding_dim), dropout=0.0, hidden=None, l2_normalize=True)
-    return attach_head(base, head, preprocess="small_cnn", bn_inference=False, name="digit_embedder")
+    Files are named by split and index, so writing the same splits again rewrites the same files.
+    """
+    import pandas as pd
+    from PIL import Image
 
+    from itemrec.data.records import ImageDataset
 
-def _triplet_batches(x: np.ndarray, labels: np.ndarray, n_triplets: int, batch_size: int, seed: int) -> Any:
-    import keras
-
-    class TripletBatches(keras.utils.PyDataset):
-        """Stacked ``(B, 3, H, W, 3)`` float32 (anchor, positive, negative), new random triplets each epoch."""
-
-        def __init__(self) -> None:
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.epoch = 0
-            self.triplets = self._draw()
-
-        def _draw(self) -> np.ndarray:
-            from itemrec.data.sampling import random_triplets
-
-            return random_triplets(labels, n_triplets, seed=seed + self.epoch)
-
-        def __len__(self) -> int:
-            return math.ceil(n_triplets / batch_size)
-
-        def __getitem__(self, i: int) -> np.ndarray:
-            t = self.triplets[i * batch_size : (i + 1) * batch_size]
-            return x[t].astype(np.float32)
-
-        def on_epoch_end(self) -> None:
-            self.epoch += 1
-            self.triplets = self._draw()
-
-    return TripletBatches()
+    root = Path(root)
+    rows = []
+    for part in ("train", "val", "test"):
+        x, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        (root / part).mkdir(parents=True, exist_ok=True)
+        for i, (img, label) in enumerate(zip(to_rgb(x), y)):
+            path = root / part / f"{i:05d}_{int(label)}.png"
+            Image.fromarray(img).save(path)
+            rows.append({"path": str(path), "label": int(label), "class_name": str(int(label)), "split": part})
+    return ImageDataset(pd.DataFrame(rows), [str(d) for d in range(10)], name="mnist").to_csv(root / "digits.csv")
 
 
-def train_triplet(
-    images: np.ndarray,
-    labels: np.ndarray,
+def digit_config(
+    name: str,
+    output_dir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
     margin: float = 0.2,
     embedding_dim: int = 10,
     filters: Sequence[int] = (32, 64, 128),
     n_triplets: int = 10_000,
     epochs: int = 3,
-    batch_size: int = 64,
+    p: int = 10,
+    k: int = 6,
     learning_rate: float = 1e-3,
     seed: int = 0,
-) -> tuple[Any, dict[str, list[float]]]:
-    """A digit embedder trained on random triplets (module docstring): ``(model, history)``.
+) -> Any:
+    """The triplet network of the module docstring as an :class:`itemrec.training.ExperimentConfig`.
 
-    ``images``: grey ``(N, 28, 28)`` uint8. The loss is the hinge on squared
-    L2 distances of the unit embeddings (so ``d ∈ [0, 4]``), averaged over all
-    triplets of a batch.
+    Args:
+        name: run name (stem; see :func:`itemrec.training.runs.keyed`).
+        output_dir: where runs go.
+        manifest: a :func:`write_digits` CSV.
+        margin: the hinge margin on squared L2 distances of unit embeddings (``d ∈ [0, 4]``).
+        embedding_dim, filters: the network.
+        n_triplets: random triplets per epoch: ``ceil(n_triplets / (p · k))`` steps of ``p`` digits × ``k``
+            images, each image the anchor of one triplet.
+        epochs, learning_rate, seed: training (all layers from scratch, Adam, a fixed number of epochs).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: e.g. a negative margin.
     """
-    import keras
+    from itemrec.training import ExperimentConfig
 
-    from itemrec.losses import TripletLoss
-    from itemrec.models import MetricLearningModel
+    steps = max(1, math.ceil(int(n_triplets) / (int(p) * int(k))))
+    return ExperimentConfig.from_dict({
+        "name": name, "output_dir": str(output_dir), "seed": int(seed),
+        "data": {"name": str(manifest)},
+        "split": {"kind": "given"},
+        "model": {"backbone": "small_cnn", "weights": None, "input_size": 28, "cnn_filters": [int(f) for f in filters],
+                  "head": "mlp", "hidden": None, "dropout": 0.0, "embedding_dim": int(embedding_dim)},
+        "loss": {"name": "triplet", "margin": float(margin), "miner": "random", "distance": "squared_l2"},
+        "train": {"frozen_epochs": 0, "finetune_epochs": int(epochs), "finetune_layers": "all",
+                  "finetune_lr": float(learning_rate), "p": int(p), "k": int(k), "steps_per_epoch": steps,
+                  "monitor": "last", "tensorboard": False},
+    })
 
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0; got {margin}")
-    x = to_rgb(images)
-    y = np.asarray(labels, dtype=np.int64)
-    keras.utils.set_random_seed(seed)
-    model = build_digit_embedder(embedding_dim, filters, x.shape[1])
-    trainer = MetricLearningModel(model, TripletLoss(margin=margin, miner="random", distance="squared_l2", reduction="mined"))
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    hist = trainer.fit(_triplet_batches(x, y, int(n_triplets), int(batch_size), seed), epochs=int(epochs), verbose=0)
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
-
-def embed_digits(model: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Embeddings (N, D) float32 of grey digit-like images."""
-    return np.asarray(model.predict(to_rgb(images).astype(np.float32), batch_size=batch_size, verbose=0), dtype=np.float32)
+def embed_digits(model: Any, images: np.ndarray) -> np.ndarray:
+    """Embeddings (N, D) float32 of grey digit-like images by a run's :class:`itemrec.embedder.ImageEmbedder`."""
+    return np.asarray(model.embed_arrays(to_rgb(np.asarray(images, np.uint8))), dtype=np.float32)
 
 
 def triplet_accuracy(embeddings: np.ndarray, labels: np.ndarray, n: int = 5000, seed: int = 0) -> float:
@@ -207,27 +197,46 @@ class MarginSweep:
         return max(self.runs, key=lambda r: getattr(r, metric))
 
 
-def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5, 1.0), progress: bool = False, **train_kwargs: Any) -> MarginSweep:
-    """One :func:`train_triplet` network per margin (same seed), scored on the validation digits."""
+def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5, 1.0), out_dir: str | os.PathLike = "runs",
+                 progress: bool = False, **config_kwargs: Any) -> MarginSweep:
+    """One run of the trainer per margin (:func:`digit_config`, same seed), scored on the validation digits.
+
+    Args:
+        splits: the digits; written once to ``out_dir/digits`` (:func:`write_digits`).
+        margins: the margins.
+        out_dir: runs go to ``out_dir``, named by margin and training hash, and are kept.
+        progress: progress bars.
+        **config_kwargs: the other :func:`digit_config` arguments.
+
+    Returns:
+        The :class:`MarginSweep` (each run's ``model`` is its :class:`itemrec.embedder.ImageEmbedder`).
+
+    Raises:
+        ValueError: no margins.
+    """
+    from itemrec.embedder import ImageEmbedder
     from itemrec.evaluation import retrieval_report
+    from itemrec.training.runs import keyed, run_or_load
 
     it = list(margins)
     if not it:
         raise ValueError("give at least one margin")
+    manifest = write_digits(splits, Path(out_dir) / "digits")
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="margins", unit="net")
+    config_kwargs.setdefault("p", min(10, len(np.unique(splits.y_train))))
     sweep = MarginSweep()
     for m in it:
-        t0 = time.perf_counter()
-        model, hist = train_triplet(splits.x_train, splits.y_train, margin=float(m), **train_kwargs)
+        res = run_or_load(keyed(digit_config("digits", out_dir, manifest, margin=float(m), **config_kwargs),
+                                ("loss.margin",)), progress=progress)
+        model = ImageEmbedder.load(res.run_dir / "embedding.keras")
         emb = embed_digits(model, splits.x_val)
         rep = retrieval_report(emb, splits.y_val, ks=(1,), metric="cosine")
-        sweep.runs.append(
-            MarginRun(float(m), model, hist, rep.recall_at_k[1], rep.map_at_r, triplet_accuracy(emb, splits.y_val),
-                      time.perf_counter() - t0)
-        )
+        hist = {c: res.history[c].astype(float).tolist() for c in res.history.columns if c not in ("epoch", "phase")}
+        sweep.runs.append(MarginRun(float(m), model, hist, rep.recall_at_k[1], rep.map_at_r,
+                                    triplet_accuracy(emb, splits.y_val), float(res.training.get("seconds", np.nan))))
     return sweep
 
 
@@ -261,6 +270,36 @@ def gini_rejection(
     tau = fit_gini_threshold(p_val, target_in_rejection)
     report = gini_rejection_report(tau, p_in, p_out)
     return GiniExperiment(report, np.atleast_1d(gini_impurity(p_in)), np.atleast_1d(gini_impurity(p_out)))
+
+
+def original_gini_rule(classifier: Any, test_embeddings: np.ndarray, out_embeddings: np.ndarray,
+                       threshold: float = 0.87) -> dict[str, float]:
+    """The original write-up's rule: the Gini *coefficient* of the softmax vector, "not a digit" when above ``threshold``.
+
+    The coefficient (:func:`itemrec.evaluation.lorenz_gini`) measures inequality: 0 for the uniform
+    vector, ``1 − 1/C`` (0.9 for ten digits) for a one-hot one; the original rejected above a
+    hand-set 0.87.
+
+    Args:
+        classifier: fitted, with ``predict_proba`` (n, d) -> (n, C).
+        test_embeddings: (n, d) test digits.
+        out_embeddings: (m, d) non-digits.
+        threshold: reject when the coefficient exceeds it.
+
+    Returns:
+        ``threshold``, ``digit_rejection`` and ``letter_rejection`` (fractions rejected) and ``auc``: the
+        ROC AUC of the coefficient as a non-digit score in the original's direction (higher = reject;
+        below 0.5 means the direction is backwards).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from itemrec.evaluation.gini import lorenz_gini
+
+    g_in, g_out = (np.atleast_1d(lorenz_gini(classifier.predict_proba(np.asarray(e, np.float64))))
+                   for e in (test_embeddings, out_embeddings))
+    y = np.r_[np.zeros(len(g_in)), np.ones(len(g_out))]
+    return {"threshold": float(threshold), "digit_rejection": float(np.mean(g_in > threshold)),
+            "letter_rejection": float(np.mean(g_out > threshold)), "auc": float(roc_auc_score(y, np.r_[g_in, g_out]))}
 
 
 def plot_rejection(exp: GiniExperiment, path: str | os.PathLike | None = None):

@@ -25,13 +25,13 @@ clustering went from one 103-photo cluster (ARI 0.01) to ARI 0.39.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from itemrec.data.records import ImageDataset
-from itemrec.faces import FaceCrops, LooRetrieval, crop_faces, loo_retrieval
+from itemrec.faces import FaceCrops, LooRetrieval, crop_faces, detect_faces, loo_retrieval
 
 
 @dataclass
@@ -48,18 +48,21 @@ class FaceRetrievalResult:
     density_scores: Any  # itemrec.clustering.ClusterQuality of HDBSCAN + OPTICS
     agglomerative_labels: np.ndarray
     agglomerative_scores: Any  # ClusterQuality with the number of people given
+    dropped: list[str] = field(default_factory=list)  # photos whose crop is not a face (faces_only)
+    photo_detection_rate: float | None = None  # faces found among all photos, before any was dropped
 
     def summary(self) -> dict[str, float]:
         out = {
             "n_photos": int(len(self.labels)),
             "n_people": int(len(np.unique(self.labels))),
-            "detection_rate": self.crops.detection_rate,
+            "detection_rate": self.crops.detection_rate if self.photo_detection_rate is None else self.photo_detection_rate,
             "loo_precision_at_1": self.loo.precision_at_1,
             **{f"loo_precision_at_{k}": v for k, v in self.loo.precision_at_k.items() if k != 1},
             "hdbscan_optics_ari": self.density_scores.ari,
             "hdbscan_optics_clusters": self.density_scores.n_clusters,
             "hdbscan_optics_noise": self.density_scores.n_noise,
             "agglomerative_ari": self.agglomerative_scores.ari,
+            "n_dropped_not_faces": len(self.dropped),
         }
         if self.whole_photo_loo is not None:
             out["whole_photo_loo_precision_at_1"] = self.whole_photo_loo.precision_at_1
@@ -87,6 +90,23 @@ def per_person(ds: ImageDataset, n: int | None, seed: int = 0) -> ImageDataset:
     return cap_per_class(ds, n, seed)
 
 
+def face_check(crops: FaceCrops, min_size_fraction: float = 0.3) -> np.ndarray:
+    """Which crops hold a face: bool (N,).
+
+    A crop passes when the photo's detection found a face (not the centre-crop
+    fallback) **and** the detector finds a face again inside the crop itself,
+    at least ``min_size_fraction`` of the crop's side (a true face fills its crop;
+    a false detection on the photo rarely survives the second look).
+    """
+    return np.array([bool(found) and len(detect_faces(img, min_size_fraction=min_size_fraction)) > 0
+                     for img, found in zip(crops.images, crops.detected)], dtype=bool)
+
+
+def _only(crops: FaceCrops, mask: np.ndarray) -> FaceCrops:
+    return FaceCrops(crops.images[mask], crops.detected[mask], crops.boxes[mask], crops.n_faces[mask],
+                     [p for p, m in zip(crops.paths, mask) if m], crops.keep[mask], list(crops.skipped))
+
+
 def run_face_retrieval(
     ds: ImageDataset,
     size: int = 160,
@@ -96,9 +116,14 @@ def run_face_retrieval(
     min_cluster_size: int = 5,
     center: bool = True,
     compare_whole_photo: bool = True,
+    faces_only: bool = False,
     progress: bool = False,
 ) -> FaceRetrievalResult:
-    """Crop faces, embed them with the frozen backbone, score retrieval and clustering (module docstring)."""
+    """Crop faces, embed them with the frozen backbone, score retrieval and clustering (module docstring).
+
+    ``faces_only`` drops the crops that are not faces (:func:`face_check`) before anything is
+    embedded, as the original kept only detected faces; their photos are listed in ``dropped``.
+    """
     from sklearn.cluster import AgglomerativeClustering
 
     from itemrec.clustering import cluster_embeddings, clustering_scores
@@ -106,6 +131,12 @@ def run_face_retrieval(
     from itemrec.training.features import features_of
 
     crops = crop_faces(ds.paths, size=size, margin=margin, progress=progress)
+    dropped: list[str] = []
+    rate = crops.detection_rate
+    if faces_only:
+        ok = face_check(crops)
+        dropped = [p for p, m in zip(crops.paths, ok) if not m]
+        crops = _only(crops, ok)
     if len(crops.keep) < 3:
         raise ValueError(f"{ds.name}: only {len(crops.keep)} readable photos; need at least 3")
     labels = ds.labels[crops.keep]
@@ -123,7 +154,8 @@ def run_face_retrieval(
     agg = AgglomerativeClustering(n_clusters=n_people, linkage="ward").fit_predict(unit)
     return FaceRetrievalResult(
         crops, labels, list(ds.class_names), emb, loo, whole, clusters,
-        clustering_scores(labels, clusters.labels), agg.astype(np.int64), clustering_scores(labels, agg),
+        clustering_scores(labels, clusters.labels), agg.astype(np.int64), clustering_scores(labels, agg), dropped,
+        rate,
     )
 
 

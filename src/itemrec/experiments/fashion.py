@@ -1,36 +1,39 @@
-"""Driver of notebook 03: a fashion article-type classifier by transfer learning.
+"""Driver of notebook 03: a fashion article-type classifier by transfer learning, trained by the one trainer.
 
 The fashion set's ``articleType`` labels, rare classes dropped, split
 stratified and seeded (:func:`fashion_splits`, the closed-set protocol of
-:func:`itemrec.training.make_splits`). :func:`train_classifier` trains one
-backbone + head:
+:func:`itemrec.training.make_splits`). Each model is an
+:class:`itemrec.training.ExperimentConfig` (:func:`fashion_config`) trained by
+:func:`itemrec.training.run_experiment` through
+:func:`itemrec.training.runs.run_or_load` (run folders keyed by the training
+config, kept, read back when unchanged):
 
 * a pretrained (or randomly initialised) backbone is first **frozen**: its
   pooled features are computed once (:class:`itemrec.training.FeatureCache`)
-  and only the head trains on them, so the backbone cannot change (the result
-  records the backbone's weight hash before and after, and its trainable
-  parameter count, 0); then its top ``finetune_layers`` layers are
+  and only the head and the classifier train on them, so the backbone is not
+  even in the trained model; then its top ``finetune_layers`` layers are
   **fine-tuned** with the head on image batches at a small learning rate,
   BatchNorm kept in inference mode (the Keras transfer-learning recipe);
 * each phase ends with the weights of its epoch of lowest validation loss;
 * the small CNN (:func:`itemrec.models.small_cnn`) trains from scratch, all
-  layers, BatchNorm in training mode.
+  layers, BatchNorm in training mode: ask for it with ``frozen_epochs=0`` and
+  ``finetune_layers="all"`` (nothing moves epochs between phases behind the caller's back).
 
-Heads (:func:`classifier_head`): ``"fc"`` = Dense(hidden, ReLU) → Dense(C);
-``"bn_dropout"`` = BatchNorm → Dropout → Dense(hidden, ReLU) → BatchNorm →
-Dropout → Dense(C) (Ioffe & Szegedy 2015; Srivastava et al. 2014). Both give
-logits trained with sparse categorical cross-entropy.
+Heads (``model.head``): ``"fc"`` = Dense(hidden, ReLU), ``"bn_dropout"`` =
+BatchNorm → Dropout → Dense(hidden, ReLU) → BatchNorm → Dropout (Ioffe &
+Szegedy 2015; Srivastava et al. 2014); the softmax loss's classifier (Dense(C))
+gives the logits, trained with cross-entropy.
 
 :func:`sweep_head` is the learning-rate × optimiser sweep on the frozen
-features, scored by the best validation loss; :func:`predict_images` and
-:func:`plot_predictions` show single-image predictions.
+features (one short run each), scored by the best validation loss;
+:func:`predict_images` and :func:`plot_predictions` show single-image
+predictions of a run (:class:`RunClassifier`).
 """
 
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,133 +74,127 @@ def fashion_splits(
     return make_splits(ds, split, "fashion")
 
 
-class ImageStore:
-    """Decoded uint8 images of each split at one input size, decoded once and kept in memory."""
-
-    def __init__(self, splits: Any, input_size: int, resize_mode: str = "pad") -> None:
-        self.splits = splits
-        self.input_size = int(input_size)
-        self.resize_mode = resize_mode
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, list]] = {}
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.splits.train.class_names)
-
-    def decoded(self, part: str) -> tuple[np.ndarray, np.ndarray, list]:
-        """``(images, keep, skipped)`` of split ``part`` (see :func:`itemrec.training.decode_images`)."""
-        from itemrec.training.features import decode_images
-
-        if part not in ("train", "val", "test"):
-            raise ValueError(f"part must be 'train', 'val' or 'test'; got {part!r}")
-        if part not in self._cache:
-            ds = getattr(self.splits, part)
-            self._cache[part] = decode_images(list(ds.paths), self.input_size, self.resize_mode)
-        return self._cache[part]
-
-    def arrays(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(images uint8 (N, S, S, 3), labels (N,))`` of the readable images of ``part``."""
-        x, keep, _ = self.decoded(part)
-        return x, getattr(self.splits, part).labels[keep]
-
-    def paths(self, part: str) -> np.ndarray:
-        _, keep, _ = self.decoded(part)
-        return np.asarray(getattr(self.splits, part).paths, dtype=object)[keep]
-
-
 # -- models -----------------------------------------------------------------------------
 
 
-def classifier_head(
-    feature_dim: int, n_classes: int, kind: str = "fc", hidden: int = 256, dropout: float = 0.5, name: str | None = None
+def fashion_config(
+    name: str,
+    output_dir: str | os.PathLike,
+    *,
+    backbone: str = "mobilenet_v2",
+    weights: str | None = "local",
+    head: str = "fc",
+    root: str | os.PathLike | None = None,
+    label_column: str = "articleType",
+    min_count: int = 50,
+    max_per_class: int | None = None,
+    input_size: int = 48,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    frozen_epochs: int = 5,
+    finetune_epochs: int = 1,
+    finetune_lr: float = 1e-5,
+    finetune_layers: int | str = 20,
+    batch_size: int = 32,
+    hidden: int = 256,
+    dropout: float = 0.5,
+    feature_cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
 ) -> Any:
-    """Pooled features (B, feature_dim) → logits (B, n_classes); ``kind`` is ``"fc"`` or ``"bn_dropout"``."""
-    import keras
+    """The :class:`itemrec.training.ExperimentConfig` of one fashion classifier (see the module docstring).
 
-    if kind not in HEADS:
-        raise ValueError(f"unknown head {kind!r}; choose one of {HEADS}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1); got {dropout}")
-    inputs = keras.Input((int(feature_dim),), name="features")
-    x = inputs
-    if kind == "bn_dropout":
-        x = keras.layers.BatchNormalization(name="bn_in")(x)
-        x = keras.layers.Dropout(dropout, name="dropout_in")(x)
-    x = keras.layers.Dense(int(hidden), activation="relu", name="fc")(x)
-    if kind == "bn_dropout":
-        x = keras.layers.BatchNormalization(name="bn_fc")(x)
-        x = keras.layers.Dropout(dropout, name="dropout_fc")(x)
-    logits = keras.layers.Dense(int(n_classes), dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=name or f"{kind}_head")
+    Args:
+        name: run name (the folder is ``output_dir/name``; see :func:`itemrec.training.runs.keyed`).
+        output_dir: where runs go.
+        backbone, weights: the backbone and its weights (``"local"``, ``"imagenet"``, ``None``, a file).
+        head: ``"fc"`` or ``"bn_dropout"``; ``hidden`` units, ``dropout`` (``bn_dropout`` only).
+        root, label_column, min_count, max_per_class: the data (:func:`fashion_splits`).
+        input_size: pixels of the square input.
+        optimizer, lr, frozen_epochs: phase 1 (backbone frozen, cached features).
+        finetune_epochs, finetune_lr, finetune_layers: phase 2.
+        batch_size: images per step.
+        feature_cache_dir: shared frozen-feature cache (default ``output_dir/.feature_cache``).
+        seed: split, weights and batches.
 
+    Returns:
+        The validated config.
 
-def _optimizer(name: str, lr: float) -> Any:
-    from itemrec.training.builders import build_optimizer
+    The run's retrieval scores use L2 distance (``eval.metric``): the trunk ends in a ReLU
+    layer whose output can be all zero, where cosine distance is undefined. The schedule is trained as given: a backbone without weights keeps random frozen features in
+    phase 1 (VGG16 offline: a floor); the small CNN from scratch is ``frozen_epochs=0``,
+    ``finetune_layers="all"``.
 
-    try:
-        return build_optimizer(name, float(lr))
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; choose adam, adamw, sgd or rmsprop") from None
+    Raises:
+        ValueError: an unknown head.
+        ConfigError: any invalid value.
+    """
+    from itemrec.training import ExperimentConfig
 
-
-def _compile(model: Any, optimizer: str, lr: float) -> None:
-    import keras
-
-    model.compile(optimizer=_optimizer(optimizer, lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-
-
-def _keep_best() -> Any:
-    """A callback that leaves the model with the weights of its best epoch by validation loss."""
-    import keras
-
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=1 << 30, restore_best_weights=True)
-
-
-def _frame(history: Any, phase: int, start: int) -> Any:
-    import pandas as pd
-
-    f = pd.DataFrame(history.history)
-    f.insert(0, "phase", phase)
-    f.insert(0, "epoch", np.arange(start, start + len(f)))
-    return f
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    return ExperimentConfig.from_dict({
+        "name": name, "output_dir": str(output_dir), "seed": int(seed),
+        "feature_cache_dir": None if feature_cache_dir is None else str(feature_cache_dir),
+        "data": {"name": "fashion", "root": None if root is None else str(root), "label_column": label_column,
+                 "min_count": int(min_count), "max_images_per_class": max_per_class},
+        "split": {"kind": "closed", "val_fraction": 0.15, "test_fraction": 0.15, "seed": int(seed)},
+        "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
+                  "head": "mlp" if head == "fc" else "bn_dropout", "hidden": int(hidden), "embedding_dim": None,
+                  "dropout": 0.0 if head == "fc" else float(dropout), "l2_normalize": False},
+        "loss": {"name": "softmax"},
+        "train": {"optimizer": optimizer, "frozen_epochs": int(frozen_epochs), "frozen_lr": float(lr),
+                  "finetune_epochs": int(finetune_epochs), "finetune_lr": float(finetune_lr),
+                  "finetune_layers": finetune_layers, "batch_size": int(batch_size), "monitor": "val_loss",
+                  "tensorboard": False},
+        # the trunk's output is a ReLU layer, not a unit embedding: it can be all zero, where cosine is undefined
+        "eval": {"metric": "l2"},
+    })
 
 
-def _backbone_and_features(store: ImageStore, backbone: str, weights: Any, cache_dir: str | os.PathLike | None,
-                           seed: int) -> tuple[Any, dict[str, np.ndarray]]:
-    """Build the (seeded) backbone frozen and the cached pooled features of train/val."""
-    import keras
+class RunClassifier:
+    """A finished classifier run as a model of raw pixels (N, S, S, 3) 0..255 → logits (N, C)."""
 
-    from itemrec.models import attach_head, build_backbone, set_trainable
-    from itemrec.training.features import FeatureCache, features_of
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        import keras
 
-    keras.utils.set_random_seed(int(seed))
-    base = set_trainable(build_backbone(backbone, store.input_size, weights), "frozen")
-    extractor = attach_head(base, None, preprocess=backbone, bn_inference=True, name="features")
-    feats = {}
-    for part in ("train", "val"):
-        if cache_dir is None:
-            feats[part] = features_of(extractor, store.decoded(part)[0])
-        else:
-            cached = FeatureCache(cache_dir).get_or_compute(
-                extractor, list(getattr(store.splits, part).paths), backbone, weights, store.input_size,
-                store.resize_mode, decoded=store.decoded(part))
-            feats[part] = cached.features
-    return base, feats
+        from itemrec.models import register_custom_objects
+
+        register_custom_objects()
+        self.run_dir = Path(run_dir)
+        self.model = keras.saving.load_model(self.run_dir / "model.keras", compile=False)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
+        """Logits of ``images`` (float32 or uint8 pixels), float32 (N, C)."""
+        import keras
+
+        emb = self.model.embedding_model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=verbose)
+        return np.asarray(keras.ops.convert_to_numpy(self.model.metric_loss.logits(emb)), np.float32)
 
 
 @dataclass
 class ClassifierResult:
-    """One trained classifier and its test scores."""
+    """One trained classifier run and its test scores."""
 
     name: str
-    backbone: str
-    head: str
-    history: Any  # pandas.DataFrame: epoch, phase, loss, accuracy, val_loss, val_accuracy
+    run: Any  # itemrec.training.RunResult
     report: Any  # itemrec.evaluation.ClassificationReport on test
-    model: Any  # keras.Model: raw pixels (S, S, 3) 0..255 -> logits
-    seconds: float
-    frozen_check: dict[str, Any] = field(default_factory=dict)
+    model: RunClassifier
+
+    @property
+    def history(self) -> Any:
+        """pandas.DataFrame: epoch, phase, loss, ce, accuracy, val_loss, val_ce, val_accuracy."""
+        return self.run.history
+
+    @property
+    def frozen_check(self) -> dict[str, Any]:
+        """How the phases trained: phase 1 on cached features (the backbone not in the model), phase 2's trainable backbone size."""
+        phases = self.run.training.get("phases", {})
+        out: dict[str, Any] = {}
+        if "phase1" in phases:
+            out["frozen_on_cached_features"] = bool(phases["phase1"].get("feature_cache"))
+        if "phase2" in phases:
+            out["finetuned_backbone_params"] = int(phases["phase2"].get("trainable_backbone_params", 0))
+        return out
 
     def metrics(self) -> dict[str, float]:
         """Test accuracy, top-5, macro/weighted F1, best validation loss (overall, frozen and
@@ -207,133 +204,57 @@ class ClassifierResult:
                      else float("nan") for n, name in ((1, "frozen"), (2, "finetuned"))}
         return {"accuracy": r.accuracy, "top5_accuracy": r.top_k_accuracy.get(5, float("nan")),
                 "f1_macro": r.f1_macro, "f1_weighted": r.f1_weighted,
-                "best_val_loss": float(h["val_loss"].min()), **per_phase, "seconds": self.seconds}
+                "best_val_loss": float(h["val_loss"].min()), **per_phase,
+                "seconds": float(self.run.training.get("seconds", float("nan")))}
 
 
-def train_classifier(
-    store: ImageStore,
-    backbone: str = "mobilenet_v2",
-    weights: Any = "local",
-    head: str = "fc",
-    frozen_epochs: int = 5,
-    finetune_epochs: int = 1,
-    lr: float = 1e-3,
-    finetune_lr: float = 1e-5,
-    optimizer: str = "adam",
-    finetune_layers: int | str = 20,
-    batch_size: int = 32,
-    hidden: int = 256,
-    dropout: float = 0.5,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    name: str | None = None,
-) -> ClassifierResult:
-    """Train ``backbone`` + ``head`` on ``store`` (see the module docstring) and score it on test.
-
-    ``weights``: ``"local"`` (the MobileNetV2 file), ``"imagenet"`` (download),
-    ``None`` or a file path. ``small_cnn`` trains from scratch for
-    ``frozen_epochs + finetune_epochs`` epochs at ``lr``.
-    """
-    import keras
-
+def run_classifier(config: Any, progress: bool = False) -> ClassifierResult:
+    """Train (or read back) ``config`` with :func:`itemrec.training.runs.run_or_load` and score its test split."""
     from itemrec import evaluation as ev
-    from itemrec.models import attach_head, build_backbone, set_trainable
-    from itemrec.training.builders import resolve_weights
-    from itemrec.training.data import batch_indices, make_eval_dataset, make_train_dataset
-    from itemrec.training.features import weights_hash
+    from itemrec.training.data import SplitData
+    from itemrec.training.features import decode_images
+    from itemrec.training.runs import run_or_load
 
-    t0 = time.perf_counter()
-    weights = resolve_weights(weights)
-    n_classes = len(store.class_names)
-    x, y = store.arrays("train")
-    xv, yv = store.arrays("val")
-    frames, check = [], {}
-    scratch = backbone == "small_cnn"
-    if scratch:
-        keras.utils.set_random_seed(int(seed))
-        base = set_trainable(build_backbone(backbone, store.input_size, weights), "all")
-        dim = int(base.output_shape[-1])
-        hd = classifier_head(dim, n_classes, head, hidden, dropout)
-        model = attach_head(base, hd, preprocess=backbone, bn_inference=False, name="classifier")
-        phases = [(2, 0, int(frozen_epochs + finetune_epochs), lr)]
-    else:
-        base, feats = _backbone_and_features(store, backbone, weights, cache_dir, seed)
-        hd = classifier_head(int(feats["train"].shape[1]), n_classes, head, hidden, dropout)
-        if frozen_epochs:
-            before = weights_hash(base)
-            check["backbone_trainable_params"] = int(sum(np.prod(w.shape) for w in base.trainable_weights))
-            _compile(hd, optimizer, lr)
-            hist = hd.fit(feats["train"], y, validation_data=(feats["val"], yv), epochs=int(frozen_epochs),
-                          batch_size=int(batch_size), shuffle=True, callbacks=[_keep_best()], verbose=0)
-            frames.append(_frame(hist, 1, 0))
-            check["backbone_unchanged"] = weights_hash(base) == before
-        model = attach_head(base, hd, preprocess=backbone, bn_inference=True, name="classifier")
-        phases = [(2, int(frozen_epochs), int(finetune_epochs), finetune_lr)] if finetune_epochs else []
-        if finetune_epochs:
-            set_trainable(base, finetune_layers)
-            check["finetuned_backbone_params"] = int(sum(np.prod(w.shape) for w in base.trainable_weights))
-    for phase, start, epochs, rate in phases:
-        if epochs <= 0:
-            continue
-        _compile(model, optimizer, rate)
-        bs = min(int(batch_size), len(y))
-        idx = batch_indices(y, epochs, bs, int(seed) + phase)
-        hist = model.fit(make_train_dataset(x, y, idx, seed=int(seed)), validation_data=make_eval_dataset(xv, yv, bs),
-                         epochs=epochs, steps_per_epoch=idx.shape[1], shuffle=False, callbacks=[_keep_best()],
-                         verbose=0)
-        frames.append(_frame(hist, phase, start))
-    if not frames:
-        raise ValueError("nothing to train: give frozen_epochs or finetune_epochs > 0")
-    import pandas as pd
-
-    history = pd.concat(frames, ignore_index=True)
-    xt, yt = store.arrays("test")
-    logits = np.asarray(model.predict(xt.astype(np.float32), batch_size=64, verbose=0))
-    report = ev.classification_report(yt, logits, store.class_names, ks=(1, 5))
-    return ClassifierResult(name or f"{backbone}+{head}", backbone, head, history, report, model,
-                            time.perf_counter() - t0, check)
+    run = run_or_load(config, progress=progress)
+    model = RunClassifier(run.run_dir)
+    splits = SplitData.load(run.run_dir / "splits")
+    m = config.model
+    xt, keep, _ = decode_images(list(splits.test.paths), m.input_size, m.resize_mode)
+    report = ev.classification_report(splits.test.labels[keep], model.predict(xt), list(splits.train.class_names),
+                                      ks=(1, 5))
+    return ClassifierResult(config.name, run, report, model)
 
 
 def sweep_head(
-    store: ImageStore,
-    backbone: str = "mobilenet_v2",
-    weights: Any = "local",
-    learning_rates: tuple[float, ...] = (1e-2, 1e-3, 1e-4),
-    optimizers: tuple[str, ...] = ("adam", "sgd"),
-    epochs: int = 5,
-    head: str = "fc",
-    batch_size: int = 32,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
+    configs: dict[tuple[str, float], Any], progress: bool = False
 ) -> Any:
-    """Learning rate × optimiser on the frozen features: one row each, sorted by best validation loss.
+    """One short frozen-phase run per ``(optimizer, learning rate)`` config: a table sorted by best validation loss.
 
-    Columns: ``optimizer``, ``lr``, ``best_val_loss``, ``best_epoch`` (1-based),
-    ``val_accuracy`` (at the best epoch). Every head starts from the same seeded
-    initial weights, so only the optimiser and the rate differ.
+    Args:
+        configs: ``{(optimizer, lr): ExperimentConfig}``, typically :func:`fashion_config` with
+            ``finetune_epochs=0`` and only the optimiser and the rate changed.
+        progress: progress bars.
+
+    Returns:
+        pandas.DataFrame with ``optimizer``, ``lr``, ``best_val_loss``, ``best_epoch`` (1-based),
+        ``val_accuracy`` (at the best epoch), ``run`` (folder name), best first.
+
+    Raises:
+        ValueError: no configs.
     """
-    import keras
     import pandas as pd
 
-    from itemrec.training.builders import resolve_weights
+    from itemrec.training.runs import run_or_load
 
-    if not learning_rates or not optimizers:
-        raise ValueError("give at least one learning rate and one optimizer")
-    weights = resolve_weights(weights)
-    _, feats = _backbone_and_features(store, backbone, weights, cache_dir, seed)
-    _, y = store.arrays("train")
-    _, yv = store.arrays("val")
+    if not configs:
+        raise ValueError("give at least one (optimizer, learning rate) config")
     rows = []
-    for opt in optimizers:
-        for rate in learning_rates:
-            keras.utils.set_random_seed(int(seed))
-            hd = classifier_head(int(feats["train"].shape[1]), len(store.class_names), head)
-            _compile(hd, opt, rate)
-            h = hd.fit(feats["train"], y, validation_data=(feats["val"], yv), epochs=int(epochs),
-                       batch_size=int(batch_size), shuffle=True, verbose=0).history
-            best = int(np.nanargmin(h["val_loss"]))
-            rows.append({"optimizer": opt, "lr": float(rate), "best_val_loss": float(h["val_loss"][best]),
-                         "best_epoch": best + 1, "val_accuracy": float(h["val_accuracy"][best])})
+    for (opt, rate), config in configs.items():
+        h = run_or_load(config, progress=progress).history
+        best = int(np.nanargmin(h["val_loss"].to_numpy(dtype=float)))
+        rows.append({"optimizer": opt, "lr": float(rate), "best_val_loss": float(h["val_loss"].iloc[best]),
+                     "best_epoch": best + 1, "val_accuracy": float(h["val_accuracy"].iloc[best]),
+                     "run": config.name})
     return pd.DataFrame(rows).sort_values("best_val_loss", kind="stable").reset_index(drop=True)
 
 

@@ -11,8 +11,9 @@ show on top of it:
 * :func:`grocery_subset`: a small copy of the dataset folder (split files cut
   per class, images linked, not copied) for the notebooks' QUICK mode, with the
   official split kept, so the protocol is unchanged;
-* :func:`grocery_config` and :func:`run_or_load` (a finished identical run is
-  read back instead of retrained);
+* :func:`grocery_config`; runs are named by :func:`itemrec.training.runs.keyed`
+  and trained or read back by :func:`itemrec.training.runs.run_or_load`
+  (re-exported here);
 * :func:`open_set_embeddings`, :func:`verification_sweep` (thresholds fitted on
   the calibration split at several target FARs, VAL/FAR reported on test),
   :func:`top_matches` and :func:`export_run_projector`;
@@ -21,7 +22,6 @@ show on top of it:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from itemrec.data.records import ImageDataset
+from itemrec.training.runs import keyed, load_run, run_or_load, sibling_runs  # noqa: F401  (the notebooks' entry points)
 
 SPLIT_FILES = ("train", "val", "test")
 
@@ -94,6 +95,32 @@ def grocery_subset(
     return dest.parent
 
 
+def grocery_root(
+    data_root: str | os.PathLike | None,
+    subset: dict[str, int | None] | None,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+) -> Path | None:
+    """The dataset folder a notebook trains on: the real one, or a :func:`grocery_subset` of it.
+
+    Args:
+        data_root: folder holding ``grocery-store/`` (``None``: ``$ITEMREC_DATA``).
+        subset: photos kept per class of each official split (``{"train": 6, "val": None, "test": 3}``),
+            ``None`` for the whole dataset.
+        out_dir: where the subset folder goes; its name carries the caps and the seed, so runs on
+            different subsets never share a data path (the run key hashes that path).
+        seed: the subset draw.
+
+    Returns:
+        The folder for :func:`grocery_config`'s ``data_root`` (``None``: the default dataset).
+    """
+    root = Path(data_root).expanduser() / "grocery-store" if data_root else None
+    if not subset:
+        return root
+    tag = "_".join(f"{k}{'all' if v is None else v}" for k, v in sorted(subset.items()))
+    return grocery_subset(Path(out_dir) / f"grocery-subset_{tag}_seed{int(seed)}", subset, seed=seed, root=root)
+
+
 # -- configs and runs ---------------------------------------------------------------------
 
 
@@ -120,7 +147,9 @@ def grocery_config(
     margin: float = 0.2,
     miner: str = "batch_hard",
     lam: float = 0.01,
+    finetune_lam: float | None = None,
     alpha: float = 0.5,
+    optimizer: str = "adam",
     epochs: int = 5,
     finetune_epochs: int = 0,
     finetune_layers: int | str = 20,
@@ -133,35 +162,47 @@ def grocery_config(
     cmc_draws: int = 100,
     far_targets: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     feature_monitor: bool = False,
+    monitor_classes: int = 10,
     seed: int = 0,
 ) -> Any:
     """An :class:`itemrec.training.ExperimentConfig` for the Grocery open-set protocol.
 
     ``data_root`` is a folder holding ``dataset/`` (the real one under
     ``$ITEMREC_DATA/grocery-store`` by default, or a :func:`grocery_subset`).
-    ``weights="auto"`` is :func:`default_weights`. A pretrained backbone trains
-    ``epochs`` epochs frozen (the head on cached features), then
-    ``finetune_epochs`` with its top ``finetune_layers`` layers; a backbone
-    without weights trains all its layers from scratch for
-    ``epochs + finetune_epochs`` epochs. Batches are P classes × K images.
+    ``weights="auto"`` is :func:`default_weights`. Phase 1 trains ``epochs``
+    epochs with the backbone frozen (the head on cached features) at ``lr``;
+    phase 2 ``finetune_epochs`` with the top ``finetune_layers`` backbone layers
+    at ``finetune_lr``. Nothing is changed behind the caller's back: a backbone
+    without weights (trained from scratch) must be asked for as ``epochs=0``,
+    ``finetune_layers="all"``. Batches are P classes × K images.
+
+    Raises:
+        ConfigError: ``epochs > 0`` with a backbone without weights (freezing random
+            weights trains nothing useful), or any invalid value.
     """
-    from itemrec.training import ExperimentConfig
+    from itemrec.training import ConfigError, ExperimentConfig
 
     if weights == "auto":
         weights = default_weights(backbone)
-    scratch = weights is None
+    if weights is None and epochs:
+        raise ConfigError(
+            f"{backbone} without weights trains from scratch: a frozen phase would keep random features. "
+            f"Ask for it explicitly: epochs=0, finetune_epochs={int(epochs) + int(finetune_epochs)}, "
+            f"finetune_layers='all', finetune_lr={lr}"
+        )
     train = {
-        "optimizer": "adam",
-        "frozen_epochs": 0 if scratch else int(epochs),
+        "optimizer": optimizer,
+        "frozen_epochs": int(epochs),
         "frozen_lr": lr,
-        "finetune_epochs": int(epochs + finetune_epochs) if scratch else int(finetune_epochs),
-        "finetune_lr": lr if scratch else finetune_lr,
-        "finetune_layers": "all" if scratch else finetune_layers,
+        "finetune_epochs": int(finetune_epochs),
+        "finetune_lr": finetune_lr,
+        "finetune_layers": finetune_layers,
         "p": int(p),
         "k": int(k),
         "steps_per_epoch": steps_per_epoch,
         "tensorboard": False,
         "feature_monitor": bool(feature_monitor),
+        "monitor_classes": int(monitor_classes),
     }
     return ExperimentConfig.from_dict({
         "name": name,
@@ -171,47 +212,11 @@ def grocery_config(
         "split": {"kind": "open", "seed": int(seed)},
         "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
                   "embedding_dim": int(embedding_dim), "hidden": hidden, "dropout": float(dropout)},
-        "loss": {"name": loss, "margin": float(margin), "miner": miner, "lam": float(lam), "alpha": float(alpha)},
+        "loss": {"name": loss, "margin": float(margin), "miner": miner, "lam": float(lam),
+                 "finetune_lam": None if finetune_lam is None else float(finetune_lam), "alpha": float(alpha)},
         "train": train,
         "eval": {"cmc_draws": int(cmc_draws), "far_targets": list(far_targets)},
     })
-
-
-def load_run(run_dir: str | os.PathLike) -> Any:
-    """A finished run folder read back as an :class:`itemrec.training.RunResult` (no training)."""
-    import pandas as pd
-
-    from itemrec.training import ExperimentConfig
-    from itemrec.training.runner import RunResult
-
-    run_dir = Path(run_dir)
-    for need in ("done.json", "config.json", "history.csv", "metrics.json"):
-        if not (run_dir / need).is_file():
-            raise FileNotFoundError(f"{run_dir / need} not found: {run_dir} is not a finished, evaluated run")
-    config = ExperimentConfig.from_json(run_dir / "config.json")
-    training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
-    files = {n: run_dir / f for n, f in (("embedding", "embedding.keras"), ("model", "model.keras"),
-                                          ("history", "history.csv"), ("config", "config.json"),
-                                          ("metrics", "metrics.json"))}
-    return RunResult(run_dir, config, pd.read_csv(run_dir / "history.csv"),
-                     json.loads((run_dir / "metrics.json").read_text()), training, files)
-
-
-def run_or_load(config: Any, progress: bool = False) -> Any:
-    """Train ``config`` unless its run folder already holds the same finished run, which is read back.
-
-    An unfinished run with the same config resumes; a folder holding a run with
-    another config is replaced (so re-executing a notebook with new parameters
-    retrains, and re-executing it unchanged costs nothing).
-    """
-    from itemrec.training import run_experiment
-
-    run_dir = config.run_dir
-    saved = run_dir / "config.json"
-    same = saved.is_file() and json.loads(saved.read_text()) == config.to_dict()
-    if same and (run_dir / "done.json").is_file() and (run_dir / "metrics.json").is_file():
-        return load_run(run_dir)
-    return run_experiment(config, overwrite=saved.is_file() and not same, progress=progress)
 
 
 # -- embeddings of a run ------------------------------------------------------------------
@@ -300,11 +305,22 @@ def verification_sweep(
 
 
 def top_matches(
-    emb: OpenSetEmbeddings, n_queries: int = 6, k: int = 5, seed: int = 0, path: str | os.PathLike | None = None
+    emb: OpenSetEmbeddings, n_queries: int = 6, k: int = 5, seed: int = 0, path: str | os.PathLike | None = None,
+    threshold: float | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Grid of ``n_queries`` random test images (distinct classes) and their ``k`` nearest catalogue images.
 
-    Returns ``(figure, query indices into emb.test, neighbours (n_queries, k) into the gallery)``.
+    Args:
+        emb: a run's :class:`OpenSetEmbeddings`.
+        n_queries: query photos, drawn with ``numpy.random.default_rng(seed)``, one class each.
+        k: catalogue matches per query.
+        seed: the draw.
+        path: where to save the figure.
+        threshold: keep only matches at distance ``<= threshold`` (the original matching test);
+            dropped matches are ``-1`` and drawn as empty cells. ``None`` keeps all ``k``.
+
+    Returns:
+        ``(figure, query indices into emb.test, neighbours (n_queries, k) into the gallery, -1 = dropped)``.
     """
     from itemrec import evaluation as ev
     from itemrec import plots
@@ -314,6 +330,8 @@ def top_matches(
     classes = rng.permutation(np.unique(emb.test_labels))[: int(n_queries)]
     queries = np.array([rng.choice(np.flatnonzero(emb.test_labels == c)) for c in classes], dtype=np.int64)
     dist, nb = ev.knn(emb.test[queries], emb.gallery, k, metric=emb.metric)
+    if threshold is not None:
+        nb = np.where(dist <= float(threshold), nb, -1)
     fig = plots.plot_query_matches(list(emb.test_paths[queries]), emb.test_labels[queries], list(emb.gallery_paths),
                                    emb.gallery_labels, nb, dist, emb.class_names, path=path)
     return fig, queries, nb

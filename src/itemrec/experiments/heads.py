@@ -1,89 +1,113 @@
-"""Embedding heads on frozen-backbone features: cosine softmax with a scale λ, and a λ sweep.
+"""Embedding heads on frozen-backbone features: cosine softmax with a scale λ, and a λ sweep, by the one trainer.
 
-* :func:`train_head` trains an embedding head on frozen-backbone features with
-  the cosine softmax (NormFace, Wang, Xiang, Cheng & Yuille, ACM MM 2017):
-  with the embedding ``x`` and one anchor ``W_j`` per class both
-  L2-normalised, the logits are ``λ · cos θ_j = λ · x̂ · Ŵ_j`` and the loss is
-  their softmax cross-entropy, λ the scale (:class:`itemrec.losses.CosineSoftmax`).
-  With ``scale=None`` it trains the plain softmax baseline instead: a
-  ``Dense`` classifier on an unnormalised embedding.
-* :func:`scale_sweep` trains the baseline and one cosine head per λ and
-  scores each on held-out data by Recall@1 and MAP@R (Musgrave, Belongie &
-  Lim, "A Metric Learning Reality Check", ECCV 2020) with cosine distance
-  (:func:`held_out_scores`); :func:`plot_sweep` draws them against λ.
-* :func:`head_embed_fn` chains a frozen feature extractor and a trained head
-  into the ``embed_fn`` of :func:`itemrec.scene.cluster_scene`.
+* :func:`head_config` is one head as an :class:`itemrec.training.ExperimentConfig`:
+  the frozen MobileNetV2 (its pooled features cached by the trainer), an MLP head
+  and the cosine softmax (NormFace, Wang, Xiang, Cheng & Yuille, ACM MM 2017):
+  with the embedding ``x`` and one anchor ``W_j`` per class both L2-normalised,
+  the logits are ``λ · cos θ_j = λ · x̂ · Ŵ_j`` and the loss is their softmax
+  cross-entropy, λ the scale (:class:`itemrec.losses.CosineSoftmax`). With
+  ``scale=None`` it is the plain softmax baseline: a ``Dense`` classifier on an
+  unnormalised embedding; with ``head="none"`` the frozen features themselves.
+  The split is the caller's (:func:`write_manifest`, ``split.kind = "given"``).
+* :func:`scale_sweep` trains the frozen-features row, the baseline and one cosine
+  head per λ with :func:`itemrec.training.run_experiment` (through
+  :func:`itemrec.training.runs.run_or_load`: runs keyed by λ and the training
+  hash, kept, read back when unchanged) and scores each on the held-out crops by
+  Recall@1 and MAP@R (Musgrave, Belongie & Lim, "A Metric Learning Reality
+  Check", ECCV 2020) with cosine distance; :func:`plot_sweep` draws them against λ.
+* :func:`run_embed_fn` is a run's ``embed_fn`` for :func:`itemrec.scene.cluster_scene`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 
-@dataclass
-class HeadRun:
-    """One trained head and its held-out scores."""
+def write_manifest(parts: dict[str, Any], path: str | os.PathLike) -> Path:
+    """One manifest CSV of several :class:`~itemrec.data.records.ImageDataset` parts, the ``split`` column set.
 
-    name: str
-    scale: float | None
-    head: Any
-    history: dict[str, list[float]]
-    recall_at_1: float
-    map_at_r: float
-    seconds: float
+    Args:
+        parts: ``{"train": ds, "val": ds, "test": ds}``, all with the same ``class_names``.
+        path: the CSV to write (a ``.meta.json`` sidecar goes beside it).
+
+    Returns:
+        ``path``, for ``data.name`` of a config with ``split.kind = "given"``.
+
+    Raises:
+        ValueError: the parts' class names differ.
+    """
+    from itemrec.data.records import ImageDataset
+
+    first = next(iter(parts.values()))
+    if any(list(p.class_names) != list(first.class_names) for p in parts.values()):
+        raise ValueError("the parts of a manifest must share their class names")
+    frame = pd.concat([p.frame.assign(split=name) for name, p in parts.items()], ignore_index=True)
+    return ImageDataset(frame, list(first.class_names), dict(first.representatives), name="manifest").to_csv(path)
 
 
-def train_head(
-    features: np.ndarray,
-    labels: np.ndarray,
+def head_config(
+    name: str,
+    output_dir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
     scale: float | None = 16.0,
+    head: str = "mlp",
+    weights: str | os.PathLike | None = None,
+    input_size: int = 128,
     embedding_dim: int = 128,
     hidden: int | None = 512,
     dropout: float = 0.2,
     epochs: int = 10,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
+    feature_cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
-) -> tuple[Any, dict[str, list[float]]]:
-    """An embedding head trained on frozen features: ``(head model, history)``.
+) -> Any:
+    """One head on frozen MobileNetV2 features as an :class:`itemrec.training.ExperimentConfig`.
 
-    ``scale=λ``: the cosine softmax ``softmax(λ cos θ)`` on the L2-normalised
-    embedding; ``scale=None``: the plain softmax baseline (``Dense`` logits on
-    the unnormalised embedding). Labels must be ``0..n-1``.
+    Args:
+        name: run name (stem; see :func:`itemrec.training.runs.keyed`).
+        output_dir: where runs go.
+        manifest: a :func:`write_manifest` CSV (train / val / test).
+        scale: λ of the cosine softmax; ``None``: the plain softmax baseline.
+        head: ``"mlp"`` (Dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``) or ``"none"``
+            (the L2-normalised frozen features, nothing trained).
+        weights: MobileNetV2 weights file; ``None``: the local file.
+        input_size, embedding_dim, hidden, dropout: the model.
+        epochs, batch_size, learning_rate: the frozen phase (a fixed number of epochs: ``monitor="last"``).
+        feature_cache_dir: shared frozen-feature cache.
+        seed: weights and batches.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: an invalid value (e.g. ``scale <= 0``).
     """
-    import keras
+    from itemrec.training import ExperimentConfig
 
-    from itemrec.losses import CosineSoftmax, SoftmaxLoss
-    from itemrec.models import MetricLearningModel, build_head
-
-    x = np.asarray(features, dtype=np.float32)
-    y = np.asarray(labels, dtype=np.int64)
-    if x.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"features must be (N, D) with N = len(labels); got {x.shape} and {y.shape}")
-    n_classes = int(y.max()) + 1
-    if set(np.unique(y).tolist()) != set(range(n_classes)):
-        raise ValueError(f"labels must be 0..n-1 with every class present; got {np.unique(y).tolist()[:20]}")
-    if scale is not None and scale <= 0:
-        raise ValueError(f"scale must be > 0 or None; got {scale}")
-    keras.utils.set_random_seed(seed)
-    head = build_head(x.shape[1], embedding_dim, dropout, hidden, l2_normalize=scale is not None)
-    loss = SoftmaxLoss(n_classes) if scale is None else SoftmaxLoss(head=CosineSoftmax(n_classes, scale=float(scale)))
-    model = MetricLearningModel(head, loss)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    hist = model.fit(x, y, epochs=int(epochs), batch_size=int(batch_size), shuffle=True, verbose=0)
-    return head, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-
-
-def embed_features(head: Any, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The head's embeddings of frozen features, float32 (N, D)."""
-    return np.asarray(head.predict(np.asarray(features, np.float32), batch_size=batch_size, verbose=0), dtype=np.float32)
+    untrained = head == "none"
+    return ExperimentConfig.from_dict({
+        "name": name, "output_dir": str(output_dir), "seed": int(seed),
+        "feature_cache_dir": None if feature_cache_dir is None else str(feature_cache_dir),
+        "data": {"name": str(manifest)},
+        "split": {"kind": "given"},
+        "model": {"backbone": "mobilenet_v2", "weights": "local" if weights is None else str(weights),
+                  "input_size": int(input_size), "head": head, "embedding_dim": None if untrained else int(embedding_dim),
+                  "hidden": hidden, "dropout": 0.0 if untrained else float(dropout),
+                  "l2_normalize": untrained or scale is not None},
+        "loss": {"name": "softmax"} if scale is None else {"name": "cosine", "scale": float(scale)},
+        "train": {"frozen_epochs": 0 if untrained else int(epochs), "finetune_epochs": 0,
+                  "frozen_lr": float(learning_rate), "batch_size": int(batch_size), "monitor": "last",
+                  "tensorboard": False},
+    })
 
 
 def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -95,12 +119,32 @@ def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, 
 
 
 @dataclass
+class HeadRun:
+    """One trained head (a run of the trainer) and its held-out scores."""
+
+    name: str
+    scale: float | None
+    run: Any  # itemrec.training.RunResult
+    history: dict[str, list[float]]
+    recall_at_1: float
+    map_at_r: float
+    seconds: float
+
+    def embedder(self) -> Any:
+        """The run's :class:`itemrec.embedder.ImageEmbedder` (pixels → embedding)."""
+        from itemrec.embedder import ImageEmbedder
+
+        return ImageEmbedder.load(self.run.run_dir / "embedding.keras")
+
+
+@dataclass
 class SweepResult:
     """The runs of :func:`scale_sweep` (baseline first) and the frozen features' own scores."""
 
     runs: list[HeadRun]
     frozen_recall_at_1: float
     frozen_map_at_r: float
+    frozen: HeadRun | None = None
 
     def table(self) -> pd.DataFrame:
         rows = [dict(head="frozen features (no head)", scale=np.nan, recall_at_1=self.frozen_recall_at_1,
@@ -119,21 +163,38 @@ class SweepResult:
         return max(runs, key=lambda r: getattr(r, metric))
 
 
+def _head_run(name: str, scale: float | None, config: Any, progress: bool) -> HeadRun:
+    from itemrec.training.runs import run_or_load
+
+    res = run_or_load(config, progress=progress)
+    hist = {c: res.history[c].astype(float).tolist() for c in res.history.columns if c not in ("epoch", "phase")}
+    return HeadRun(name, scale, res, hist, float(res.metrics["recall_at_1"]), float(res.metrics["map_at_r"]),
+                   float(res.training.get("seconds", float("nan"))))
+
+
 def scale_sweep(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
+    base: Any,
     scales: Sequence[float] = (4.0, 8.0, 16.0, 32.0, 64.0),
     baseline: bool = True,
     progress: bool = False,
-    **train_kwargs: Any,
 ) -> SweepResult:
-    """Plain softmax (``baseline``) and a cosine softmax per λ in ``scales``, scored on the test part.
+    """The frozen features, the plain softmax (``baseline``) and a cosine softmax per λ in ``scales``.
 
-    Every head is trained by :func:`train_head` with the same seed and
-    ``train_kwargs``; scores are :func:`held_out_scores` of its test embeddings.
+    Args:
+        base: a :func:`head_config`; every run is it with only the loss (and for the frozen row the
+            head) changed, named by :func:`itemrec.training.runs.keyed`.
+        scales: the λ values.
+        baseline: train the plain softmax baseline too.
+        progress: progress bars.
+
+    Returns:
+        The :class:`SweepResult`; scores are the trainer's held-out Recall@1 and MAP@R (cosine).
+
+    Raises:
+        ValueError: nothing to sweep.
     """
+    from itemrec.training.runs import keyed
+
     settings: list[float | None] = ([None] if baseline else []) + [float(s) for s in scales]
     if not settings:
         raise ValueError("nothing to sweep: give scales or baseline=True")
@@ -144,13 +205,15 @@ def scale_sweep(
         it = tqdm(settings, desc="heads", unit="head")
     runs = []
     for s in it:
-        t0 = time.perf_counter()
-        head, hist = train_head(train_x, train_y, scale=s, **train_kwargs)
-        r1, mapr = held_out_scores(embed_features(head, test_x), test_y)
+        loss = {"name": "softmax"} if s is None else {"name": "cosine", "scale": float(s)}
+        config = base.with_overrides({"loss": {**base.to_dict()["loss"], **loss}, "model.l2_normalize": s is not None})
         name = "softmax (baseline)" if s is None else f"cosine softmax λ={s:g}"
-        runs.append(HeadRun(name, s, head, hist, r1, mapr, time.perf_counter() - t0))
-    fr1, fmap = held_out_scores(test_x, test_y)
-    return SweepResult(runs, fr1, fmap)
+        runs.append(_head_run(name, s, keyed(config, ("loss.name",) + (("loss.scale",) if s else ())), progress))
+    frozen_cfg = base.with_overrides({"model.head": "none", "model.embedding_dim": None, "model.dropout": 0.0,
+                                      "model.l2_normalize": True, "train.frozen_epochs": 0,
+                                      "name": f"{base.name}_frozen"})
+    frozen = _head_run("frozen features (no head)", None, keyed(frozen_cfg), progress)
+    return SweepResult(runs, frozen.recall_at_1, frozen.map_at_r, frozen)
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike | None = None):
@@ -176,11 +239,6 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike | None = None):
     return maybe_save(fig, path)
 
 
-def head_embed_fn(extractor: Any, head: Any, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
-    """``uint8 (N, S, S, 3) -> (N, D)``: frozen backbone features, then the trained head (an ``embed_fn``)."""
-    from itemrec.training.features import features_of
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        return embed_features(head, features_of(extractor, np.asarray(images), batch_size))
-
-    return embed
+def run_embed_fn(run: HeadRun) -> Callable[[np.ndarray], np.ndarray]:
+    """``uint8 (N, S, S, 3) -> (N, D)``: the run's whole model (frozen backbone, then its head), an ``embed_fn``."""
+    return run.embedder().embed_arrays

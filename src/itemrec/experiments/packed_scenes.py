@@ -17,9 +17,10 @@ one class holds crops of several others (a mixed class); see
   :func:`leaked` counts the test files whose content is also in training.
 * :func:`dedupe` keeps one file per content (for scoring, so that a query's
   copy is not its trivially found match).
-* :func:`backbone_features`: frozen-backbone features of the crops (cached);
-  the heads trained on them and the λ sweep are in :mod:`.heads` (re-exported
-  here so the notebook has one namespace).
+* :func:`backbone_features`: frozen-backbone features of image files (cached).
+  The heads and the λ sweep, each a run of the one trainer on a manifest of the
+  split (:func:`write_manifest`), are in :mod:`.heads` (re-exported here so the
+  notebook has one namespace).
 * :func:`read_hand_labels` and :func:`score_against_hand_labels` score a shelf
   clustering against the hand labels.
 """
@@ -40,24 +41,15 @@ from itemrec.data.records import ImageDataset
 from itemrec.experiments.heads import (  # noqa: F401  (re-exported for the notebook)
     HeadRun,
     SweepResult,
-    embed_features,
-    head_embed_fn,
+    head_config,
     held_out_scores,
     plot_sweep,
+    run_embed_fn,
     scale_sweep,
-    train_head,
+    write_manifest,
 )
 
 CONTENT = "content"  # the column :func:`clean_crops` adds: SHA-1 of the file's bytes
-
-#: Settings of notebook 04 in each mode (:func:`itemrec.experiments.reporting.preset`).
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(input_size=96, train_per_class=20, test_per_class=10, test_fraction=0.3, scales=(8.0, 32.0),
-                  epochs=8, embedding_dim=128, hidden=256, min_cluster_size=2, closing_scale=0.01),
-    "full": dict(input_size=128, train_per_class=150, test_per_class=50, test_fraction=0.3,
-                 scales=(1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), epochs=20, embedding_dim=128, hidden=512,
-                 min_cluster_size=2, closing_scale=0.01),
-}
 
 
 # ----------------------------------------------------------------------------- cleaning

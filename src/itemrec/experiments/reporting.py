@@ -1,4 +1,4 @@
-"""Notebook plumbing: mode presets and small PNGs for the README (``results.json``: :mod:`.results_io`)."""
+"""Notebook plumbing: small PNGs for the README (modes: :mod:`.presets`; ``results.json``: :mod:`.results_io`)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def preset(presets: dict[str, dict[str, Any]], quick: bool, **overrides: Any) -> dict[str, Any]:
-    """``presets["quick" or "full"]`` with every override that is not None put over it.
-
-    An override for a key the preset does not have is an error naming it (a typo would otherwise be ignored).
-    """
-    mode = "quick" if quick else "full"
-    if mode not in presets:
-        raise KeyError(f"no {mode!r} preset; have {sorted(presets)}")
-    out = dict(presets[mode])
-    unknown = sorted(set(overrides) - set(out))
-    if unknown:
-        raise KeyError(f"unknown settings {unknown}; known: {sorted(out)}")
-    out.update({k: v for k, v in overrides.items() if v is not None})
-    out["mode"] = mode
-    return out
 
 
 def save_figure_png(fig: Any, path: str | os.PathLike, dpi: int = 80) -> Path:

@@ -95,7 +95,8 @@ def small_cnn(input_size: int = 64, filters: tuple[int, ...] = (32, 64, 128, 256
     return keras.Model(inputs, x, name=name)
 
 
-def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, weights: Any = "imagenet") -> Any:
+def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, weights: Any = "imagenet",
+                   filters: tuple[int, ...] | None = None) -> Any:
     """A headless backbone ``keras.Model`` taking preprocessed (S, S, 3) images.
 
     Args:
@@ -104,6 +105,10 @@ def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, we
             must be at least the backbone's minimum.
         weights: ``"imagenet"``, ``None`` or a local weights file path
             (small_cnn: ``None`` or a path to a ``.weights.h5`` file).
+        filters: small_cnn only: the filters of its blocks (``None``: (32, 64, 128, 256)).
+
+    Raises:
+        ValueError: ``filters`` for another backbone, or an input size below the minimum.
     """
     import keras
 
@@ -112,8 +117,10 @@ def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, we
     if size < spec.min_size:
         raise ValueError(f"backbone {name!r} needs input_size >= {spec.min_size}; got {size}")
     weights = _check_weights(weights)
+    if filters is not None and name != "small_cnn":
+        raise ValueError(f"filters are the small CNN's; backbone {name!r} has its own")
     if name == "small_cnn":
-        model = small_cnn(size)
+        model = small_cnn(size, tuple(int(f) for f in filters)) if filters else small_cnn(size)
         if weights == "imagenet":
             raise ValueError("small_cnn has no ImageNet weights; use weights=None or a weights file")
         if weights is not None:

@@ -17,7 +17,7 @@ from itemrec.models.backbones import build_backbone, set_trainable
 from itemrec.models.layers import BackbonePreprocess, L2Normalize
 
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
-HEAD_KINDS = ("mlp", "linear", "residual")
+HEAD_KINDS = ("mlp", "linear", "residual", "bn_dropout")
 
 
 def build_head(
@@ -43,6 +43,10 @@ def build_head(
     ``kind="residual"``: :class:`itemrec.models.adapters.ResidualAdapter` with a
     ``hidden``-wide bottleneck (output ``feature_dim``). Both start at the frozen
     features and take ``decay_to_init`` (L2-SP). ``dropout`` precedes every kind.
+    ``kind="bn_dropout"``: BatchNorm → Dropout → Dense(``hidden``, ReLU) → BatchNorm →
+    Dropout (Ioffe & Szegedy 2015; Srivastava et al. 2014), then the embedding layer
+    unless ``embedding_dim`` is None: the classifier trunk of notebook 03, whose
+    logits come from the loss's classifier.
 
     Raises:
         ValueError: unknown ``kind``/``activation``, ``dropout`` outside [0, 1).
@@ -57,9 +61,17 @@ def build_head(
         raise ValueError(f"dropout must lie in [0, 1); got {dropout}")
     inputs = keras.Input((int(feature_dim),), name="features")
     x = inputs
-    if dropout:
+    if kind == "bn_dropout":
+        x = keras.layers.BatchNormalization(name="bn_in")(x)
+        x = keras.layers.Dropout(dropout, name="dropout_in")(x)
+        x = keras.layers.Dense(int(hidden or 256), activation="relu", name="hidden")(x)
+        x = keras.layers.BatchNormalization(name="bn_hidden")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout_hidden")(x)
+        hidden = 0  # the hidden layer is done; what follows is the common embedding layer
+    elif dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    if kind != "mlp":
+    if kind in ("linear", "residual"):
         if kind == "linear":
             x = LinearAdapter(embedding_dim, init, decay_to_init, name="adapter")(x)
         else:

@@ -26,7 +26,8 @@ def plot_query_matches(
     """One row per query: the query, then its top-k gallery matches framed green (right) or red (wrong).
 
     ``neighbors[i]`` holds gallery indices for query i, nearest first (e.g. from
-    :func:`itemrec.evaluation.knn`); images are arrays or file paths.
+    :func:`itemrec.evaluation.knn`); ``-1`` marks a match that was dropped (beyond a
+    distance threshold): its cell stays empty. Images are arrays or file paths.
     """
     nb = np.asarray(neighbors)
     ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
@@ -34,8 +35,8 @@ def plot_query_matches(
         raise ValueError(f"neighbors must be (n_queries={len(query_images)}, k); got {nb.shape}")
     if len(gl) != len(gallery_images):
         raise ValueError(f"{len(gallery_images)} gallery images but {len(gl)} gallery labels")
-    if nb.size and (nb.min() < 0 or nb.max() >= len(gallery_images)):
-        raise ValueError(f"neighbors index outside the gallery (0..{len(gallery_images) - 1})")
+    if nb.size and (nb.min() < -1 or nb.max() >= len(gallery_images)):
+        raise ValueError(f"neighbors index outside the gallery (0..{len(gallery_images) - 1}, or -1 for none)")
     n, k = nb.shape
     name = (lambda c: class_names[int(c)]) if class_names is not None else str
     fig = new_figure(1.6 * (k + 1), 1.8 * n)
@@ -48,6 +49,9 @@ def plot_query_matches(
         for j in range(k):
             g = int(nb[i, j])
             ax = fig.add_subplot(n, k + 1, i * (k + 1) + j + 2)
+            if g < 0:
+                ax.axis("off")
+                continue
             ax.imshow(load_image(gallery_images[g], thumb))
             colour = GREEN if gl[g] == ql[i] else RED
             for spine in ax.spines.values():

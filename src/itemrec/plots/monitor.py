@@ -24,7 +24,11 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
     ``embed_fn``: a Keras model (its ``predict`` is used), a callable mapping ``data``
     to an n × d array, or ``None`` for the model being trained. Features with more
     than two dimensions are projected with ``method`` ("pca" or "tsne"), fitted anew
-    on each frame. ``duration_ms`` is the time per GIF frame.
+    on each frame, unless ``projection`` names an ``.npz`` file: then one PCA is fitted
+    on the first frame drawn, saved there (or read from there when it exists, e.g.
+    written by an earlier training phase) and applied to every frame, so the frames
+    share their axes and compare. ``title`` precedes the epoch in each frame's title;
+    ``duration_ms`` is the time per GIF frame.
     """
 
     def __init__(
@@ -38,6 +42,8 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
         gif_name: str = "features.gif",
         duration_ms: int = 500,
         class_names: list[str] | None = None,
+        projection: str | os.PathLike | None = None,
+        title: str = "",
     ) -> None:
         super().__init__()
         if every < 1:
@@ -54,6 +60,8 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
         self.gif_name = gif_name
         self.duration_ms = duration_ms
         self.class_names = class_names
+        self.projection = Path(projection) if projection is not None else None
+        self.title = title
         self.frames: list[Path] = []
         self.gif_path: Path | None = None
 
@@ -72,15 +80,32 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
 
     def draw(self, epoch: int) -> Path:
         """Draw and save the frame of ``epoch`` (0-based, shown 1-based)."""
-        xy = project_2d(self._embed(), self.method)
+        feats = self._embed()
+        xy = self._fixed_projection(feats) if self.projection is not None else project_2d(feats, self.method)
         fig = new_figure(5.0, 4.6)
         ax = fig.add_subplot(1, 1, 1)
         draw_features(ax, xy, self.labels, self.class_names)
-        ax.set_title(f"epoch {epoch + 1}")
+        ax.set_title(f"{self.title}, epoch {epoch + 1}" if self.title else f"epoch {epoch + 1}")
         path = self.out_dir / f"frame_{epoch + 1:03d}.png"
         maybe_save(fig, path, dpi=80)
         self.frames.append(path)
         return path
+
+    def _fixed_projection(self, feats: np.ndarray) -> np.ndarray:
+        """``feats`` (n, d) on the two principal axes fitted once (and kept in ``self.projection``)."""
+        if self.projection.is_file():
+            with np.load(self.projection) as saved:
+                mean, axes = saved["mean"], saved["components"]
+            if axes.shape[1] != feats.shape[1]:
+                raise ValueError(f"{self.projection} projects {axes.shape[1]}-d features; these are {feats.shape[1]}-d")
+        else:
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=2, random_state=0).fit(np.asarray(feats, np.float64))
+            mean, axes = pca.mean_, pca.components_
+            self.projection.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.projection, mean=mean, components=axes)
+        return (np.asarray(feats, np.float64) - mean) @ axes.T
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if (epoch + 1) % self.every == 0:

@@ -21,7 +21,7 @@ from typing import Any
 from itemrec.training._checks import ConfigError, _choice, _fraction, _int, _positive
 
 DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
-SPLITS = ("open", "closed")
+SPLITS = ("open", "closed", "given")
 WEIGHTS_KEYWORDS = ("imagenet", "local")
 LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface", "multi_similarity", "proxy_anchor",
           "contrastive")
@@ -33,7 +33,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ACTIVATIONS = ("linear", "prelu", "sigmoid")
-HEADS = ("mlp", "linear", "residual", "none")
+HEADS = ("mlp", "linear", "residual", "none", "bn_dropout")
 HEAD_INITS = ("identity", "pca", "random")
 
 
@@ -89,7 +89,9 @@ class SplitConfig:
     unseen: calib = official val, test = official test; validation classes:
     their official train + val photos). ``closed``: every class in every split
     (grocery: the official split files; otherwise stratified by
-    ``val_fraction``/``test_fraction``).
+    ``val_fraction``/``test_fraction``). ``given``: closed set, the dataset's own
+    ``split`` column decides (``train``, ``val``, ``test``; a manifest CSV written by
+    the caller, e.g. a duplicate-safe split).
     """
 
     kind: str = "open"
@@ -139,14 +141,18 @@ class ModelConfig:
     ``weights``: ``"imagenet"`` (Keras download), ``"local"`` (the backbone's file in
     ``ITEMREC_WEIGHTS``: MobileNetV2, or InceptionV3 to ``mixed8`` for
     ``inception_v3_mixed8``), ``null`` (random init) or a file path.
-    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``),
+    ``head``: ``"mlp"`` (dropout → Dense ``hidden`` ReLU → Dense ``embedding_dim``;
+    ``embedding_dim`` ``null``: the hidden ReLU layer is the embedding, the "fc" classifier
+    trunk of notebook 03), ``"bn_dropout"`` (BatchNorm → dropout → Dense ``hidden`` ReLU →
+    BatchNorm → dropout [→ Dense ``embedding_dim``]),
     ``"linear"`` (one linear map to ``embedding_dim``, ``null`` = the feature size,
     starting at ``head_init``: identity, pca or random), ``"residual"`` (features +
     a ``hidden``-wide bottleneck whose output starts at zero), or ``"none"``: the
     L2-normalised pooled backbone features are the embedding (the untrained
     baseline; needs ``train.frozen_epochs = 0``). ``decay_to_init``: L2-SP weight
     decay of the linear/residual head towards its starting weights
-    (:mod:`itemrec.models.adapters`).
+    (:mod:`itemrec.models.adapters`). ``cnn_filters``: the blocks of ``small_cnn``
+    (``null``: 32, 64, 128, 256).
     """
 
     backbone: str = "mobilenet_v2"
@@ -161,6 +167,7 @@ class ModelConfig:
     head: str = "mlp"
     head_init: str = "identity"
     decay_to_init: float = 0.0
+    cnn_filters: list[int] | None = None
 
     def validate(self) -> None:
         from itemrec.models.backbones import BACKBONES
@@ -188,11 +195,20 @@ class ModelConfig:
         min_size = BACKBONES[self.backbone].min_size
         _int("model.input_size", self.input_size, min_size)
         _choice("model.resize_mode", self.resize_mode, RESIZE_MODES)
-        _int("model.embedding_dim", self.embedding_dim, 1, allow_none=self.head in ("linear", "residual", "none"))
+        no_embedding_layer = self.head in ("linear", "residual", "none", "bn_dropout") or bool(self.hidden)
+        _int("model.embedding_dim", self.embedding_dim, 1, allow_none=no_embedding_layer)
         _int("model.hidden", self.hidden, 0, allow_none=True)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must lie in [0, 1); got {self.dropout!r}")
         _choice("model.activation", self.activation, ACTIVATIONS)
+        if self.cnn_filters is not None:
+            if self.backbone != "small_cnn":
+                raise ConfigError(f"model.cnn_filters sets the small CNN's blocks; model.backbone is {self.backbone!r}")
+            if not isinstance(self.cnn_filters, (list, tuple)) or not self.cnn_filters:
+                raise ConfigError(f"model.cnn_filters must be a non-empty list of filter counts; got {self.cnn_filters!r}")
+            for f in self.cnn_filters:
+                _int("model.cnn_filters[]", f, 1)
+            self.cnn_filters = [int(f) for f in self.cnn_filters]
 
 
 @dataclass
@@ -210,10 +226,13 @@ class LossConfig:
     ``init_from_catalogue``: the class vectors of the cosine-softmax family and the
     proxies of ``proxy_anchor`` start at the training classes' catalogue images,
     embedded by the untrained model (the classifier weights as class anchors).
+    ``finetune_lam``: the centre loss's λ in the fine-tuning phase (``null``: ``lam``
+    throughout), as in Wen et al.'s grocery reproduction (0.001 frozen, then 0.01 or 0.001).
     """
 
     name: str = "softmax"
     lam: float = 0.01
+    finetune_lam: float | None = None
     alpha: float = 0.5
     margin: float = 0.2
     miner: str = "batch_hard"
@@ -236,6 +255,10 @@ class LossConfig:
         _choice("loss.miner", self.miner, MINERS)
         _choice("loss.distance", self.distance, DISTANCES)
         _positive("loss.lam", self.lam, allow_zero=True)
+        if self.finetune_lam is not None:
+            _positive("loss.finetune_lam", self.finetune_lam, allow_zero=True)
+            if self.name != "center":
+                raise ConfigError(f"loss.finetune_lam is the centre loss's λ in fine-tuning; loss.name is {self.name!r}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ConfigError(f"loss.alpha must lie in [0, 1]; got {self.alpha!r}")
         _positive("loss.margin", self.margin, allow_zero=True)
@@ -282,6 +305,10 @@ class TrainConfig:
     :class:`itemrec.training.selection.OpenSetSelection`) when the split has
     validation classes, else ``val_loss``. The weights before training are a
     candidate too, so a phase that does not help keeps its starting point.
+    ``feature_monitor``: draw the deep features of the validation photos of
+    ``monitor_classes`` fixed training classes (drawn once with the run's seed)
+    after every epoch, on one PCA projection fitted at the first frame and kept
+    for both phases, with a legend and the loss (and λ) in the title.
     ``"last"`` keeps each phase's final weights (no checkpoint choice, no early
     stopping): the refit of a cross-validated recipe on every seen class for the
     number of epochs the class folds chose
@@ -306,6 +333,7 @@ class TrainConfig:
     catalogue_copies: int = 0
     tensorboard: bool = True
     feature_monitor: bool = False
+    monitor_classes: int = 10
 
     def validate(self) -> None:
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -325,6 +353,7 @@ class TrainConfig:
             raise ConfigError(f"train.finetune_augment must be true, false or null; got {self.finetune_augment!r}")
         _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
         _int("train.catalogue_copies", self.catalogue_copies, 0)
+        _int("train.monitor_classes", self.monitor_classes, 1)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
         if self.monitor == "last" and self.early_stopping_patience:
@@ -372,6 +401,9 @@ class EvalConfig:
         _int("eval.hubness_k", self.hubness_k, 0)
         _positive("eval.hubness_beta", self.hubness_beta, allow_zero=True)
 
+
+# top-level keys that do not change the trained weights (see ExperimentConfig.training_dict)
+TRAINING_IRRELEVANT = ("name", "output_dir", "eval", "feature_cache_dir")
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -445,6 +477,27 @@ class ExperimentConfig:
         if self.feature_cache_dir:
             return Path(self.feature_cache_dir).expanduser()
         return Path(self.output_dir).expanduser() / ".feature_cache"
+
+    # -- identity of what is trained -----------------------------------------
+    def training_dict(self) -> dict[str, Any]:
+        """The config without what does not change the trained weights.
+
+        Left out: ``name`` and ``output_dir`` (where the run lives), ``eval``
+        (evaluation settings re-evaluate a saved run), ``feature_cache_dir`` and
+        ``train.tensorboard`` (logging only).
+        """
+        out = self.to_dict()
+        for key in TRAINING_IRRELEVANT:
+            out.pop(key)
+        out["train"].pop("tensorboard")
+        return out
+
+    def training_key(self, length: int = 8) -> str:
+        """A short hash (hex, ``length`` characters) of :meth:`training_dict`: equal for configs that train the same model."""
+        import hashlib
+
+        text = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[: int(length)]
 
     # -- (de)serialisation ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

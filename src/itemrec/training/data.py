@@ -228,7 +228,13 @@ def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitD
         if missing:
             raise ValueError(f"{ds.name}: classes {missing[:10]} of the val split have no training images")
         return SplitData("open", _relabel(train, classes), _relabel(val, classes), test, calib, classes, val_classes)
-    if grocery:
+    if cfg.kind == "given":
+        have = set(ds.frame["split"]) if "split" in ds.frame else set()
+        if not {"train", "val", "test"} <= have:
+            raise ValueError(f"{ds.name}: split.kind 'given' needs a 'split' column with train, val and test rows; "
+                             f"it has {sorted(map(str, have))}")
+        parts = {n: ds.split(n) for n in ("train", "val", "test")}
+    elif grocery:
         parts = {n: ds.split(n) for n in ("train", "val", "test")}
     else:
         fractions = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)

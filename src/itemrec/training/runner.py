@@ -156,13 +156,15 @@ class _Trainer:
         c, m = self.config, self.config.model
         keras.utils.set_random_seed(c.seed)
         with self.strategy.scope():
-            self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights), "frozen")
+            filters = tuple(m.cnn_filters) if m.cnn_filters else None
+            self.backbone = set_trainable(build_backbone(m.backbone, m.input_size, self.weights, filters), "frozen")
             self.extractor = attach_head(self.backbone, None, preprocess=m.backbone, bn_inference=True, name="features")
             dim = int(self.extractor.output_shape[-1])
             if m.head == "none":  # the pooled backbone features are the embedding
                 self.head = build_head(dim, None, 0.0, None, l2_normalize=m.l2_normalize)
-            elif m.head == "mlp":
-                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize)
+            elif m.head in ("mlp", "bn_dropout"):
+                self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, m.activation, m.l2_normalize,
+                                       kind=m.head)
             else:
                 self.head = build_head(dim, m.embedding_dim, m.dropout, m.hidden, l2_normalize=m.l2_normalize,
                                        kind=m.head, init=m.head_init, decay_to_init=m.decay_to_init)
@@ -246,10 +248,7 @@ class _Trainer:
             aug_fn = make_augmenter(AugmentConfig(), (size, size))
         train_ds = make_train_dataset(x, y, idx[start:], aug_fn, seed=c.seed + 1000 * number + start)
         val_ds = make_eval_dataset(xv, yv, t.global_batch, c.seed)
-        monitor = None
-        if t.feature_monitor:
-            pick = np.random.default_rng(c.seed).permutation(len(xv))[:300]
-            monitor = {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None}
+        monitor = self.feature_monitor(xv, yv) if t.feature_monitor else None
         callbacks = phase_callbacks(  # the backup stays until the phase is marked done
             phase_dir, self.monitor, t.early_stopping_patience,
             self.run_dir / "logs" / f"phase{number}" if t.tensorboard else None, monitor, delete_backup=False,
@@ -272,6 +271,20 @@ class _Trainer:
                         kept_starting_weights=best_meta["epoch"] == -1)
         if (phase_dir / "selection.json").is_file():
             info["before_training"] = json.loads((phase_dir / "selection.json").read_text())["before_training"]
+
+    def feature_monitor(self, xv: np.ndarray, yv: np.ndarray) -> dict[str, Any]:
+        """Arguments of the deep-feature monitor: ``train.monitor_classes`` fixed classes, one projection."""
+        c = self.config
+        classes = np.unique(yv)
+        chosen = np.sort(np.random.default_rng(c.seed).permutation(classes)[: c.train.monitor_classes])
+        pick = np.flatnonzero(np.isin(yv, chosen))[:600]
+        title = c.loss.name
+        if c.loss.name == "center":
+            title += f", λ={getattr(self.loss, 'lam', c.loss.lam):g}"
+        names = self.splits.train.class_names
+        return {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None, "title": title,
+                "projection": self.run_dir / "feature_projection.npz",
+                "class_names": names if len(names) > int(classes.max()) else None}
 
     def phase1(self) -> None:
         c, t = self.config, self.config.train
@@ -318,6 +331,10 @@ class _Trainer:
         info = self.info["phases"].setdefault("phase2", {"epochs": t.finetune_epochs, "trainable": t.finetune_layers})
         with self.strategy.scope():
             set_trainable(self.backbone, t.finetune_layers if t.finetune_layers != "all" else "all")
+        if c.loss.finetune_lam is not None and hasattr(self.loss, "lam"):
+            self.loss.lam = float(c.loss.finetune_lam)  # the centre term's weight in this phase
+            info["lam"] = self.loss.lam
+        info["trainable_backbone_params"] = int(sum(np.prod(w.shape) for w in self.backbone.trainable_weights))
         groups = {"backbone": self.backbone.weights, "head": self.head.weights, "loss": self.loss.weights}
         if (phase_dir / "done.json").is_file():
             load_variables(phase_dir / "weights.npz", groups)
