@@ -156,7 +156,7 @@ fig_tsne
 # embedding itself stays fixed.
 
 # %%
-clf = dg.fit_softmax_classifier(emb["train"], splits.y_train, seed=SEED)
+clf = dg.softmax_classifier(emb["train"], splits.y_train, seed=SEED)
 cls = classification_report(splits.y_test, clf.predict_proba(emb["test"]), class_names=[str(d) for d in range(10)])
 print(f"test accuracy {cls.accuracy:.3f}, macro F1 {cls.f1_macro:.3f}")
 plots.plot_confusion_matrix(cls.confusion, cls.class_names, path=out / "digits_confusion.png")

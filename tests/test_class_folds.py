@@ -78,19 +78,19 @@ def test_fold_and_monitor_config_checks():
 
 
 def test_refit_epochs_is_the_rounded_median_epoch_count():
-    from itemrec.experiments.open_set import refit_epochs
+    from itemrec.experiments.open_set import epochs_from_folds
 
     # best epochs (0-based) 10, 17, 18, 13 -> counts 11, 18, 19, 14 -> median (14 + 18) / 2 = 16
-    assert refit_epochs([10, 17, 18, 13]) == 16
+    assert epochs_from_folds([10, 17, 18, 13]) == 16
     # 3, 4, 8, 3 -> 4, 5, 9, 4 -> median 4.5, half up -> 5
-    assert refit_epochs([3, 4, 8, 3]) == 5
+    assert epochs_from_folds([3, 4, 8, 3]) == 5
     # the folds kept the starting weights (-1) three times out of four -> 0, 0, 0, 6 -> median 0: no training
-    assert refit_epochs([-1, -1, -1, 5]) == 0
-    assert refit_epochs([2]) == 3
+    assert epochs_from_folds([-1, -1, -1, 5]) == 0
+    assert epochs_from_folds([2]) == 3
 
 
 def test_cross_validate_then_refit_on_every_seen_class(tmp_path, mobilenet_weights):
-    from itemrec.experiments.open_set import cross_validate, main, refit, results_table
+    from itemrec.experiments.open_set import cross_validate, main, results_table, retrain_on_seen_classes
     from itemrec.training.data import SplitData
 
     base = _config(tmp_path, **{"train.frozen_epochs": 2})
@@ -110,7 +110,7 @@ def test_cross_validate_then_refit_on_every_seen_class(tmp_path, mobilenet_weigh
     expected_epochs = int(np.floor(np.median(np.array(row["best_epochs"]) + 1) + 0.5))
     assert row["refit_epochs"] == expected_epochs
 
-    config = refit(base, row, ["train.frozen_lr"])
+    config = retrain_on_seen_classes(base, row, ["train.frozen_lr"])
     run = config.run_dir
     assert run.name == "small__frozen_lr=0.001__refit" and not (run / "metrics.json").exists()
     assert config.split.val_classes_fraction == 0 and config.train.frozen_epochs == expected_epochs
@@ -132,7 +132,7 @@ def test_cross_validate_then_refit_on_every_seen_class(tmp_path, mobilenet_weigh
     assert table.iloc[0]["valcls_score"] == pytest.approx(row["valcls_score"])
     # fine-tuning recipes are refused up front (the folds choose the frozen phase's epochs only)
     with pytest.raises(ConfigError, match="finetune_epochs"):
-        refit(base.with_overrides({"train.finetune_epochs": 1}), row, ["train.frozen_lr"])
+        retrain_on_seen_classes(base.with_overrides({"train.finetune_epochs": 1}), row, ["train.frozen_lr"])
 
 
 def test_eval_metric_is_what_evaluation_computes(tmp_path):

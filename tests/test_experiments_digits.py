@@ -144,7 +144,7 @@ def test_softmax_classifier_on_embeddings():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
     emb = np.eye(3)[y] + 0.1 * rng.normal(size=(60, 3))
-    clf = dg.fit_softmax_classifier(emb, y)
+    clf = dg.softmax_classifier(emb, y)
     p = clf.predict_proba(emb)
     assert p.shape == (60, 3) and np.allclose(p.sum(axis=1), 1.0)
     assert (p.argmax(axis=1) == y).mean() == 1.0

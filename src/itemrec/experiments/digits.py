@@ -17,7 +17,7 @@
   per margin (through :func:`itemrec.training.runs.run_or_load`: keyed, kept,
   read back), scored on the validation digits by Recall@1 / MAP@R and
   triplet accuracy (fraction of fresh random triplets with ``d(a, p) < d(a, n)``).
-* :func:`fit_softmax_classifier`: multinomial logistic regression (softmax
+* :func:`softmax_classifier`: multinomial logistic regression (softmax
   regression) on the embeddings.
 * :func:`gini_rejection`: rejects inputs whose class probabilities are spread
   out, by the Gini impurity ``1 − Σ p_i²`` (:mod:`itemrec.evaluation.gini`)
@@ -240,7 +240,7 @@ def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5,
     return sweep
 
 
-def fit_softmax_classifier(embeddings: np.ndarray, labels: np.ndarray, c: float = 10.0, seed: int = 0) -> Any:
+def softmax_classifier(embeddings: np.ndarray, labels: np.ndarray, c: float = 10.0, seed: int = 0) -> Any:
     """Softmax (multinomial logistic) regression on embeddings; ``predict_proba`` gives the class probabilities."""
     from sklearn.linear_model import LogisticRegression
 

@@ -19,7 +19,7 @@ finished run is reused, not retrained.
 
 With ``--folds``, :func:`cross_validate` trains every combination once per class
 fold (``split.val_fold``: with 25% validation classes, 4 folds, so every seen
-class validates once) and chooses on the mean score; :func:`refit` then trains
+class validates once) and chooses on the mean score; :func:`retrain_on_seen_classes` then trains
 the choice on every seen class for the folds' median epoch count, and ``--test``
 evaluates that refit once.
 """
@@ -104,7 +104,7 @@ def _fold_name(base: str, combo: dict[str, Any], fold: int) -> str:
     return _run_name(base, combo) + (f"__val_fold={fold}" if fold else "")
 
 
-def refit_epochs(best_epochs: list[int]) -> int:
+def epochs_from_folds(best_epochs: list[int]) -> int:
     """Epochs for the refit: the median over folds of ``best_epoch + 1`` (0-based epochs; -1 = before training).
 
     Rounded half up; 0 means the folds' choice was the starting weights, so the refit does not train.
@@ -123,7 +123,7 @@ def cross_validate(base: ExperimentConfig, grid: dict[str, list[Any]], progress:
     Returns:
         One row per combination, best first: the overrides, ``run`` (the fold-0 run), ``valcls_score``
         (mean over folds), ``valcls_std``, ``fold_scores``, ``best_epochs`` (per fold, 0-based, -1 =
-        before training), ``refit_epochs`` (:func:`refit_epochs`) and ``seconds`` (all folds).
+        before training), ``refit_epochs`` (:func:`epochs_from_folds`) and ``seconds`` (all folds).
 
     Raises:
         ConfigError: ``base`` does not select on validation classes, or a run folder holds another config.
@@ -149,12 +149,12 @@ def cross_validate(base: ExperimentConfig, grid: dict[str, list[Any]], progress:
         epochs = [s["best_epoch"] for s in scores]
         rows.append({**combo, "run": configs[0].name, "valcls_score": float(np.mean(fold_scores)),
                      "valcls_std": float(np.std(fold_scores)), "fold_scores": fold_scores, "best_epochs": epochs,
-                     "refit_epochs": refit_epochs(epochs), "seconds": float(sum(s["seconds"] for s in scores))})
+                     "refit_epochs": epochs_from_folds(epochs), "seconds": float(sum(s["seconds"] for s in scores))})
     frame = pd.DataFrame(rows)
     return frame.sort_values("valcls_score", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def refit(base: ExperimentConfig, row: dict[str, Any], keys: list[str], progress: bool = False) -> ExperimentConfig:
+def retrain_on_seen_classes(base: ExperimentConfig, row: dict[str, Any], keys: list[str], progress: bool = False) -> ExperimentConfig:
     """Train the chosen combination on *every* seen class for the folds' epoch count; never touches test.
 
     ``row`` is a row of :func:`cross_validate` and ``keys`` its grid keys. The refit holds out no
@@ -199,7 +199,7 @@ def results_table(output_dir: Any) -> pd.DataFrame:
     """One row per evaluated run under ``output_dir`` (the runs chosen on validation and read on test).
 
     Columns: run, backbone, head, loss, lr, ``selection`` ("fold 0": chosen on the default validation
-    classes; "class folds": a :func:`refit` chosen on the mean over folds, whose score is that mean),
+    classes; "class folds": a :func:`retrain_on_seen_classes` run chosen on the mean over folds, whose score is that mean),
     the validation-class score, the refit's epochs, CMC@1/@5 image-averaged
     (with the Wilson interval of @1) and class-balanced (with its draw interval), 1- and 3-shot
     CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training with its per-epoch
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.folds:
             frame = cross_validate(base, grid, progress=True)
             print(frame.to_string(index=False))
-            refitted = refit(base, frame.iloc[0].to_dict(), list(grid), progress=True)
+            refitted = retrain_on_seen_classes(base, frame.iloc[0].to_dict(), list(grid), progress=True)
             best = refitted.name
         else:
             frame = validation_sweep(base, grid, progress=True)

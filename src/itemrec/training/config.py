@@ -312,7 +312,7 @@ class TrainConfig:
     ``"last"`` keeps each phase's final weights (no checkpoint choice, no early
     stopping): the refit of a cross-validated recipe on every seen class for the
     number of epochs the class folds chose
-    (:func:`itemrec.experiments.open_set.refit`).
+    (:func:`itemrec.experiments.open_set.retrain_on_seen_classes`).
     """
 
     optimizer: str = "adam"
