@@ -145,7 +145,9 @@ def digit_config(
         "split": {"kind": "given"},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 28, "cnn_filters": [int(f) for f in filters],
                   "head": "mlp", "hidden": None, "dropout": 0.0, "embedding_dim": int(embedding_dim)},
-        "loss": {"name": "triplet", "margin": float(margin), "miner": "random", "distance": "squared_l2"},
+        "loss": {"class_name": "TripletLoss", "config": {
+            "margin": float(margin), "miner": {"class_name": "RandomTripletMiner", "config": {"seed": int(seed)}},
+            "distance": "squared_l2"}},
         "train": {"frozen_epochs": 0, "finetune_epochs": int(epochs), "finetune_layers": "all",
                   "finetune_lr": float(learning_rate), "p": int(p), "k": int(k), "steps_per_epoch": steps,
                   "monitor": "last", "tensorboard": False},
@@ -230,7 +232,7 @@ def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5,
     sweep = MarginSweep()
     for m in it:
         res = run_or_load(keyed(digit_config("digits", out_dir, manifest, margin=float(m), **config_kwargs),
-                                ("loss.margin",)), progress=progress)
+                                ("loss.config.margin",)), progress=progress)
         model = ImageEmbedder.load(res.run_dir / "embedding.keras")
         emb = embed_digits(model, splits.x_val)
         rep = retrieval_report(emb, splits.y_val, ks=(1,), metric="cosine")

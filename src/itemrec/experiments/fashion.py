@@ -141,7 +141,7 @@ def fashion_config(
         "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
                   "head": "mlp" if head == "fc" else "bn_dropout", "hidden": int(hidden), "embedding_dim": None,
                   "dropout": 0.0 if head == "fc" else float(dropout), "l2_normalize": False},
-        "loss": {"name": "softmax"},
+        "loss": {"class_name": "SoftmaxLoss", "config": {}},
         "train": {"optimizer": optimizer, "frozen_epochs": int(frozen_epochs), "frozen_lr": float(lr),
                   "finetune_epochs": int(finetune_epochs), "finetune_lr": float(finetune_lr),
                   "finetune_layers": finetune_layers, "batch_size": int(batch_size), "monitor": "val_loss",

@@ -19,6 +19,8 @@ class MetricLoss(keras.layers.Layer):
     """
 
     metric_names: tuple[str, ...] = ()
+    #: whether the loss holds one learnable vector per class that :meth:`set_class_vectors` can start
+    has_class_vectors: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -30,6 +32,17 @@ class MetricLoss(keras.layers.Layer):
 
     def call(self, embeddings: Any, labels: Any = None, training: bool = False) -> Any:
         return self.compute(embeddings, labels, training=bool(training))[0]
+
+    def set_class_vectors(self, values: Any) -> None:
+        """Start the per-class vectors (anchors, proxies) at ``values`` (n_classes, D).
+
+        Args:
+            values: (n_classes, D) class vectors.
+
+        Raises:
+            TypeError: this loss has no class vectors.
+        """
+        raise TypeError(f"{type(self).__name__} has no class vectors")
 
     def build_for(self, embedding_dim: int) -> None:
         """Create the weights for embeddings of size ``embedding_dim`` (no-op when built)."""

@@ -70,6 +70,16 @@ class ProxyAnchorLoss(MetricLoss):
             trainable=True,
         )
 
+    has_class_vectors = True
+
+    def set_class_vectors(self, values: Any) -> None:
+        """Set the proxies (:meth:`set_proxies`).
+
+        Args:
+            values: (n_classes, D) class vectors; row ``c`` is class ``c``.
+        """
+        self.set_proxies(values)
+
     def set_proxies(self, values: Any) -> None:
         """Assign the proxies from an array (n_classes, D), building the layer for that D if needed.
 
