@@ -18,7 +18,8 @@ def test_json_round_trip_keeps_every_field(tmp_path):
             "data": {"name": "grocery", "max_images_per_class": 5},
             "split": {"kind": "closed", "val_fraction": 0.1},
             "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "hidden": None},
-            "loss": {"name": "arcface", "scale": 30.0, "angular_margin": 0.5},
+            "loss": {"class_name": "SoftmaxLoss",
+                     "config": {"head": {"class_name": "ArcFace", "config": {"scale": 30.0, "margin": 0.5}}}},
             "train": {"p": 4, "k": 2, "finetune_layers": "all", "frozen_epochs": 0, "finetune_epochs": 3},
             "eval": {"far_targets": [0.1, 0.01]},
         }

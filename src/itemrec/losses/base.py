@@ -58,6 +58,32 @@ class MetricLoss(keras.layers.Layer):
         return ()
 
 
+def check_range(name: str, value: Any, low: float = 0.0, high: float | None = None, open_low: bool = False) -> float:
+    """``float(value)`` if it lies in ``[low, high]`` (``(low, high]`` with ``open_low``), else ``ValueError``.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the number.
+        low: the lower bound.
+        high: the upper bound, or ``None``.
+        open_low: exclude ``low`` itself.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        ValueError: not a number, or out of range (the message names the argument and the bound).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if value < low or (open_low and value == low):
+        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low:g}; got {value:g}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}; got {value:g}")
+    return value
+
+
 def flat_labels(labels: Any, what: str = "labels") -> Any:
     """Integer labels as a flat (B,) int32 tensor; ``ValueError`` when missing."""
     if labels is None:

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.losses.base import MetricLoss, flat_labels
+from itemrec.losses.base import MetricLoss, check_range, flat_labels
 from itemrec.losses.cosine import CosineSoftmax
 
 
@@ -126,7 +126,8 @@ class SoftmaxLoss(MetricLoss):
             from itemrec.serialization import serialize
 
             head = serialize(self.head)
-            head["config"].pop("n_classes", None)  # given by the loss's own n_classes
+            for key in ("n_classes", "name", "trainable", "dtype"):  # the loss's n_classes; the layer's defaults
+                head["config"].pop(key, None)
         config.update(n_classes=self.n_classes, head=head)
         return config
 
@@ -159,10 +160,8 @@ class CenterLoss(SoftmaxLoss):
         super().__init__(n_classes=n_classes, head=head, **kwargs)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"CenterLoss reduction must be 'mean' or 'sum'; got {reduction!r}")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"CenterLoss alpha must lie in [0, 1]; got {alpha}")
-        self.alpha = float(alpha)
-        self.lam = float(lam)
+        self.alpha = check_range("alpha", alpha, 0.0, 1.0)
+        self.lam = check_range("lam", lam)
         self.reduction = reduction
 
     def build(self, input_shape: tuple) -> None:

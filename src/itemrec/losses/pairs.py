@@ -38,7 +38,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import CosineSimilarity, Distance, get_distance, l2_normalize
-from itemrec.losses.base import MetricLoss, flat_labels, safe_mean
+from itemrec.losses.base import MetricLoss, check_range, flat_labels, safe_mean
 from itemrec.mining import MultiSimilarityMiner, PairMiner, get_miner, pair_masks
 from itemrec.reducers import Reducer, get_reducer
 from itemrec.serialization import serialize
@@ -106,7 +106,7 @@ class MultiSimilarityLoss(MetricLoss):
             raise ValueError(f"alpha and beta must be > 0; got {alpha}, {beta}")
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.base = float(base)
+        self.base = check_range("base", base, -1.0, 1.0)
         self.miner = get_miner(MultiSimilarityMiner(0.1) if miner == "default" else miner, PairMiner)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
@@ -163,8 +163,8 @@ class ContrastiveLoss(MetricLoss):
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: str | dict | Distance = "l2",
                  reducer: str | dict | Reducer = "avg_non_zero", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.pos_margin = float(pos_margin)
-        self.neg_margin = float(neg_margin)
+        self.pos_margin = check_range("pos_margin", pos_margin)
+        self.neg_margin = check_range("neg_margin", neg_margin)
         self.distance = get_distance(distance)
         if self.distance.inverted:
             raise ValueError(f"ContrastiveLoss needs a distance (smaller is closer); {self.distance!r} is a similarity")

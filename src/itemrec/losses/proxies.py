@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import l2_normalize
-from itemrec.losses.base import MetricLoss, class_vectors, flat_labels
+from itemrec.losses.base import MetricLoss, check_range, class_vectors, flat_labels
 from itemrec.losses.pairs import log1p_sum_exp
 
 
@@ -58,7 +58,7 @@ class ProxyAnchorLoss(MetricLoss):
         if float(alpha) <= 0:
             raise ValueError(f"alpha must be > 0; got {alpha}")
         self.n_classes = int(n_classes)
-        self.margin = float(margin)
+        self.margin = check_range("margin", margin)
         self.alpha = float(alpha)
 
     def build(self, input_shape: tuple) -> None:

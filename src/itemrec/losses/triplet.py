@@ -25,7 +25,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import Distance, get_distance
-from itemrec.losses.base import MetricLoss, flat_labels, safe_mean
+from itemrec.losses.base import MetricLoss, check_range, flat_labels, safe_mean
 from itemrec.mining import TripletMiner, get_miner
 from itemrec.reducers import Reducer, get_reducer
 from itemrec.serialization import serialize
@@ -51,7 +51,7 @@ class TripletLoss(MetricLoss):
     labels, as the original random triplet generator produces.
 
     Raises:
-        ValueError: unknown miner, distance or reducer; a miner that is not a triplet miner.
+        ValueError: ``margin`` < 0; unknown miner, distance or reducer; a miner that is not a triplet miner.
     """
 
     metric_names = ("d_ap", "d_an", "active_fraction")
@@ -66,7 +66,7 @@ class TripletLoss(MetricLoss):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.margin = float(margin)
+        self.margin = check_range("margin", margin)
         self.miner = get_miner(miner, TripletMiner)
         self.distance = get_distance(distance)
         self.soft_margin = bool(soft_margin)

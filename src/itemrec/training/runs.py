@@ -41,6 +41,8 @@ def _get(raw: dict[str, Any], dotted: str) -> Any:
 
 
 def _label(value: Any) -> str:
+    if isinstance(value, dict) and "class_name" in value:  # a serialised object: its class
+        value = str(value["class_name"]).split(">")[-1]
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9.+-]", "-", text)
 
@@ -50,8 +52,8 @@ def keyed(config: ExperimentConfig, swept: Iterable[str] = (), length: int = 8) 
 
     Args:
         config: the run's config; its ``name`` is the stem of the new name.
-        swept: dotted keys whose values go into the name, e.g. ``("loss.lam", "loss.alpha")``
-            gives ``center_lam0.01_alpha0.5_1a2b3c4d``.
+        swept: dotted keys whose values go into the name, e.g. ``("loss.config.lam", "loss.config.alpha")``
+            gives ``center_lam0.01_alpha0.5_1a2b3c4d`` (a serialised object gives its class name).
         length: characters of the hash of :meth:`ExperimentConfig.training_dict`.
 
     Returns:
@@ -152,7 +154,7 @@ def sibling_runs(config: ExperimentConfig, vary: Iterable[str], progress: bool =
 
     Args:
         config: the reference run.
-        vary: dotted training keys allowed to differ, e.g. ``("loss.lam", "loss.finetune_lam")``.
+        vary: dotted training keys allowed to differ, e.g. ``("loss.config.lam", "train.finetune_lam")``.
         progress: progress bars while re-evaluating.
 
     Returns:
