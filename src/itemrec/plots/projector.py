@@ -35,6 +35,7 @@ class ProjectorExport:
         sprite: ``sprite.png``, or ``None`` when no images were given.
         thumb_size: the side in pixels of each sprite thumbnail, or ``None`` without a sprite.
     """
+
     out_dir: Path
     tensors: Path
     metadata: Path
