@@ -32,7 +32,7 @@ The rules, for each public definition:
    section only. Errors raised by the helpers a function calls are not seen by this check;
    the docstrings name the ones a caller should expect, by hand.
 5. A class's constructor arguments -- the parameters of its own ``__init__``, or for a
-   dataclass / ``NamedTuple`` its annotated fields (``ClassVar`` and ``field(init=False)``
+   dataclass / ``NamedTuple`` / pydantic model its annotated fields (``ClassVar`` and ``field(init=False)``
    excluded) -- are named in an ``Args:`` (or, for fields, ``Attributes:``) section of the
    class docstring or of ``__init__``'s. Exceptions raised by ``__init__`` are named in a
    ``Raises:`` section of either.
@@ -147,11 +147,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.scene",
     "itemrec.scene_boxes",
     "itemrec.scene_draw",
-    "itemrec.service.app",
-    "itemrec.service.batching",
-    "itemrec.service.core",
-    "itemrec.service.limits",
-    "itemrec.service.server",
     "itemrec.settings",
     "itemrec.training.callbacks",
     "itemrec.training.data",
@@ -376,10 +371,10 @@ def _check_raises(raises: bool, raised: list[str], found: dict, where: str, prob
 
 
 def _dataclass_fields(cls: ast.ClassDef) -> list[str] | None:
-    """The constructor fields of a dataclass or NamedTuple, else None."""
+    """The constructor fields of a dataclass, ``NamedTuple`` or pydantic ``BaseModel``, else None."""
     decorators = _decorator_names(cls)
     bases = {b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in cls.bases}
-    if not ({"dataclass", "dataclasses.dataclass"} & decorators or "NamedTuple" in bases):
+    if not ({"dataclass", "dataclasses.dataclass"} & decorators or {"NamedTuple", "BaseModel"} & bases):
         return None
     fields = []
     for stmt in cls.body:
