@@ -147,14 +147,11 @@ PENDING_MODULES: set[str] = {
     "itemrec.scene",
     "itemrec.scene_boxes",
     "itemrec.scene_draw",
-    "itemrec.settings",
     "itemrec.training.callbacks",
     "itemrec.training.data",
-    "itemrec.training.distribute",
     "itemrec.training.features",
     "itemrec.training.runs",
     "itemrec.training.selection",
-    "itemrec.training.summary",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
