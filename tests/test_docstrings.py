@@ -147,11 +147,8 @@ PENDING_MODULES: set[str] = {
     "itemrec.scene",
     "itemrec.scene_boxes",
     "itemrec.scene_draw",
-    "itemrec.training.callbacks",
     "itemrec.training.data",
     "itemrec.training.features",
-    "itemrec.training.runs",
-    "itemrec.training.selection",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
