@@ -147,7 +147,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.scene",
     "itemrec.scene_boxes",
     "itemrec.scene_draw",
-    "itemrec.training.data",
     "itemrec.training.features",
 }
 
