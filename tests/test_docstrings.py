@@ -147,7 +147,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.scene",
     "itemrec.scene_boxes",
     "itemrec.scene_draw",
-    "itemrec.training.features",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
