@@ -126,7 +126,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.cli.sources",
     "itemrec.data.audit",
     "itemrec.data.fetch",
-    "itemrec.data.loaders",
     "itemrec.data.near_duplicates",
     "itemrec.data.pipeline",
     "itemrec.data.synthetic",
