@@ -124,8 +124,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.cli.scene",
     "itemrec.cli.serve",
     "itemrec.cli.sources",
-    "itemrec.data.synthetic",
-    "itemrec.data.synthetic_draw",
     "itemrec.demo_report",
     "itemrec.experiments.digits",
     "itemrec.experiments.face_retrieval",
