@@ -130,9 +130,7 @@ PENDING_MODULES: set[str] = {
     "itemrec.experiments.fashion",
     "itemrec.experiments.packed_scenes",
     "itemrec.experiments.presets",
-    "itemrec.glyphs",
     "itemrec.scene",
-    "itemrec.scene_boxes",
     "itemrec.scene_draw",
 }
 
