@@ -130,8 +130,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.experiments.fashion",
     "itemrec.experiments.packed_scenes",
     "itemrec.experiments.presets",
-    "itemrec.scene",
-    "itemrec.scene_draw",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
