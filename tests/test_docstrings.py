@@ -124,7 +124,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.cli.scene",
     "itemrec.cli.serve",
     "itemrec.cli.sources",
-    "itemrec.demo_report",
     "itemrec.experiments.digits",
     "itemrec.experiments.face_retrieval",
     "itemrec.experiments.fashion",
