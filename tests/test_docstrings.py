@@ -120,7 +120,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.experiments.face_retrieval",
     "itemrec.experiments.fashion",
     "itemrec.experiments.packed_scenes",
-    "itemrec.experiments.presets",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
