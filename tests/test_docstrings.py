@@ -118,7 +118,6 @@ PENDING_MODULES: set[str] = {
     # being documented on this branch (i14-docs)
     "itemrec.experiments.digits",
     "itemrec.experiments.face_retrieval",
-    "itemrec.experiments.fashion",
     "itemrec.experiments.packed_scenes",
 }
 
