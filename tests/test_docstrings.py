@@ -116,7 +116,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.training.run_embedders",
     "itemrec.training.runner",
     # being documented on this branch (i14-docs)
-    "itemrec.experiments.packed_scenes",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
