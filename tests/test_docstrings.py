@@ -115,7 +115,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.training.report",
     "itemrec.training.run_embedders",
     "itemrec.training.runner",
-    # being documented on this branch (i14-docs)
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
