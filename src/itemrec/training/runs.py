@@ -71,9 +71,17 @@ def keyed(config: ExperimentConfig, swept: Iterable[str] = (), length: int = 8) 
 def load_run(run_dir: str | os.PathLike) -> Any:
     """A finished run folder read back as an :class:`itemrec.training.RunResult` (no training).
 
+    Args:
+        run_dir: the run's folder.
+
+    Returns:
+        The ``RunResult``: its config, history (DataFrame), metrics, ``training.json``
+        (empty when absent) and the paths of its files.
+
     Raises:
         FileNotFoundError: the folder lacks one of ``done.json``, ``config.json``,
             ``history.csv``, ``metrics.json``.
+        ConfigError: its ``config.json`` is not a valid config.
     """
     import pandas as pd
 
@@ -150,7 +158,8 @@ def sibling_runs(config: ExperimentConfig, vary: Iterable[str], progress: bool =
 
     Each is evaluated with ``config.eval`` (re-evaluated if it was saved with
     other evaluation settings), so their curves compare. ``config``'s own run is
-    included when it is finished.
+    included when it is finished. Folders whose config does not read (another version)
+    or whose name is not their config's name are skipped.
 
     Args:
         config: the reference run.
@@ -159,6 +168,10 @@ def sibling_runs(config: ExperimentConfig, vary: Iterable[str], progress: bool =
 
     Returns:
         ``{run name: RunResult}`` in name order.
+
+    Raises:
+        ConfigError: a key of ``vary`` is not a training config key (a typo is an error,
+            not an empty result).
     """
     vary = tuple(vary)
     for key in vary:
