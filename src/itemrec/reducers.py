@@ -90,7 +90,16 @@ class MeanReducer(Reducer):
 
     name = "mean"
 
-    def count(self, masked_losses, mask):
+    def count(self, masked_losses: Any, mask: Any) -> Any:
+        """The number of mined candidates.
+
+        Args:
+            masked_losses: the losses times the mask (unused).
+            mask: float32 0/1 mask.
+
+        Returns:
+            ``Σ mask``.
+        """
         return ops.sum(mask)
 
 
@@ -100,7 +109,16 @@ class AvgNonZeroReducer(Reducer):
 
     name = "avg_non_zero"
 
-    def count(self, masked_losses, mask):
+    def count(self, masked_losses: Any, mask: Any) -> Any:
+        """The number of mined candidates whose loss is > 1e-16.
+
+        Args:
+            masked_losses: the losses times the mask.
+            mask: float32 0/1 mask.
+
+        Returns:
+            ``Σ mask · [ℓ > 1e-16]``.
+        """
         return ops.sum(mask * ops.cast(ops.greater(masked_losses, 1e-16), "float32"))
 
 
