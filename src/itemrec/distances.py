@@ -212,8 +212,7 @@ def _squared(a: Any, b: Any, same: bool) -> Any:
 
 
 def _squared_numpy(a: np.ndarray, b: np.ndarray, same: bool) -> np.ndarray:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    dist = np.maximum((a64 * a64).sum(1)[:, None] - 2.0 * a64 @ b64.T + (b64 * b64).sum(1)[None, :], 0.0)
+    dist = np.maximum((a * a).sum(1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(1)[None, :], 0.0)
     if same:
         np.fill_diagonal(dist, 0.0)
     return dist
@@ -245,7 +244,7 @@ class L2Distance(Distance):
         return _safe_sqrt(_squared(a, b, same))
 
     def _matrix_numpy(self, a, b, same):
-        return np.sqrt(_squared_numpy(a, b, same))
+        return np.sqrt(_squared_numpy(a, b, same))  # zero stays exactly zero
 
     def _rows(self, a, b):
         return _safe_sqrt(ops.sum(ops.square(a - b), axis=-1))
@@ -272,7 +271,7 @@ def _cosine(a: Any, b: Any) -> Any:
 
 
 def _cosine_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.clip(l2_normalize_numpy(a).astype(np.float64) @ l2_normalize_numpy(b).astype(np.float64).T, -1.0, 1.0)
+    return np.clip(l2_normalize_numpy(a) @ l2_normalize_numpy(b).T, -1.0, 1.0)
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
