@@ -72,7 +72,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.faces",
     "itemrec.cli.embed",
     "itemrec.cli.gallery",
-    "itemrec.cli.train",
     "itemrec.evaluation",
     "itemrec.evaluation.classification",
     "itemrec.evaluation.clustering_quality",
@@ -100,12 +99,7 @@ PENDING_MODULES: set[str] = {
     "itemrec.gallery.results",
     "itemrec.gallery.store",
     "itemrec.gallery.sync",
-    "itemrec.training",
-    "itemrec.training.builders",
-    "itemrec.training.config",
-    "itemrec.training.report",
     "itemrec.training.run_embedders",
-    "itemrec.training.runner",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
