@@ -26,17 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._chunked import (
-    DEFAULT_MEMORY_MB,
-    _checked_pair,
-    average_precision_full,
-    check_embeddings,
-    check_labels,
-    check_metric,
-    first_match_rank,
-    knn,
-    rows_per_block,
-)
+from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric, checked_pair
+from .neighbours import NeighbourEngine, first_match_rank
+
+_KNN_ROWS = 16384  # queries per neighbour search in retrieval_report (outputs: rows × k)
 
 
 @dataclass
@@ -264,16 +257,14 @@ def retrieval_report(
     k = min(max(max(ks), int(n_rel.max(initial=0))), len(ref) - int(same_set))
     if max(ks) > k:
         raise ValueError(f"Recall@{max(ks)} needs at least {max(ks)} references; there are {k}")
+    engine = NeighbourEngine(q, ref, metric, memory_mb=memory_mb)
     per_query: dict[str, list[np.ndarray]] = {}
-    step = rows_per_block(len(ref), 8, memory_mb)
+    step = max(_KNN_ROWS, 1)
     for start in range(0, len(q), step):
-        stop = min(start + step, len(q))
-        if same_set:
-            _, idx = _knn_rows(q, ref, start, stop, k, metric, memory_mb)
-        else:
-            _, idx = knn(q[start:stop], ref, k, metric, memory_mb=memory_mb)
-        mask = rl[idx] == ql[start:stop, None]
-        for name, vals in metrics_from_matches(mask, n_rel[start:stop], ks).items():
+        rows = np.arange(start, min(start + step, len(q)))
+        _, idx = engine.knn(k, rows, exclude_self=same_set)
+        mask = rl[idx] == ql[rows, None]
+        for name, vals in metrics_from_matches(mask, n_rel[rows], ks).items():
             per_query.setdefault(name, []).append(vals)
     merged = {name: np.concatenate(v) for name, v in per_query.items()}
     valid = n_rel > 0
@@ -282,7 +273,7 @@ def retrieval_report(
     mean = {name: float(np.mean(v[valid])) for name, v in merged.items()}
     m_ap = None
     if with_map:
-        ap = average_precision_full(q, ql, ref, rl, metric, same_set, memory_mb)
+        ap = engine.average_precision(ql, rl, same_set)
         m_ap = float(np.nanmean(ap[valid]))
     return RetrievalReport(
         {kk: mean[f"recall@{kk}"] for kk in ks},
@@ -293,17 +284,6 @@ def retrieval_report(
         int(valid.sum()),
         int((~valid).sum()),
     )
-
-
-def _knn_rows(q: np.ndarray, ref: np.ndarray, start: int, stop: int, k: int, metric: str, memory_mb: float):
-    """kNN of rows start:stop of the set ``q`` within itself, self excluded."""
-    d, idx = knn(q[start:stop], ref, k + 1, metric, memory_mb=memory_mb)
-    own = idx == np.arange(start, stop)[:, None]
-    # drop the query itself; if it is not among the k+1 (ties at distance 0), drop the last column
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-    keep = np.ones_like(own)
-    keep[np.arange(len(idx)), drop] = False
-    return d[keep].reshape(len(idx), k), idx[keep].reshape(len(idx), k)
 
 
 def map_at_r(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
@@ -347,11 +327,12 @@ def per_class_ranks(
     """
     import pandas as pd
 
-    q, ql, g, gl = _checked_pair(query_emb, query_labels, gallery_emb, gallery_labels, False)
+    q, ql, g, gl = checked_pair(query_emb, query_labels, gallery_emb, gallery_labels, False)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be ranks ≥ 1; got {ks}")
-    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)
-    top1 = gl[knn(q, g, 1, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)[1][:, 0]]
+    engine = NeighbourEngine(q, g, metric, gallery_offsets, memory_mb)
+    ranks = engine.first_match_rank(ql, gl)
+    top1 = gl[engine.knn(1)[1][:, 0]]
     rows = []
     for c in np.unique(ql):
         r = ranks[ql == c]
