@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from itemrec._numeric import l2_normalize_rows
+
 METRICS = ("cosine", "cosine_exact", "euclidean")
 
 
@@ -98,19 +100,35 @@ class ClusterQuality:
 
 
 def l2_normalize(emb: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; a zero (or non-finite) row is an error naming it."""
-    emb = _check_embeddings(emb)
-    norms = np.linalg.norm(emb, axis=1)
-    bad = np.flatnonzero(norms <= 1e-12)
-    if bad.size:
-        raise ValueError(
-            f"embedding rows {bad[:10].tolist()} have zero norm; cosine distance is undefined for them"
-        )
-    return emb / norms[:, None]
+    """Rows divided by their L2 norm (:func:`itemrec._numeric.l2_normalize_rows`, float64).
+
+    Args:
+        emb: (N, D) finite embeddings.
+
+    Returns:
+        (N, D) float64 unit rows.
+
+    Raises:
+        ValueError: not 2-D, NaN/inf rows, or a zero row (named: cosine distance is undefined for it).
+    """
+    return l2_normalize_rows(_check_embeddings(emb), dtype=np.float64, what="embedding")
 
 
 def cosine_distances(emb: np.ndarray) -> np.ndarray:
-    """``D[i, j] = 1 - cos(e_i, e_j)``, clipped to ``[0, 2]`` with an exact zero diagonal."""
+    """``D[i, j] = 1 - cos(e_i, e_j)``, clipped to ``[0, 2]`` with an exact zero diagonal.
+
+    The full N × N matrix HDBSCAN/OPTICS take as ``metric="precomputed"`` (a clustering input,
+    not a ranking: nothing here is sorted).
+
+    Args:
+        emb: (N, D) finite embeddings without zero rows.
+
+    Returns:
+        (N, N) float64.
+
+    Raises:
+        ValueError: as :func:`l2_normalize`.
+    """
     unit = l2_normalize(emb)
     dist = 1.0 - unit @ unit.T
     np.clip(dist, 0.0, 2.0, out=dist)

@@ -254,8 +254,25 @@ def crop_faces(
 def loo_retrieval(embeddings: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> LooRetrieval:
     """Leave-one-out retrieval precision@k with cosine distance (see module docstring).
 
-    Ties in distance are broken by index (the earlier image ranks first).
+    The neighbours come from the evaluation's neighbour engine
+    (:func:`itemrec.evaluation.knn`, ``exclude_self=True``), so ties in distance are broken
+    by index (the earlier image ranks first), as everywhere in :mod:`itemrec.evaluation`.
+
+    Args:
+        embeddings: (N, D) finite, no all-zero row.
+        labels: (N,) identity labels (any hashable dtype NumPy can compare).
+        ks: the k of precision@k, each in ``1..N-1``.
+
+    Returns:
+        :class:`LooRetrieval`.
+
+    Raises:
+        ValueError: bad shapes, a k outside ``1..N-1``, or a zero / non-finite embedding
+            (its rows are named).
     """
+    from itemrec._numeric import l2_normalize_rows
+    from itemrec.evaluation import knn
+
     x = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels)
     if x.ndim != 2:
@@ -265,14 +282,8 @@ def loo_retrieval(embeddings: np.ndarray, labels: np.ndarray, ks: Sequence[int] 
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1 or ks[-1] > len(x) - 1:
         raise ValueError(f"every k must lie in 1..N-1 = 1..{len(x) - 1}; got {ks}")
-    norms = np.linalg.norm(x, axis=1)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
-    if bad.size:
-        raise ValueError(f"embeddings {bad[:10].tolist()} are zero or not finite: cosine distance is undefined")
-    unit = x / norms[:, None]
-    dist = 1.0 - unit @ unit.T
-    np.fill_diagonal(dist, np.inf)
-    order = np.argsort(dist, axis=1, kind="stable")[:, : ks[-1]]
+    unit = l2_normalize_rows(x, what="embeddings")  # names zero / non-finite rows: cosine is undefined there
+    _, order = knn(unit, unit, ks[-1], "cosine", exclude_self=True)
     same = y[order] == y[:, None]
     prec = {k: float(np.mean(same[:, :k].mean(axis=1))) for k in ks}
     per_class = {int(c) if np.issubdtype(y.dtype, np.integer) else c: float(same[y == c, 0].mean()) for c in np.unique(y)}
