@@ -174,9 +174,10 @@ class PairDistances:
             self.r = self.q if reference is query else np.ascontiguousarray(reference, dtype=self.dtype)
             self.q_sq = np.einsum("ij,ij->i", self.q, self.q)
             self.r_sq = np.einsum("ij,ij->i", self.r, self.r)
-            q_norm = np.sqrt(np.add.reduce(self.q.astype(np.float64) ** 2, axis=1))
-            r_max = float(np.sqrt(np.add.reduce(self.r.astype(np.float64) ** 2, axis=1)).max(initial=0.0))
-            self._scale = (q_norm + r_max) ** 2  # (‖q‖ + max ‖r‖)², bounds every |s| and its rounding
+            # (‖q‖ + max ‖r‖)², from the rounded squared norms made a little larger: it only has to bound
+            q_norm = np.sqrt(self.q_sq.astype(np.float64) * (1 + 4 * (self.dim + 2) * self.u))
+            r_max = float(np.sqrt(self.r_sq.max(initial=0.0) * (1 + 4 * (self.dim + 2) * self.u)))
+            self._scale = (q_norm + r_max) ** 2
         self.dim = self.q.shape[1]
 
     @property
@@ -184,14 +185,14 @@ class PairDistances:
         """Number of references (m)."""
         return len(self.r)
 
-    def block(self, start: int, stop: int) -> np.ndarray:
-        """Fast distances of query rows ``start:stop`` to every reference, (stop − start, m), in ``self.dtype``."""
-        prod = self.q[start:stop] @ self.r.T
+    def block(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Fast distances of query ``rows`` (a slice or indices) to every reference, (rows, m), in ``self.dtype``."""
+        prod = self.q[rows] @ self.r.T
         if self.metric == "cosine":
             np.subtract(1.0, prod, out=prod)
             return prod
         prod *= -2.0
-        prod += self.q_sq[start:stop, None]
+        prod += self.q_sq[rows, None]
         prod += self.r_sq[None, :]
         np.maximum(prod, 0.0, out=prod)
         return np.sqrt(prod, out=prod)
@@ -288,7 +289,7 @@ def distance_blocks(
     step = rows or rows_per_block(pairs.n_reference, np.dtype(pairs.dtype).itemsize, memory_mb)
     for start in range(0, len(pairs.q), step):
         stop = min(start + step, len(pairs.q))
-        block = pairs.block(start, stop)
+        block = pairs.block(slice(start, stop))
         yield start, stop, block if offsets is None else block + offsets[None, :]
 
 

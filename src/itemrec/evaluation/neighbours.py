@@ -65,9 +65,15 @@ def _rerank(pairs: PairDistances, rows: np.ndarray, cand: np.ndarray, k: int, se
     d = pairs.exact(rows, cand)
     if offsets is not None:
         d = d + offsets[np.maximum(cand, 0)]
-        d[bad] = np.inf
-    order = np.lexsort((np.where(bad, np.iinfo(np.int64).max, cand), d), axis=-1)[:, :k]
-    return np.take_along_axis(d, order, axis=1), np.take_along_axis(cand, order, axis=1)
+    d[bad] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")  # FAISS lists come nearly sorted: cheap
+    d, cand = np.take_along_axis(d, order, axis=1), np.take_along_axis(cand, order, axis=1)
+    tied = np.flatnonzero(((d[:, 1:] == d[:, :-1]) & np.isfinite(d[:, 1:])).any(axis=1))
+    if len(tied):  # equal distances: order those rows by (distance, index)
+        sub_d, sub_c = d[tied], cand[tied]
+        o = np.lexsort((np.where(sub_c < 0, np.iinfo(np.int64).max, sub_c), sub_d), axis=-1)
+        d[tied], cand[tied] = np.take_along_axis(sub_d, o, axis=1), np.take_along_axis(sub_c, o, axis=1)
+    return d[:, :k], cand[:, :k]
 
 
 class NeighbourEngine:
@@ -107,8 +113,9 @@ class NeighbourEngine:
 
     # ------------------------------------------------------------------ fast candidates
     def _approx_block(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(approx distance [+ offset], error bound)`` of contiguous query ``rows`` to every reference."""
-        block = self.pairs.block(int(rows[0]), int(rows[-1]) + 1)
+        """``(approx distance [+ offset], error bound)`` of query ``rows`` (sorted indices) to every reference."""
+        contiguous = len(rows) and rows[-1] - rows[0] == len(rows) - 1
+        block = self.pairs.block(slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows)
         eps = self.pairs.bound(rows, block)
         if self.offsets is not None:
             block = block + self.offsets[None, :]
@@ -126,25 +133,21 @@ class NeighbourEngine:
         out_d = np.empty((len(rows), k))
         out_i = np.empty((len(rows), k), np.int64)
         done = 0
-        for part in self._row_blocks(rows):
-            sc = None if self_cols is None else self_cols[done:done + len(part)]
-            # contiguous runs of rows share one block
-            for lo in _runs(part):
-                sub = part[lo[0]:lo[1]]
-                scs = None if sc is None else sc[lo[0]:lo[1]]
-                a, eps = self._approx_block(sub)
-                if scs is not None:
-                    hit = scs >= 0
-                    a[np.flatnonzero(hit), scs[hit]] = np.inf
-                kc = min(self.n_reference, k + 1 + _margin(k))
-                first = (np.argpartition(a, kc - 1, axis=1)[:, :kc] if kc < self.n_reference
-                         else np.broadcast_to(np.arange(self.n_reference), a.shape).copy())
-                d1, _ = _rerank(self.pairs, sub, first, k, scs, self.offsets)
-                with np.errstate(invalid="ignore"):
-                    maybe = (a - eps) <= d1[:, k - 1:k]
-                d, i = _rerank(self.pairs, sub, _padded(maybe), k, scs, self.offsets)
-                out_d[done + lo[0]:done + lo[1]], out_i[done + lo[0]:done + lo[1]] = d, i
-            done += len(part)
+        for sub in self._row_blocks(rows):
+            scs = None if self_cols is None else self_cols[done:done + len(sub)]
+            a, eps = self._approx_block(sub)
+            if scs is not None:
+                hit = scs >= 0
+                a[np.flatnonzero(hit), scs[hit]] = np.inf
+            kc = min(self.n_reference, k + 1 + _margin(k))
+            first = (np.argpartition(a, kc - 1, axis=1)[:, :kc] if kc < self.n_reference
+                     else np.broadcast_to(np.arange(self.n_reference), a.shape).copy())
+            d1, _ = _rerank(self.pairs, sub, first, k, scs, self.offsets)
+            with np.errstate(invalid="ignore"):
+                maybe = (a - eps) <= d1[:, k - 1:k]
+            out_d[done:done + len(sub)], out_i[done:done + len(sub)] = _rerank(
+                self.pairs, sub, _padded(maybe), k, scs, self.offsets)
+            done += len(sub)
         return out_d, out_i
 
     def _faiss_index(self):
@@ -287,13 +290,6 @@ class NeighbourEngine:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[part] = np.where(n_rel > 0, (prec * rel).sum(axis=1) / n_rel, np.nan)
         return out
-
-
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    """``(lo, hi)`` spans of ``rows`` whose values are consecutive integers."""
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    edges = np.concatenate([[0], breaks, [len(rows)]])
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
 def _distinct_labels(rl: np.ndarray, sure: np.ndarray, cols: np.ndarray, before_u: np.ndarray) -> np.ndarray:
