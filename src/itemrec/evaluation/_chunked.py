@@ -164,6 +164,7 @@ class PairDistances:
         self.metric = metric
         self.dtype = _common_dtype(query, reference)
         self.u = U32 if self.dtype == np.float32 else U64
+        self.dim = query.shape[1]
         if metric == "cosine":
             self.q = l2_normalize_rows(query, dtype=self.dtype, what="query embeddings (cosine)")
             self.r = self.q if reference is query else l2_normalize_rows(reference, dtype=self.dtype,
@@ -178,7 +179,6 @@ class PairDistances:
             q_norm = np.sqrt(self.q_sq.astype(np.float64) * (1 + 4 * (self.dim + 2) * self.u))
             r_max = float(np.sqrt(self.r_sq.max(initial=0.0) * (1 + 4 * (self.dim + 2) * self.u)))
             self._scale = (q_norm + r_max) ** 2
-        self.dim = self.q.shape[1]
 
     @property
     def n_reference(self) -> int:
