@@ -76,6 +76,7 @@ class ClusteringResult:
 
     @property
     def n_optics_clusters(self) -> int:
+        """Clusters found by the OPTICS stage."""
         return self.n_clusters - self.n_hdbscan_clusters
 
     def cluster_sizes(self) -> dict[int, int]:
@@ -181,6 +182,17 @@ def cluster_embeddings(
     fewer points than ``min_cluster_size`` (or ``min_samples``) skip HDBSCAN
     (everything is noise for stage 2); fewer noise points than
     ``optics_min_samples`` skip OPTICS. Exact duplicates are fine.
+
+    Args:
+        emb: (N, D) embeddings.
+        (the others as listed above.)
+
+    Returns:
+        :class:`ClusteringResult`.
+
+    Raises:
+        ValueError: unknown metric, ``min_cluster_size < 2``, ``min_samples < 1``,
+            ``optics_min_samples < 2``, or bad embeddings (non-2-D, NaN/inf, zero rows for cosine).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -274,7 +286,14 @@ def _compact(labels: np.ndarray) -> np.ndarray:
 
 
 def noise_as_singletons(labels: np.ndarray) -> np.ndarray:
-    """Give each ``-1`` its own new cluster id (after the largest one)."""
+    """Give each ``-1`` its own new cluster id (after the largest one).
+
+    Args:
+        labels: (N,) cluster ids, ``-1`` for noise.
+
+    Returns:
+        (N,) int64 ids without ``-1``.
+    """
     labels = np.asarray(labels, dtype=np.int64).copy()
     noise = np.flatnonzero(labels < 0)
     start = int(labels.max() + 1) if (labels >= 0).any() else 0
@@ -291,6 +310,17 @@ def clustering_scores(labels_true: np.ndarray, labels_pred: np.ndarray, noise: s
     noise point as its own cluster (a noise point groups with nothing);
     ``noise="cluster"`` lumps all noise into one cluster. Singleton noise
     points count as pure, so read purity together with ``n_noise``.
+
+    Args:
+        labels_true: (N,) classes.
+        labels_pred: (N,) cluster ids, ``-1`` = noise.
+        noise: ``"singletons"`` or ``"cluster"``.
+
+    Returns:
+        :class:`ClusterQuality`.
+
+    Raises:
+        ValueError: arrays not 1-D of one length, or a bad ``noise``.
     """
     from itemrec.evaluation.clustering_quality import clustering_scores as _scores
 

@@ -186,7 +186,14 @@ class PairDistances:
         return len(self.r)
 
     def block(self, rows: np.ndarray | slice) -> np.ndarray:
-        """Fast distances of query ``rows`` (a slice or indices) to every reference, (rows, m), in ``self.dtype``."""
+        """Fast distances (one BLAS product) of query ``rows`` to every reference.
+
+        Args:
+            rows: a slice or an index array of query rows.
+
+        Returns:
+            (len(rows), m) in ``self.dtype``.
+        """
         prod = self.q[rows] @ self.r.T
         if self.metric == "cosine":
             np.subtract(1.0, prod, out=prod)
@@ -198,11 +205,18 @@ class PairDistances:
         return np.sqrt(prod, out=prod)
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Exact distance of query ``rows[i]`` to reference ``cols[i, j]``, (len(rows), c) float64.
+        """Exact distance of query ``rows[i]`` to reference ``cols[i, j]``.
 
         Each pair is computed on its own (float32: FAISS's ``fvec_*_by_idx``, one SIMD loop per
         pair; float64: NumPy ``add.reduce`` over the pair's products), so its value does not
-        depend on the other pairs asked for. ``cols < 0`` gives ``+inf``.
+        depend on the other pairs asked for.
+
+        Args:
+            rows: (b,) query indices.
+            cols: (b, c) reference indices; ``< 0``: no reference.
+
+        Returns:
+            (b, c) float64 distances; ``+inf`` where ``cols < 0``.
         """
         rows = np.asarray(rows, np.int64)
         cols = np.ascontiguousarray(cols, dtype=np.int64)
@@ -249,7 +263,13 @@ class PairDistances:
         * l2: with ``e = γ (‖q‖ + max ‖r‖)²`` bounding the error of the squared distance,
           ``min(√e, e / approx) + 2u · approx`` (``|√s̃ − √s| ≤ |s̃ − s| / √s̃``).
 
-        Returns an array broadcastable against ``approx``.
+        Args:
+            rows: (b,) query indices of the rows of ``approx``.
+            approx: (b, c) approximate distances (without offsets).
+            u: unit roundoff of the arithmetic that made ``approx``.
+
+        Returns:
+            An array broadcastable against ``approx``.
         """
         u = self.u if u is None else u
         gamma = 4.0 * (self.dim + 8) * u
@@ -348,6 +368,13 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> 
 
 def checked_pair(query, query_labels, reference, reference_labels, exclude_self: bool):
     """Validated ``(query, query labels, reference, reference labels)`` for the ranking functions.
+
+    Args:
+        query, query_labels, reference, reference_labels: the arrays.
+        exclude_self: the query set is the reference set.
+
+    Returns:
+        The four checked arrays.
 
     Raises:
         ValueError: bad arrays, or ``exclude_self`` with sets of different lengths.

@@ -224,6 +224,9 @@ class NeighbourEngine:
 
         Returns:
             (n,) int64 ranks; 0 where the query has no same-label reference.
+
+        Raises:
+            ValueError: bad ``count``.
         """
         if count not in ("items", "classes"):
             raise ValueError(f"count must be 'items' or 'classes'; got {count!r}")

@@ -141,7 +141,21 @@ def evaluate_openset(
     probe_emb: np.ndarray,
     probe_labels: np.ndarray,
 ) -> OpenSetReport:
-    """Report a validation-fitted threshold on test probes (known and unknown classes)."""
+    """Report a validation-fitted threshold on test probes (known and unknown classes).
+
+    Args:
+        threshold: from :func:`fit_openset_threshold` (a probe is accepted when its nearest
+            distance is ``≤ threshold.value``).
+        gallery_emb: (G, d); gallery_labels: (G,).
+        probe_emb: (P, d); probe_labels: (P,).
+
+    Returns:
+        :class:`OpenSetReport` (NaN rates where the known or unknown set is empty).
+
+    Raises:
+        TypeError: ``threshold`` is not an :class:`OpenSetThreshold`.
+        ValueError: bad arrays.
+    """
     if not isinstance(threshold, OpenSetThreshold):
         raise TypeError("threshold must be an OpenSetThreshold from fit_openset_threshold(validation probes)")
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, probe_emb, probe_labels, threshold.metric)
@@ -167,7 +181,19 @@ def dir_far_curve(
     probe_labels: np.ndarray,
     metric: str = "cosine",
 ) -> DirFarCurve:
-    """DIR and FAR at every distinct nearest distance of the probes (exact step curve)."""
+    """DIR and FAR at every distinct nearest distance of the probes (exact step curve).
+
+    Args:
+        gallery_emb: (G, d); gallery_labels: (G,).
+        probe_emb: (P, d); probe_labels: (P,), known and unknown classes.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        :class:`DirFarCurve`, thresholds ascending (accept ``s ≤ t``).
+
+    Raises:
+        ValueError: the probes lack known or unknown classes.
+    """
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, probe_emb, probe_labels, metric)
     if not known.any() or known.all():
         raise ValueError("probes must include known and unknown classes")

@@ -58,7 +58,20 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
 
 def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
                        gallery_labels: np.ndarray, max_rank: int = 10, metric: str = "cosine") -> CMCResult:
-    """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring."""
+    """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring.
+
+    Args:
+        query_emb: (Q, D); query_labels: (Q,).
+        gallery_emb: (G, D); gallery_labels: (G,).
+        max_rank: last rank of the curve.
+        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+
+    Returns:
+        :class:`CMCResult` (ranks from :func:`class_ranks`).
+
+    Raises:
+        ValueError: ``max_rank < 1`` or bad arrays.
+    """
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1; got {max_rank}")
     ranks = class_ranks(query_emb, query_labels, gallery_emb, gallery_labels, metric)

@@ -50,7 +50,17 @@ class CMCResult:
     per_draw: np.ndarray | None = field(default=None, repr=False)
 
     def at(self, rank: int) -> float:
-        """Identification rate at ``rank`` (1-based)."""
+        """Identification rate at ``rank``.
+
+        Args:
+            rank: 1-based rank, at most ``len(ranks)``.
+
+        Returns:
+            ``CMC(rank)``.
+
+        Raises:
+            ValueError: ``rank`` outside ``1..len(ranks)``.
+        """
         if not 1 <= rank <= len(self.ranks):
             raise ValueError(f"rank must lie in 1..{len(self.ranks)}; got {rank}")
         return float(self.mean[rank - 1])
@@ -79,7 +89,15 @@ def _wilson(p: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.nda
 
 
 def cmc_from_ranks(ranks: np.ndarray, max_rank: int) -> np.ndarray:
-    """``CMC(r) = mean(1 ≤ rank ≤ r)`` for r = 1..max_rank (rank 0 = never matched)."""
+    """``CMC(r) = mean(1 ≤ rank ≤ r)`` for r = 1..max_rank (rank 0 = never matched).
+
+    Args:
+        ranks: (n,) 1-based first-match ranks, 0 for queries never matched.
+        max_rank: last rank of the curve.
+
+    Returns:
+        (max_rank,) float64 curve.
+    """
     ranks = np.asarray(ranks)
     hit = (ranks >= 1)[:, None] & (ranks[:, None] <= np.arange(1, max_rank + 1)[None, :])
     return hit.mean(axis=0)
@@ -102,6 +120,23 @@ def cmc(
     ``exclude_self``: the gallery is the query set and a query is not its own match.
     ``gallery_offsets`` (G,): one per gallery image, added to its distances, ranks with a
     hubness correction (:func:`itemrec.evaluation.hubness_offsets`), as in :func:`cmc_representative`.
+    Ranks come from :func:`itemrec.evaluation.first_match_rank`: the gallery ordered by
+    ``(distance, index)``.
+
+    Args:
+        query_emb: (n, d); query_labels: (n,) ints.
+        gallery_emb: (G, d); gallery_labels: (G,) ints.
+        max_rank: last rank of the curve.
+        metric: ``"cosine"`` or ``"l2"``.
+        exclude_self: the gallery is the query set.
+        memory_mb: budget in MiB for distance blocks.
+        gallery_offsets: (G,) hubness offsets, or None.
+
+    Returns:
+        :class:`CMCResult` with Wilson 95% intervals (``n_draws = 0``).
+
+    Raises:
+        ValueError: ``max_rank < 1``, bad arrays, metric or offsets.
     """
     if max_rank < 1:
         raise ValueError(f"max_rank must be ≥ 1; got {max_rank}")
@@ -140,6 +175,26 @@ def cmc_representative(
     ``gallery_ids`` (e.g. file paths): a query whose id equals a gallery id is
     excluded from the draws. ``gallery_offsets`` (one per gallery item, added to its
     distances) ranks with a hubness correction (:func:`itemrec.evaluation.hubness_offsets`).
+    Ranks come from :func:`itemrec.evaluation.first_match_rank` (``(distance, index)`` order).
+
+    Args:
+        query_emb: (n, d); query_labels: (n,) ints.
+        gallery_emb: (C, d) one image per class; gallery_labels: (C,) distinct ints.
+        max_rank: last rank of the curve.
+        n_draws: random query draws; queries_per_class: queries per class per draw.
+        seed: seed of ``numpy.random.default_rng``.
+        metric: ``"cosine"`` or ``"l2"``.
+        query_ids, gallery_ids: optional ids (e.g. paths); a query whose id is a gallery id is
+            never drawn.
+        memory_mb: budget in MiB for distance blocks.
+        gallery_offsets: (C,) hubness offsets, or None.
+
+    Returns:
+        :class:`CMCResult`: mean over draws, 2.5/97.5 percentiles, ``per_draw``.
+
+    Raises:
+        ValueError: a class with several gallery images, a query class with none, too few
+            eligible queries, ids given for one side only or of the wrong length, bad arguments.
     """
     q = check_embeddings(query_emb, "query embeddings")
     g = check_embeddings(gallery_emb, "gallery embeddings")
@@ -197,6 +252,17 @@ def metrics_from_matches(match_mask: np.ndarray, n_relevant: np.ndarray, ks: tup
     it needs at least ``max(max(ks), max(n_relevant))`` columns. Returns per-query
     arrays ``recall@K``, ``precision_at_1``, ``r_precision`` and ``map_at_r``
     (NaN for queries with ``n_relevant = 0``).
+
+    Args:
+        match_mask: (n, k) bool, neighbours in the engine's ``(distance, index)`` order.
+        n_relevant: (n,) R of each query.
+        ks: the K of Recall@K.
+
+    Returns:
+        ``{name: (n,) float64}``.
+
+    Raises:
+        ValueError: shapes that disagree, or too few columns for the metrics.
     """
     m = np.asarray(match_mask, dtype=bool)
     r = np.asarray(n_relevant, dtype=np.int64)
@@ -234,7 +300,25 @@ def retrieval_report(
 
     Without ``reference_emb`` the queries are their own reference set, self excluded.
     Memory stays bounded: queries are processed in blocks and only their top
-    ``max(max(ks), max R)`` neighbours are kept.
+    ``max(max(ks), max R)`` neighbours are kept. Neighbours come from one
+    :class:`~itemrec.evaluation.neighbours.NeighbourEngine` (FAISS candidates, exact
+    ``(distance, index)`` order).
+
+    Args:
+        query_emb: (n, d); query_labels: (n,) ints.
+        reference_emb: (m, d), or None for the queries themselves (self excluded);
+            reference_labels: (m,) with it.
+        ks: the K of Recall@K.
+        metric: ``"cosine"`` or ``"l2"``.
+        with_map: also the full-ranking mAP (every pair's exact distance: slow for large sets).
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`RetrievalReport` (averages over queries with ``R > 0``).
+
+    Raises:
+        ValueError: bad arrays or metric, reference labels without embeddings (or the reverse),
+            fewer references than ``max(ks)``, or no query with a relevant reference.
     """
     check_metric(metric)
     q = check_embeddings(query_emb, "query embeddings")
@@ -287,22 +371,71 @@ def retrieval_report(
 
 
 def map_at_r(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """MAP@R (Musgrave et al. 2020); see :func:`retrieval_report`."""
+    """MAP@R (Musgrave et al. 2020); see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric).map_at_r
 
 
 def r_precision(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """R-precision (Musgrave et al. 2020); see :func:`retrieval_report`."""
+    """R-precision (Musgrave et al. 2020); see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric).r_precision
 
 
 def recall_at_k(query_emb, query_labels, reference_emb=None, reference_labels=None, k: int = 1, metric: str = "cosine") -> float:
-    """Recall@K: fraction of queries with a relevant item in their top K."""
+    """Recall@K: fraction of queries with a relevant item in their top K.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        k: the K.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (k,), metric).recall_at_k[k]
 
 
 def mean_average_precision(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """mAP over the full ranking; see :func:`retrieval_report`."""
+    """mAP over the full ranking; see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     rep = retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric, with_map=True)
     return float(rep.mean_average_precision)
 
@@ -324,6 +457,23 @@ def per_class_ranks(
     the gallery label most often ranked first for the class's misses (``-1`` when there are none),
     ``confused_share``: the fraction of the class's queries that it takes. Returns a pandas DataFrame,
     one row per query class, sorted by label. ``gallery_offsets`` as in :func:`cmc_representative`.
+    Ranks and top-1 matches come from one :class:`~itemrec.evaluation.neighbours.NeighbourEngine`,
+    so a class's ``hit@1`` and its confusions agree (``(distance, index)`` order).
+
+    Args:
+        query_emb: (n, d); query_labels: (n,) ints.
+        gallery_emb: (G, d); gallery_labels: (G,) ints.
+        ks: ranks of the ``hit@k`` columns, each ≥ 1.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+        gallery_offsets: (G,) hubness offsets, or None.
+
+    Returns:
+        pandas DataFrame with columns ``label, n_queries, hit@k…, mean_rank, confused_with,
+        confused_share``.
+
+    Raises:
+        ValueError: bad arrays, metric, offsets, or a k < 1.
     """
     import pandas as pd
 

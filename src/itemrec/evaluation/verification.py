@@ -106,7 +106,20 @@ def pair_counts(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Exact ``(same ≤ t, diff ≤ t, n_same, n_diff)`` for each threshold t (sorted ascending)."""
+    """Exact pair counts at each threshold: pairs ``i < j`` with ``D ≤ t``.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        thresholds: (T,) ascending distance thresholds.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB for the distance blocks.
+
+    Returns:
+        ``(same ≤ t (T,), diff ≤ t (T,), n_same, n_diff)``.
+
+    Raises:
+        ValueError: fewer than two embeddings, bad metric, or thresholds not 1-D ascending.
+    """
     emb, labels = _checked(emb, labels, metric)
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or np.any(np.diff(t) < 0):
@@ -137,7 +150,21 @@ def diff_pair_order_statistics(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> np.ndarray:
-    """The exact ``r``-th smallest different-label pair distance (1-based) for each r in ``ranks``."""
+    """The exact ``r``-th smallest different-label pair distance for each r in ``ranks``.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        ranks: 1-based ranks among the different-label pairs.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+
+    Returns:
+        (len(ranks),) float64 distances.
+
+    Raises:
+        ValueError: a rank outside ``1..n_diff``.
+        RuntimeError: the two passes saw different distances (non-deterministic BLAS).
+    """
     emb, labels = _checked(emb, labels, metric)
     lo, hi = _distance_range(emb, metric)
     scale = N_GRID / (hi - lo)
@@ -222,7 +249,20 @@ def evaluate_threshold(
     test_labels: np.ndarray,
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> VerificationReport:
-    """VAL and FAR of a threshold fitted by :func:`fit_threshold` on another (test) split."""
+    """VAL and FAR of a threshold fitted by :func:`fit_threshold` on another (test) split.
+
+    Args:
+        threshold: a :class:`Threshold` (its metric is used); pairs with ``D ≤ threshold.value`` are accepted.
+        test_emb: (n, d); test_labels: (n,) ints.
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`VerificationReport` (NaN rates where a pair set is empty).
+
+    Raises:
+        TypeError: ``threshold`` is not a :class:`Threshold`.
+        ValueError: fewer than two test embeddings.
+    """
     if not isinstance(threshold, Threshold):
         raise TypeError("threshold must be a Threshold from fit_threshold(validation data)")
     same_c, diff_c, n_same, n_diff = pair_counts(
@@ -247,7 +287,20 @@ def val_at_far(
     target_far: float = 1e-3,
     metric: str = "cosine",
 ) -> VerificationReport:
-    """VAL at a target FAR: threshold fitted on the validation split, reported on the test split."""
+    """VAL at a target FAR: threshold fitted on the validation split, reported on the test split.
+
+    Args:
+        val_emb, val_labels: the split the threshold is fitted on (:func:`fit_threshold`).
+        test_emb, test_labels: the split it is reported on.
+        target_far: in ``[0, 1)``.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        :class:`VerificationReport`.
+
+    Raises:
+        ValueError: as :func:`fit_threshold` and :func:`evaluate_threshold`.
+    """
     return evaluate_threshold(fit_threshold(val_emb, val_labels, target_far, metric), test_emb, test_labels)
 
 
@@ -262,6 +315,18 @@ def val_far_curve(
 
     The AUC of the curve is exact when ``thresholds`` holds every distinct pair
     distance; on a grid it is the trapezoid approximation at the grid's points.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        thresholds: an int (a grid over the distance range) or the thresholds themselves.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`ValFarCurve`.
+
+    Raises:
+        ValueError: fewer than two embeddings, or no same- or no different-label pair.
     """
     emb, labels = _checked(emb, labels, metric)
     if isinstance(thresholds, (int, np.integer)):

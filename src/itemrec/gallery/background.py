@@ -46,9 +46,22 @@ class BackgroundMixin:
         self, data: Any = None, *, images: Any = None, paths: Any = None, vectors: Any = None,
         k: int = 10, beta: float = 0.5, fingerprint: str | None = None,
     ) -> int:
-        """Store background photos (images, paths or vectors of products other than the queries') and
-        switch the hubness correction on with ``k`` neighbours and weight ``beta``. Clears the threshold.
-        Returns the number of background vectors."""
+        """Store background photos and switch the hubness correction on. Clears the threshold.
+
+        Args:
+            data, images, paths, vectors: the background (photos of products other than the
+                queries'), in one of the gallery's input forms.
+            k: background neighbours per vector (capped at the background size).
+            beta: weight β ≥ 0 of :func:`itemrec.evaluation.hubness_offsets`.
+            fingerprint: the embedder fingerprint the vectors come from.
+
+        Returns:
+            The number of background vectors.
+
+        Raises:
+            GalleryError: ``k`` not a positive integer, ``beta`` negative or not finite, or
+                inputs that do not match the gallery.
+        """
         x = self._vectors_from(data, images, paths, vectors, fingerprint, "background")[0]
         if isinstance(k, bool) or int(k) != k or k < 1:
             raise GalleryError(f"k must be a positive integer; got {k!r}")

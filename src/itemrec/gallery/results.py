@@ -32,6 +32,7 @@ class QueryResult:
 
     @property
     def best(self) -> Match | None:
+        """The top match, or None when there is none."""
         return self.matches[0] if self.matches else None
 
     @property
@@ -40,6 +41,11 @@ class QueryResult:
         return None if self.unknown or not self.matches else self.matches[0].item_id
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"item_id", "unknown", "threshold", "matches": [...]}``.
+
+        Returns:
+            A dict of plain Python values.
+        """
         return {
             "item_id": self.item_id,
             "unknown": self.unknown,
@@ -93,6 +99,7 @@ class IntegrityReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
 
