@@ -1,6 +1,6 @@
 """Evaluation on classes never seen in training: pure NumPy functions of embeddings and labels.
 
-Modules: :mod:`.retrieval` (CMC, Recall@K, P@1, R-precision, MAP@R, mAP),
+Modules: :mod:`.cmc` (CMC, per-class ranks), :mod:`.retrieval` (Recall@K, P@1, R-precision, MAP@R, mAP),
 :mod:`.verification` (VAL/FAR, ROC, thresholds), :mod:`.openset` (DIR@FAR),
 :mod:`.hubness` (CSLS-style gallery offsets), :mod:`.protocols` (image-averaged
 and k-shot CMC), :mod:`.gallery_draws` (both averagings over random galleries),
@@ -26,15 +26,12 @@ from .openset import (
     evaluate_openset,
     fit_openset_threshold,
 )
+from .cmc import CMCResult, cmc, cmc_representative, per_class_ranks
 from .retrieval import (
-    CMCResult,
     RetrievalReport,
-    cmc,
-    cmc_representative,
     map_at_r,
     mean_average_precision,
     metrics_from_matches,
-    per_class_ranks,
     r_precision,
     recall_at_k,
     retrieval_report,

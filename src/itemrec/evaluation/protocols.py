@@ -21,7 +21,7 @@ import numpy as np
 
 from ._chunked import check_embeddings, check_labels
 from .neighbours import first_match_rank
-from .retrieval import CMCResult, _wilson, cmc_from_ranks
+from .cmc import CMCResult, _wilson, cmc_from_ranks
 
 
 def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
