@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from itemrec.evaluation import cmc_representative, hubness_offsets, knn, per_class_ranks
-from itemrec.evaluation._chunked import first_match_rank
+from itemrec.evaluation.neighbours import first_match_rank
 
 
 def test_hand_worked_hub_is_ranked_down():
@@ -15,11 +15,11 @@ def test_hand_worked_hub_is_ranked_down():
     background = np.array([[1.0, 0.0], [0.8, 0.6], [0.96, 0.28]])
     # k = 2, cosine distances 1 - cos: g1 -> (0, 0.2, 0.04), nearest two 0 and 0.04, mean 0.02
     #                                   g2 -> (1, 0.4, 0.72), nearest two 0.4 and 0.72, mean 0.56
-    # offsets = -beta * mean = -0.5 * (0.02, 0.56) = (-0.01, -0.28)
+    # offsets = beta * (1 - mean) = 0.5 * (0.98, 0.44) = (0.49, 0.22)  (= beta * mean cosine r_B)
     off = hubness_offsets(gallery, background, k=2, beta=0.5)
-    np.testing.assert_allclose(off, [-0.01, -0.28], atol=1e-12)
+    np.testing.assert_allclose(off, [0.49, 0.22], atol=1e-12)
     # query (0.8, 0.6) of class 2: distances (0.2, 0.4) put the hub g1 first (rank 2);
-    # with offsets (0.19, 0.12) g2 comes first (rank 1)
+    # with offsets (0.69, 0.62) g2 comes first (rank 1)
     q, ql = np.array([[0.8, 0.6]]), np.array([2])
     assert first_match_rank(q, ql, gallery, gl).tolist() == [2]
     assert first_match_rank(q, ql, gallery, gl, reference_offsets=off).tolist() == [1]
@@ -43,7 +43,7 @@ def test_offsets_and_ranks_match_a_brute_force_loop():
 
     r = [np.mean(sorted(cos(g, b) for b in background)[-k:]) for g in gallery]  # mean cos to k nearest
     off = hubness_offsets(gallery, background, k=k, beta=beta)
-    np.testing.assert_allclose(off, [-beta * (1 - ri) for ri in r], atol=1e-10)
+    np.testing.assert_allclose(off, [beta * ri for ri in r], atol=1e-10)  # o(g) = beta * r_B(g)
     ranks = first_match_rank(queries, ql, gallery, gl, reference_offsets=off)
     for i, q in enumerate(queries):
         score = [cos(q, g) - beta * r[j] for j, g in enumerate(gallery)]  # the CSLS ranking score

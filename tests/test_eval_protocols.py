@@ -29,15 +29,16 @@ GALLERY = np.array([[1, 0], [0, 1], [0, -1], [-1, 0], [0.6, 0.8]], dtype=np.floa
 GALLERY_LABELS = np.array([10, 20, 30, 40, 20])
 #
 # Queries, with their cosine distances to g0..g4 and the per-class best (10, 20, 30, 40):
+# The gallery is ordered by (distance, index) (the engine's one tie rule); a class ranks where
+# its first image falls in that order.
 #   q0 = (1, 0) class 10: cos = 1, 0, 0, −1, 0.6 → c = 0, 1, 1, 2, 0.4
-#        class best: 10: 0, 20: min(1, 0.4) = 0.4, 30: 1, 40: 2
-#        rank of 10 = 1 + 0 strictly closer + (1 equal − 1) = 1
-#   q1 = (1, 0) class 20: true best 0.4 (from g4, not g1 at 1); strictly closer: class 10 (0)
-#        rank = 1 + 1 + 0 = 2   (without g4 it would be 1, tied with 30 at 1, so rank 3)
+#        class best (distance, index): 10: (0, 0), 20: min((1, 1), (0.4, 4)) = (0.4, 4), 30: (1, 2), 40: (2, 3)
+#        rank of 10 = 1 + 0 classes before it = 1
+#   q1 = (1, 0) class 20: true best (0.4, g4), not g1 at 1; before it: class 10 (0) → rank 2
 #   q2 = (−1, 0) class 30: cos = −1, 0, 0, 1, −0.6 → c = 2, 1, 1, 0, 1.6
-#        class best: 10: 2, 20: min(1, 1.6) = 1, 30: 1, 40: 0
-#        rank of 30 = 1 + 1 strictly closer (40) + (2 equal (20, 30) − 1) = 3   (the tie counts against it)
-#   q3 = (−1, 0) class 20: same distances, class 20 best 1 tied with 30: rank = 1 + 1 + 1 = 3
+#        class best: 10: (2, 0), 20: (1, 1), 30: (1, 2), 40: (0, 3)
+#        order 40, 20, 30, 10: rank of 30 = 3 (20 ties with it at 1 and its image g1 has the lower index)
+#   q3 = (−1, 0) class 20: same order: rank of 20 = 2 (30's g2 has index 2 > 1)
 #   q4 = (0, 1) class 50: no gallery image of class 50 → rank 0
 #   q5 = (0.8, 0.6) class 40: cos = 0.8, 0.6, −0.6, −0.8, 0.48 + 0.48 = 0.96
 #        → c = 0.2, 0.4, 1.6, 1.8, 0.04; class best: 10: 0.2, 20: 0.04, 30: 1.6, 40: 1.8
@@ -45,7 +46,7 @@ GALLERY_LABELS = np.array([10, 20, 30, 40, 20])
 #   q6 = (0, −1) class 30: c = 1, 2, 0, 1, 1.8 → class best 10: 1, 20: 1.8, 30: 0, 40: 1 → rank 1
 QUERIES = np.array([[1, 0], [1, 0], [-1, 0], [-1, 0], [0, 1], [0.8, 0.6], [0, -1]], dtype=np.float64)
 QUERY_LABELS = np.array([10, 20, 30, 20, 50, 40, 30])
-EXPECTED_RANKS = np.array([1, 2, 3, 3, 0, 4, 1])
+EXPECTED_RANKS = np.array([1, 2, 3, 2, 0, 4, 1])
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
@@ -55,12 +56,15 @@ def test_class_ranks_hand_example(metric):
     np.testing.assert_array_equal(ranks, EXPECTED_RANKS)
 
 
-def test_class_ranks_hand_example_float32_and_unordered_gallery():
-    # the gallery order and labels' order must not matter; float32 keeps the exact tie (dots are 0, norms 1)
+def test_class_ranks_hand_example_float32_and_reordered_gallery():
+    # float32 keeps the exact tie (dots are 0, norms 1). Reordered gallery: g4, g2, g0, g3, g1 at
+    # indices 0..4, so g2 (class 30) now has index 1 and g1 (class 20) index 4: the tie of q2/q3
+    # between classes 20 and 30 at distance 1 now goes to 30 → q2 (class 30) rank 2, q3 (class 20)
+    # rank 3; the other queries have no tie and keep their ranks
     perm = np.array([4, 2, 0, 3, 1])
     ranks = class_ranks(QUERIES.astype(np.float32), QUERY_LABELS, GALLERY[perm].astype(np.float32),
                         GALLERY_LABELS[perm], "l2")
-    np.testing.assert_array_equal(ranks, EXPECTED_RANKS)
+    np.testing.assert_array_equal(ranks, [1, 2, 2, 3, 0, 4, 1])
 
 
 def test_class_ranks_hand_example_squared_l2():
@@ -92,19 +96,18 @@ def _dist(a: np.ndarray, b: np.ndarray, metric: str) -> float:
 
 
 def _brute_class_ranks(q, ql, g, gl, metric):
+    """Classes ordered by their first image in the gallery's (distance, index) order."""
     out = []
     for qi, label in zip(q, ql):
-        best: dict[int, float] = {}
-        for gi, glab in zip(g, gl):
-            dist = _dist(qi, gi, metric)
-            best[int(glab)] = min(best.get(int(glab), math.inf), dist)
+        best: dict[int, tuple[float, int]] = {}
+        for j, (gi, glab) in enumerate(zip(g, gl)):
+            key = (_dist(qi, gi, metric), j)
+            best[int(glab)] = min(best.get(int(glab), (math.inf, j)), key)
         if int(label) not in best:
             out.append(0)
             continue
         true = best[int(label)]
-        closer = sum(1 for v in best.values() if v < true)
-        equal = sum(1 for v in best.values() if v == true)
-        out.append(1 + closer + equal - 1)
+        out.append(1 + sum(1 for v in best.values() if v < true))
     return np.array(out)
 
 
@@ -203,10 +206,10 @@ def test_cmc_image_averaged_matches_brute_force(seed, metric):
 
 
 def test_cmc_image_averaged_hand_example():
-    # EXPECTED_RANKS = 1, 2, 3, 3, 0, 4, 1 over 7 queries:
-    #   rank ≤ 1: 2/7, ≤ 2: 3/7, ≤ 3: 5/7, ≤ 4: 6/7, ≤ 5: 6/7 (the absent class never counts)
+    # EXPECTED_RANKS = 1, 2, 3, 2, 0, 4, 1 over 7 queries:
+    #   rank ≤ 1: 2/7, ≤ 2: 4/7, ≤ 3: 5/7, ≤ 4: 6/7, ≤ 5: 6/7 (the absent class never counts)
     res = cmc_image_averaged(QUERIES, QUERY_LABELS, GALLERY, GALLERY_LABELS, max_rank=5, metric="cosine")
-    np.testing.assert_allclose(res.mean, np.array([2, 3, 5, 6, 6]) / 7, atol=1e-12)
+    np.testing.assert_allclose(res.mean, np.array([2, 4, 5, 6, 6]) / 7, atol=1e-12)
     # Wilson at rank 1, k = 2, n = 7: p = 0.285714, z² = 3.841459, denom = 1.548780,
     # centre = (0.285714 + 0.274390) / 1.548780 = 0.361642,
     # half = 1.959964 · √(0.029155 + 0.019599) / 1.548780 = 1.959964 · 0.220803 / 1.548780 = 0.279423

@@ -13,7 +13,8 @@ from itemrec.evaluation import (
     per_class_ranks,
     retrieval_report,
 )
-from itemrec.evaluation._chunked import average_precision_full, first_match_rank, pairwise_distances
+from itemrec.evaluation._chunked import pairwise_distances
+from itemrec.evaluation.neighbours import average_precision_full, first_match_rank
 
 
 def clustered(n_classes=6, per_class=7, dim=8, seed=0, spread=0.8):
@@ -166,8 +167,10 @@ def test_first_match_rank_hand_worked():
     g = np.array([[0.0], [2.0], [3.0]])
     r = first_match_rank(np.array([[1.0]]), [2], g, [0, 1, 2], metric="l2")
     assert r.tolist() == [3]
-    # query of class 1 at 1.0 ties with class 0 at distance 1: ties do not push it down -> rank 1
-    assert first_match_rank(np.array([[1.0]]), [1], g, [0, 1, 2], metric="l2").tolist() == [1]
+    # query of class 1 at 1.0 ties with class 0 at distance 1: ties go by gallery index, and class 0's
+    # image (index 0) comes before class 1's (index 1) -> rank 2; with the gallery reversed, rank 1
+    assert first_match_rank(np.array([[1.0]]), [1], g, [0, 1, 2], metric="l2").tolist() == [2]
+    assert first_match_rank(np.array([[1.0]]), [1], g[::-1], [2, 1, 0], metric="l2").tolist() == [1]
     # class 5 is not in the gallery -> 0 (never matched)
     assert first_match_rank(np.array([[1.0]]), [5], g, [0, 1, 2], metric="l2").tolist() == [0]
 

@@ -115,12 +115,17 @@ def test_threshold_rejects_unknown_item(tmp_path):
 
 def test_choose_threshold_hand_worked():
     s = np.array([0.9, 0.5, 0.7, 0.3, 0.8, 0.1, 0.6, 0.2, 0.4, 0.0], np.float32)
-    # n = 10, target 0.2 -> m = 2 accepts allowed; sorted desc 0.9, 0.8, | 0.7 ... -> t just above 0.7
+    # n = 10, target 0.2 -> m = 2 accepts allowed; sorted desc 0.9, 0.8, | 0.7 ... -> t = (0.8 + 0.7) / 2
     t = choose_threshold(s, 0.2)
-    assert t == float(np.nextafter(np.float32(0.7), np.float32(np.inf)))
-    assert int((s >= np.float32(t)).sum()) == 2
-    # target 0.05 -> m = 0: reject even the best one (t just above 0.9)
-    assert int((s >= np.float32(choose_threshold(s, 0.05))).sum()) == 0
+    assert t == (float(np.float32(0.8)) + float(np.float32(0.7))) / 2 and t == pytest.approx(0.75)
+    assert int((s >= t).sum()) == 2
+    # target 0.05 -> m = 0: reject even the best one (t = the next float32 above 0.9)
+    t0 = choose_threshold(s, 0.05)
+    assert t0 == float(np.nextafter(np.float32(0.9), np.float32(np.inf))) and int((s >= t0).sum()) == 0
+    # a tie at the boundary is never split: 0.8 twice, m = 2 would split {0.8, 0.8, 0.8} -> only 0.9 accepted
+    tied = np.array([0.9, 0.8, 0.8, 0.8, 0.1], np.float32)
+    t_tie = choose_threshold(tied, 0.4)  # m = 2, s_(2) = s_(3) = 0.8 -> t just above 0.8
+    assert t_tie == float(np.nextafter(np.float32(0.8), np.float32(np.inf))) and int((tied >= t_tie).sum()) == 1
     assert choose_threshold(s, 1.0) == -1.0
     with pytest.raises(ValueError):
         choose_threshold(np.zeros(0), 0.1)
@@ -141,8 +146,8 @@ def test_calibrate_hand_worked(tmp_path):
     )
     cal = g.calibrate(val, ["a", "b", "z", "z"], target_far=0.25)
     # impostor scores: 0 (a's non-mated), 0 (b's), .5, .2 -> sorted .5,.2,0,0; m = floor(.25*4) = 1
-    # -> threshold just above s_(2) = .2: accepts only .5, far = 1/4
-    assert cal.threshold == pytest.approx(0.2, abs=1e-6) and cal.threshold > np.float32(0.2)
+    # -> threshold (s_(1) + s_(2)) / 2 = (.5 + .2) / 2 = .35: accepts only .5, far = 1/4
+    assert cal.threshold == pytest.approx(0.35, abs=1e-6)
     assert cal.far == 0.25 and cal.n_impostor == 4 and cal.n_mated == 2
     assert cal.dir == 1.0  # .866 and .6 both >= t and right
     g2 = Gallery.open(tmp_path / "g", readonly=True)
@@ -371,13 +376,13 @@ def test_calibrate_dir_counts_only_right_top_matches(tmp_path):
     val = np.array(
         [
             [0.1, 0.95, 0.2958],  # labelled a, but nearest b (.95): mated search WRONG; non-mated (gallery - a): .95
-            [0, 0.6, 0.8],  # labelled b: top b .6, right; non-mated (gallery - b): a, 0
+            [0, 0.8, 0.6],  # labelled b: top b .8, right; non-mated (gallery - b): a, 0
             [0.5, 0, 0.866025],  # z, not enrolled: impostor .5
             [0.2, 0, 0.979796],  # z: impostor .2
         ]
     )
     cal = g.calibrate(val, ["a", "b", "z", "z"], target_far=0.25)
-    # impostor scores sorted .95, .5, .2, 0; m = floor(.25 * 4) = 1 -> threshold just above s_(2) = .5
-    assert cal.threshold == pytest.approx(0.5, abs=1e-6) and cal.far == 0.25
-    # DIR: the a-query scores .95 >= t but its top item is wrong, so only the b-query (.6, right) counts: 1/2
+    # impostor scores sorted .95, .5, .2, 0; m = floor(.25 * 4) = 1 -> threshold (.95 + .5) / 2 = .725
+    assert cal.threshold == pytest.approx(0.725, abs=1e-6) and cal.far == 0.25
+    # DIR: the a-query scores .95 >= t but its top item is wrong, so only the b-query (.8, right) counts: 1/2
     assert cal.n_mated == 2 and cal.dir == pytest.approx(0.5)

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from itemrec._numeric import l2_normalize_rows
+
 METRICS = ("cosine", "cosine_exact", "euclidean")
 
 
@@ -74,6 +76,7 @@ class ClusteringResult:
 
     @property
     def n_optics_clusters(self) -> int:
+        """Clusters found by the OPTICS stage."""
         return self.n_clusters - self.n_hdbscan_clusters
 
     def cluster_sizes(self) -> dict[int, int]:
@@ -98,19 +101,35 @@ class ClusterQuality:
 
 
 def l2_normalize(emb: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; a zero (or non-finite) row is an error naming it."""
-    emb = _check_embeddings(emb)
-    norms = np.linalg.norm(emb, axis=1)
-    bad = np.flatnonzero(norms <= 1e-12)
-    if bad.size:
-        raise ValueError(
-            f"embedding rows {bad[:10].tolist()} have zero norm; cosine distance is undefined for them"
-        )
-    return emb / norms[:, None]
+    """Rows divided by their L2 norm (:func:`itemrec._numeric.l2_normalize_rows`, float64).
+
+    Args:
+        emb: (N, D) finite embeddings.
+
+    Returns:
+        (N, D) float64 unit rows.
+
+    Raises:
+        ValueError: not 2-D, NaN/inf rows, or a zero row (named: cosine distance is undefined for it).
+    """
+    return l2_normalize_rows(_check_embeddings(emb), dtype=np.float64, what="embedding")
 
 
 def cosine_distances(emb: np.ndarray) -> np.ndarray:
-    """``D[i, j] = 1 - cos(e_i, e_j)``, clipped to ``[0, 2]`` with an exact zero diagonal."""
+    """``D[i, j] = 1 - cos(e_i, e_j)``, clipped to ``[0, 2]`` with an exact zero diagonal.
+
+    The full N × N matrix HDBSCAN/OPTICS take as ``metric="precomputed"`` (a clustering input,
+    not a ranking: nothing here is sorted).
+
+    Args:
+        emb: (N, D) finite embeddings without zero rows.
+
+    Returns:
+        (N, N) float64.
+
+    Raises:
+        ValueError: as :func:`l2_normalize`.
+    """
     unit = l2_normalize(emb)
     dist = 1.0 - unit @ unit.T
     np.clip(dist, 0.0, 2.0, out=dist)
@@ -163,6 +182,17 @@ def cluster_embeddings(
     fewer points than ``min_cluster_size`` (or ``min_samples``) skip HDBSCAN
     (everything is noise for stage 2); fewer noise points than
     ``optics_min_samples`` skip OPTICS. Exact duplicates are fine.
+
+    Args:
+        emb: (N, D) embeddings.
+        (the others as listed above.)
+
+    Returns:
+        :class:`ClusteringResult`.
+
+    Raises:
+        ValueError: unknown metric, ``min_cluster_size < 2``, ``min_samples < 1``,
+            ``optics_min_samples < 2``, or bad embeddings (non-2-D, NaN/inf, zero rows for cosine).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -256,7 +286,14 @@ def _compact(labels: np.ndarray) -> np.ndarray:
 
 
 def noise_as_singletons(labels: np.ndarray) -> np.ndarray:
-    """Give each ``-1`` its own new cluster id (after the largest one)."""
+    """Give each ``-1`` its own new cluster id (after the largest one).
+
+    Args:
+        labels: (N,) cluster ids, ``-1`` for noise.
+
+    Returns:
+        (N,) int64 ids without ``-1``.
+    """
     labels = np.asarray(labels, dtype=np.int64).copy()
     noise = np.flatnonzero(labels < 0)
     start = int(labels.max() + 1) if (labels >= 0).any() else 0
@@ -273,6 +310,17 @@ def clustering_scores(labels_true: np.ndarray, labels_pred: np.ndarray, noise: s
     noise point as its own cluster (a noise point groups with nothing);
     ``noise="cluster"`` lumps all noise into one cluster. Singleton noise
     points count as pure, so read purity together with ``n_noise``.
+
+    Args:
+        labels_true: (N,) classes.
+        labels_pred: (N,) cluster ids, ``-1`` = noise.
+        noise: ``"singletons"`` or ``"cluster"``.
+
+    Returns:
+        :class:`ClusterQuality`.
+
+    Raises:
+        ValueError: arrays not 1-D of one length, or a bad ``noise``.
     """
     from itemrec.evaluation.clustering_quality import clustering_scores as _scores
 

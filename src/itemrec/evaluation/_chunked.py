@@ -1,16 +1,27 @@
-"""The memory-bounded distance engine every retrieval and verification metric uses.
+"""The distance arithmetic under every retrieval and verification metric: fast blocks and exact pairs.
 
-Distances between a query set ``Q`` (n × d) and a reference set ``R`` (m × d) are
-computed one block of query rows at a time, ``D[i:j] = dist(Q[i:j], R)``, so the
-full n × m matrix never exists; a block holds at most ``memory_mb`` MiB. With the
-default 256 MiB, 100,000 × 100,000 float32 distances are 160 blocks of ~670 rows.
+Distances between a query set ``Q`` (n × d) and a reference set ``R`` (m × d) come two ways:
+
+* **blocks** (:meth:`PairDistances.block`, :func:`distance_blocks`): ``D[i:j] = dist(Q[i:j], R)``
+  as one BLAS product per block of query rows, so the full n × m matrix never exists; a
+  block holds at most ``memory_mb`` MiB (default 256 MiB: 100,000 × 100,000 float32
+  distances are 160 blocks of ~670 rows). Fast, but the rounding of a product depends on
+  the BLAS kernel and the block's shape;
+* **exact pairs** (:meth:`PairDistances.exact`): the distance of one (query, reference)
+  pair computed on its own, always by the same code in the same order, so a pair has the
+  same value wherever it is computed. Every *ranking* decision of
+  :mod:`itemrec.evaluation.neighbours` is taken on these values; blocks (and FAISS) only
+  pick candidates, within the error bound :meth:`PairDistances.bound` of the exact values.
 
 Metrics (``metric=``):
 
-* ``"cosine"``: ``D(a, b) = 1 − a·b / (‖a‖ ‖b‖)``, in [0, 2];
-* ``"l2"``: ``D(a, b) = ‖a − b‖₂`` (computed as ``sqrt(max(0, ‖a‖² + ‖b‖² − 2 a·b))``).
+* ``"cosine"``: ``D(a, b) = 1 − â·b̂`` with ``â = a / ‖a‖`` (:func:`itemrec._numeric.l2_normalize_rows`),
+  in [0, 2] (exact values are clipped to it);
+* ``"l2"``: ``D(a, b) = ‖a − b‖₂`` (blocks: ``sqrt(max(0, ‖a‖² + ‖b‖² − 2 a·b))``; exact pairs:
+  ``sqrt(Σ (a_i − b_i)²)``).
 
-Arithmetic is in float64 when either input is float64, else float32.
+Arithmetic is in float64 when either input is float64, else float32; exact distances are
+returned as float64 (for float32 inputs: the float32 pair value, widened).
 """
 
 from __future__ import annotations
@@ -19,17 +30,31 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from itemrec._numeric import l2_normalize_rows
+
 METRICS = ("cosine", "l2")
 DEFAULT_MEMORY_MB = 256.0
+U32 = 2.0**-24  # unit roundoff of float32
+U64 = 2.0**-53
+_PAIR_CHUNK = 1 << 22  # numbers gathered at once by the float64 exact path
 
 
 def check_embeddings(x: np.ndarray, name: str) -> np.ndarray:
-    """``x`` as a finite 2-D float array, or a ValueError naming ``name``."""
+    """``x`` as a finite 2-D float32/float64 array.
+
+    Args:
+        x: array-like (n, dim); integer or other float types become float32.
+        name: how error messages name ``x``.
+
+    Returns:
+        The array (float32 or float64, not copied when it already is one).
+
+    Raises:
+        ValueError: not 2-D, or NaN/infinite values.
+    """
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n, dim); got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
@@ -38,7 +63,19 @@ def check_embeddings(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
-    """``labels`` as a 1-D integer array of length ``n``, or a ValueError naming ``name``."""
+    """``labels`` as a 1-D int64 array of length ``n``.
+
+    Args:
+        labels: integer class ids (floats with integral values are accepted).
+        n: required length.
+        name: how error messages name ``labels``.
+
+    Returns:
+        (n,) int64 array.
+
+    Raises:
+        ValueError: wrong shape or non-integral values.
+    """
     arr = np.asarray(labels)
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{name} must be a 1-D array of length {n}; got shape {arr.shape}")
@@ -51,41 +88,196 @@ def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
 
 
 def check_metric(metric: str) -> str:
+    """``metric`` itself.
+
+    Args:
+        metric: a name.
+
+    Returns:
+        ``metric``.
+
+    Raises:
+        ValueError: not one of :data:`METRICS`.
+    """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
     return metric
+
+
+def check_offsets(offsets: np.ndarray, n: int) -> np.ndarray:
+    """A finite 1-D float64 array of ``n`` per-reference distance offsets.
+
+    Args:
+        offsets: one number per reference, added to every distance to it.
+        n: the number of references.
+
+    Returns:
+        (n,) float64 array.
+
+    Raises:
+        ValueError: wrong shape, not numbers, or not finite.
+    """
+    o = np.asarray(offsets)
+    if o.ndim != 1 or len(o) != n:
+        raise ValueError(f"reference offsets must be a 1-D array of {n} values (one per reference); got shape {o.shape}")
+    if not np.issubdtype(o.dtype, np.number) or not np.isfinite(o).all():
+        raise ValueError("reference offsets must be finite numbers")
+    return o.astype(np.float64)
+
+
+def rows_per_block(n_reference: int, itemsize: int = 8, memory_mb: float = DEFAULT_MEMORY_MB, factor: int = 3) -> int:
+    """Query rows per block so that ``factor`` arrays of ``rows × n_reference`` fit in ``memory_mb``.
+
+    Args:
+        n_reference: columns of a block.
+        itemsize: bytes per number.
+        memory_mb: the budget in MiB.
+        factor: block-sized arrays alive at once.
+
+    Returns:
+        ``max(1, ⌊memory_mb · 2²⁰ / (n_reference · itemsize · factor)⌋)``.
+    """
+    budget = memory_mb * 2**20
+    return int(max(1, budget // (max(1, n_reference) * itemsize * factor)))
 
 
 def _common_dtype(a: np.ndarray, b: np.ndarray) -> type:
     return np.float64 if np.float64 in (a.dtype, b.dtype) else np.float32
 
 
-def _prepare(x: np.ndarray, metric: str, dtype: type) -> tuple[np.ndarray, np.ndarray | None]:
-    x = np.ascontiguousarray(x, dtype=dtype)
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        if np.any(norms == 0):
-            raise ValueError("cosine distance is undefined for all-zero embeddings")
-        return x / norms, None
-    return x, np.einsum("ij,ij->i", x, x)
+class PairDistances:
+    """Query and reference sets prepared once: fast distance blocks, exact pair distances, their error bound.
 
+    Args:
+        query: (n, d) finite floats.
+        reference: (m, d) finite floats.
+        metric: ``"cosine"`` or ``"l2"``.
 
-def rows_per_block(n_reference: int, itemsize: int = 8, memory_mb: float = DEFAULT_MEMORY_MB, factor: int = 3) -> int:
-    """Query rows per block so that ``factor`` arrays of ``rows × n_reference`` fit ``memory_mb``."""
-    budget = memory_mb * 2**20
-    return int(max(1, budget // (max(1, n_reference) * itemsize * factor)))
+    Raises:
+        ValueError: bad metric, different dims, or (cosine) an all-zero row.
+    """
 
+    def __init__(self, query: np.ndarray, reference: np.ndarray, metric: str = "cosine") -> None:
+        check_metric(metric)
+        if query.shape[1] != reference.shape[1]:
+            raise ValueError(f"query dim {query.shape[1]} != reference dim {reference.shape[1]}")
+        self.metric = metric
+        self.dtype = _common_dtype(query, reference)
+        self.u = U32 if self.dtype == np.float32 else U64
+        self.dim = query.shape[1]
+        if metric == "cosine":
+            self.q = l2_normalize_rows(query, dtype=self.dtype, what="query embeddings (cosine)")
+            self.r = self.q if reference is query else l2_normalize_rows(reference, dtype=self.dtype,
+                                                                         what="reference embeddings (cosine)")
+            self.q_sq = self.r_sq = None
+        else:
+            self.q = np.ascontiguousarray(query, dtype=self.dtype)
+            self.r = self.q if reference is query else np.ascontiguousarray(reference, dtype=self.dtype)
+            self.q_sq = np.einsum("ij,ij->i", self.q, self.q)
+            self.r_sq = np.einsum("ij,ij->i", self.r, self.r)
+            # (‖q‖ + max ‖r‖)², from the rounded squared norms made a little larger: it only has to bound
+            q_norm = np.sqrt(self.q_sq.astype(np.float64) * (1 + 4 * (self.dim + 2) * self.u))
+            r_max = float(np.sqrt(self.r_sq.max(initial=0.0) * (1 + 4 * (self.dim + 2) * self.u)))
+            self._scale = (q_norm + r_max) ** 2
 
-def _finish(block: np.ndarray, metric: str, q_sq, r_sq) -> np.ndarray:
-    if metric == "cosine":
-        np.subtract(1.0, block, out=block)
-    else:
-        block *= -2.0
-        block += q_sq[:, None]
-        block += r_sq[None, :]
-        np.maximum(block, 0.0, out=block)
-        np.sqrt(block, out=block)
-    return block
+    @property
+    def n_reference(self) -> int:
+        """Number of references (m)."""
+        return len(self.r)
+
+    def block(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Fast distances (one BLAS product) of query ``rows`` to every reference.
+
+        Args:
+            rows: a slice or an index array of query rows.
+
+        Returns:
+            (len(rows), m) in ``self.dtype``.
+        """
+        prod = self.q[rows] @ self.r.T
+        if self.metric == "cosine":
+            np.subtract(1.0, prod, out=prod)
+            return prod
+        prod *= -2.0
+        prod += self.q_sq[rows, None]
+        prod += self.r_sq[None, :]
+        np.maximum(prod, 0.0, out=prod)
+        return np.sqrt(prod, out=prod)
+
+    def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Exact distance of query ``rows[i]`` to reference ``cols[i, j]``.
+
+        Each pair is computed on its own (float32: FAISS's ``fvec_*_by_idx``, one SIMD loop per
+        pair; float64: NumPy ``add.reduce`` over the pair's products), so its value does not
+        depend on the other pairs asked for.
+
+        Args:
+            rows: (b,) query indices.
+            cols: (b, c) reference indices; ``< 0``: no reference.
+
+        Returns:
+            (b, c) float64 distances; ``+inf`` where ``cols < 0``.
+        """
+        rows = np.asarray(rows, np.int64)
+        cols = np.ascontiguousarray(cols, dtype=np.int64)
+        if self.dtype == np.float32:
+            raw = self._exact_faiss(rows, cols)
+        else:
+            raw = self._exact_numpy(rows, cols)
+        if self.metric == "cosine":
+            out = np.clip(1.0 - raw, 0.0, 2.0)
+        else:
+            out = np.sqrt(raw)
+        out[cols < 0] = np.inf
+        return out
+
+    def _exact_faiss(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        import faiss
+
+        x = np.ascontiguousarray(self.q[rows])
+        out = np.empty(cols.shape, np.float32)
+        fn = faiss.fvec_inner_products_by_idx if self.metric == "cosine" else faiss.fvec_L2sqr_by_idx
+        if out.size:
+            fn(faiss.swig_ptr(out), faiss.swig_ptr(x), faiss.swig_ptr(self.r), faiss.swig_ptr(cols),
+               self.dim, len(rows), cols.shape[1])
+        return out.astype(np.float64)
+
+    def _exact_numpy(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.empty(cols.shape, np.float64)
+        step = max(1, _PAIR_CHUNK // max(1, cols.shape[1] * self.dim))
+        for s in range(0, len(rows), step):
+            q = self.q[rows[s:s + step]][:, None, :]
+            r = self.r[np.maximum(cols[s:s + step], 0)]
+            prod = q * r if self.metric == "cosine" else (q - r) ** 2
+            out[s:s + step] = np.add.reduce(prod, axis=2)
+        return out
+
+    def bound(self, rows: np.ndarray, approx: np.ndarray, u: float | None = None) -> np.ndarray:
+        """Upper bound on ``|approx − exact|`` for distances ``approx`` of query ``rows`` (one row each).
+
+        ``u`` is the unit roundoff of the arithmetic that made ``approx`` (default: this
+        dtype's; FAISS: float32's). With ``γ = 4 (d + 8) u``, twice the classical dot-product
+        bound ``d·u`` of both computations plus the roundings around it:
+
+        * cosine: ``γ`` (unit vectors: ``|â·b̂| ≤ 1``);
+        * l2: with ``e = γ (‖q‖ + max ‖r‖)²`` bounding the error of the squared distance,
+          ``min(√e, e / approx) + 2u · approx`` (``|√s̃ − √s| ≤ |s̃ − s| / √s̃``).
+
+        Args:
+            rows: (b,) query indices of the rows of ``approx``.
+            approx: (b, c) approximate distances (without offsets).
+            u: unit roundoff of the arithmetic that made ``approx``.
+
+        Returns:
+            An array broadcastable against ``approx``.
+        """
+        u = self.u if u is None else u
+        gamma = 4.0 * (self.dim + 8) * u
+        if self.metric == "cosine":
+            return np.full((len(rows), 1), gamma + 8 * U64)
+        e = gamma * self._scale[np.asarray(rows)][:, None]
+        with np.errstate(divide="ignore"):
+            return np.minimum(np.sqrt(e), e / approx) + 2 * u * approx + 8 * U64 * (1.0 + approx)
 
 
 def distance_blocks(
@@ -96,103 +288,97 @@ def distance_blocks(
     memory_mb: float = DEFAULT_MEMORY_MB,
     reference_offsets: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, D[start:stop])``, blocks of the query × reference distance matrix,
-    plus ``reference_offsets[j]`` on column ``j`` when given (see :mod:`itemrec.evaluation.hubness`)."""
-    check_metric(metric)
-    dtype = _common_dtype(query, reference)
-    ref, ref_sq = _prepare(reference, metric, dtype)
-    qry, q_sq = _prepare(query, metric, dtype)
-    offsets = None if reference_offsets is None else check_offsets(reference_offsets, len(ref)).astype(dtype)
-    step = rows or rows_per_block(len(ref), np.dtype(dtype).itemsize, memory_mb)
-    for start in range(0, len(qry), step):
-        stop = min(start + step, len(qry))
-        q_part = None if q_sq is None else q_sq[start:stop]
-        block = _finish(qry[start:stop] @ ref.T, metric, q_part, ref_sq)
+    """Blocks of the query × reference distance matrix (fast BLAS arithmetic).
+
+    Args:
+        query: (n, d); reference: (m, d).
+        metric: ``"cosine"`` or ``"l2"``.
+        rows: query rows per block; ``None``: as many as fit three blocks in ``memory_mb``.
+        memory_mb: the budget in MiB.
+        reference_offsets: (m,) added to column j (see :mod:`itemrec.evaluation.hubness`), or None.
+
+    Returns:
+        An iterator of ``(start, stop, D[start:stop])``.
+
+    Raises:
+        ValueError: bad metric, dims or offsets.
+    """
+    pairs = PairDistances(check_embeddings(query, "query embeddings"),
+                          check_embeddings(reference, "reference embeddings"), metric)
+    offsets = None if reference_offsets is None else check_offsets(reference_offsets, pairs.n_reference)
+    step = rows or rows_per_block(pairs.n_reference, np.dtype(pairs.dtype).itemsize, memory_mb)
+    for start in range(0, len(pairs.q), step):
+        stop = min(start + step, len(pairs.q))
+        block = pairs.block(slice(start, stop))
         yield start, stop, block if offsets is None else block + offsets[None, :]
-
-
-def check_offsets(offsets: np.ndarray, n: int) -> np.ndarray:
-    """A finite 1-D array of ``n`` per-reference distance offsets, or a clear error."""
-    o = np.asarray(offsets)
-    if o.ndim != 1 or len(o) != n:
-        raise ValueError(f"reference offsets must be a 1-D array of {n} values (one per reference); got shape {o.shape}")
-    if not np.issubdtype(o.dtype, np.number) or not np.isfinite(o).all():
-        raise ValueError("reference offsets must be finite numbers")
-    return o
 
 
 def upper_triangle_blocks(
     x: np.ndarray, metric: str = "cosine", memory_mb: float = DEFAULT_MEMORY_MB
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, D[start:stop, start:])`` of the self-distance matrix of ``x``.
+    """Blocks ``(start, stop, D[start:stop, start:])`` of the self-distance matrix of ``x``.
 
-    Only columns from ``start`` on are computed (the pairs ``i < j`` lie there, with
-    the diagonal at ``block[r, r]``), about half the work of the full matrix.
+    Only columns from ``start`` on are computed (the pairs ``i < j`` lie there, with the
+    diagonal at ``block[r, r]``), about half the work of the full matrix. Fast BLAS
+    arithmetic, as :func:`distance_blocks`.
+
+    Args:
+        x: (n, d) embeddings.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: the budget in MiB.
+
+    Returns:
+        An iterator of ``(start, stop, block)``.
+
+    Raises:
+        ValueError: bad metric, or (cosine) an all-zero row.
     """
-    check_metric(metric)
-    dtype = _common_dtype(x, x)
-    xp, sq = _prepare(x, metric, dtype)
-    step = rows_per_block(len(xp), np.dtype(dtype).itemsize, memory_mb)
-    for start in range(0, len(xp), step):
-        stop = min(start + step, len(xp))
-        block = xp[start:stop] @ xp[start:].T
-        yield start, stop, _finish(block, metric, None if sq is None else sq[start:stop],
-                                   None if sq is None else sq[start:])
+    pairs = PairDistances(x, x, metric)
+    step = rows_per_block(len(pairs.q), np.dtype(pairs.dtype).itemsize, memory_mb)
+    for start in range(0, len(pairs.q), step):
+        stop = min(start + step, len(pairs.q))
+        prod = pairs.q[start:stop] @ pairs.q[start:].T
+        if metric == "cosine":
+            yield start, stop, np.subtract(1.0, prod, out=prod)
+            continue
+        prod *= -2.0
+        prod += pairs.q_sq[start:stop, None]
+        prod += pairs.q_sq[None, start:]
+        np.maximum(prod, 0.0, out=prod)
+        yield start, stop, np.sqrt(prod, out=prod)
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> np.ndarray:
-    """The full distance matrix (small inputs only; the engine's single-block case)."""
+    """The full distance matrix in one fast block (small inputs only; rankings use :mod:`.neighbours`).
+
+    Args:
+        a: (n, d); b: (m, d).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        (n, m) distances in the inputs' common float dtype.
+
+    Raises:
+        ValueError: bad inputs or metric.
+    """
     a = check_embeddings(a, "a")
     b = check_embeddings(b, "b")
     return next(distance_blocks(a, b, metric, rows=max(1, len(a))))[2]
 
 
-def knn(
-    query: np.ndarray,
-    reference: np.ndarray,
-    k: int,
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    memory_mb: float = DEFAULT_MEMORY_MB,
-    reference_offsets: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest references of each query: ``(distances, indices)``, each n × k, nearest first
-    (by distance plus ``reference_offsets[j]`` when given).
+def checked_pair(query, query_labels, reference, reference_labels, exclude_self: bool):
+    """Validated ``(query, query labels, reference, reference labels)`` for the ranking functions.
 
-    ``exclude_self`` treats query ``i`` and reference ``i`` as the same item (the
-    query set *is* the reference set) and never returns it. Within the k found,
-    equal distances are ordered by reference index; which of several items tied
-    at the k-th distance is kept is unspecified.
+    Args:
+        query, query_labels, reference, reference_labels: the arrays.
+        exclude_self: the query set is the reference set.
+
+    Returns:
+        The four checked arrays.
+
+    Raises:
+        ValueError: bad arrays, or ``exclude_self`` with sets of different lengths.
     """
-    query = check_embeddings(query, "query embeddings")
-    reference = check_embeddings(reference, "reference embeddings")
-    if query.shape[1] != reference.shape[1]:
-        raise ValueError(f"query dim {query.shape[1]} != reference dim {reference.shape[1]}")
-    if exclude_self and len(query) != len(reference):
-        raise ValueError("exclude_self needs the query set to be the reference set (same length)")
-    available = len(reference) - int(exclude_self)
-    if not 1 <= k <= available:
-        raise ValueError(f"k must lie in 1..{available} (references available); got {k}")
-    out_d = np.empty((len(query), k), dtype=_common_dtype(query, reference))
-    out_i = np.empty((len(query), k), dtype=np.int64)
-    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb,
-                                              reference_offsets=reference_offsets):
-        if exclude_self:
-            rows = np.arange(stop - start)
-            block[rows, start + rows] = np.inf
-        if k < block.shape[1]:
-            part = np.argpartition(block, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
-        dpart = np.take_along_axis(block, part, axis=1)
-        order = np.lexsort((part, dpart), axis=-1)
-        out_i[start:stop] = np.take_along_axis(part, order, axis=1)
-        out_d[start:stop] = np.take_along_axis(dpart, order, axis=1)
-    return out_d, out_i
-
-
-def _checked_pair(query, query_labels, reference, reference_labels, exclude_self: bool):
-    """Validated ``(query, query labels, reference, reference labels)`` for the ranking functions."""
     query = check_embeddings(query, "query embeddings")
     reference = check_embeddings(reference, "reference embeddings")
     ql = check_labels(query_labels, len(query), "query labels")
@@ -200,66 +386,3 @@ def _checked_pair(query, query_labels, reference, reference_labels, exclude_self
     if exclude_self and len(query) != len(reference):
         raise ValueError("exclude_self needs the query set to be the reference set (same length)")
     return query, ql, reference, rl
-
-
-def first_match_rank(
-    query: np.ndarray,
-    query_labels: np.ndarray,
-    reference: np.ndarray,
-    reference_labels: np.ndarray,
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    memory_mb: float = DEFAULT_MEMORY_MB,
-    reference_offsets: np.ndarray | None = None,
-) -> np.ndarray:
-    """1-based rank of the nearest same-label reference for each query (0: the query has none).
-
-    ``rank_i = 1 + |{j : label_j ≠ label_i, D(i, j) < min_{l: label_l = label_i} D(i, l)}|``:
-    different-label items at exactly the same distance do not push the match down. With
-    ``reference_offsets``, ``D(i, j)`` is replaced by ``D(i, j) + offsets[j]``.
-    """
-    query, ql, reference, rl = _checked_pair(query, query_labels, reference, reference_labels, exclude_self)
-    ranks = np.zeros(len(query), dtype=np.int64)
-    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb,
-                                              reference_offsets=reference_offsets):
-        same = ql[start:stop, None] == rl[None, :]
-        if exclude_self:
-            rows = np.arange(stop - start)
-            block[rows, start + rows] = np.inf
-            same[rows, start + rows] = False
-        best = np.where(same, block, np.inf).min(axis=1)
-        closer = (block < best[:, None]) & ~same
-        ranks[start:stop] = np.where(np.isfinite(best), 1 + closer.sum(axis=1), 0)
-    return ranks
-
-
-def average_precision_full(
-    query: np.ndarray,
-    query_labels: np.ndarray,
-    reference: np.ndarray,
-    reference_labels: np.ndarray,
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    memory_mb: float = DEFAULT_MEMORY_MB,
-) -> np.ndarray:
-    """Average precision of each query over the full ranking of the references (NaN: no relevant item).
-
-    ``AP_i = (1/R_i) Σ_{k: rel(k)} P_i(k)`` with ``P_i(k)`` the fraction of relevant
-    items among the first k; equal distances are ordered by reference index.
-    """
-    query, ql, reference, rl = _checked_pair(query, query_labels, reference, reference_labels, exclude_self)
-    out = np.full(len(query), np.nan)
-    positions = np.arange(1, len(reference) + 1, dtype=np.float64)
-    for start, stop, block in distance_blocks(query, reference, metric, memory_mb=memory_mb / 2):
-        if exclude_self:
-            rows = np.arange(stop - start)
-            block[rows, start + rows] = np.inf
-        order = np.argsort(block, axis=1, kind="stable")
-        rel = rl[order] == ql[start:stop, None]
-        if exclude_self:
-            rel &= order != (start + np.arange(stop - start))[:, None]
-        n_rel = rel.sum(axis=1)
-        prec = np.cumsum(rel, axis=1) / positions
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = np.where(n_rel > 0, (prec * rel).sum(axis=1) / n_rel, np.nan)
-    return out

@@ -43,7 +43,21 @@ def _labels(y, name: str) -> np.ndarray:
 
 
 def top_k_accuracy(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
-    """Fraction of rows whose true class is among the ``k`` largest scores (ties: lower index first)."""
+    """Fraction of rows whose true class is among the ``k`` largest scores (ties: lower index first).
+
+    Class scores, not neighbour distances: no neighbour search is involved.
+
+    Args:
+        y_true: (n,) class ids in ``0..C-1``.
+        scores: (n, C) class scores or probabilities.
+        k: in ``1..C``.
+
+    Returns:
+        The accuracy, a float.
+
+    Raises:
+        ValueError: bad shapes, classes outside ``0..C-1``, or ``k`` outside ``1..C``.
+    """
     y = _labels(y_true, "y_true")
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or len(s) != len(y):
@@ -62,7 +76,20 @@ def classification_report(
     class_names: list[str] | None = None,
     ks: tuple[int, ...] = (1, 5),
 ) -> ClassificationReport:
-    """Report for integer predictions (1-D) or class scores/probabilities (n × C, top-k too)."""
+    """Report for integer predictions (1-D) or class scores/probabilities (n × C, top-k too).
+
+    Args:
+        y_true: (n,) class ids.
+        y_pred_or_scores: (n,) predicted ids, or (n, C) scores (argmax predicts; top-k reported).
+        class_names: names of classes ``0..C-1`` (default: the ids as strings).
+        ks: the k of top-k accuracy (scores only; k > C left out).
+
+    Returns:
+        :class:`ClassificationReport` (scikit-learn's precision/recall/F1, zero division → 0).
+
+    Raises:
+        ValueError: lengths differ, non-1-D labels, or too few class names.
+    """
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 

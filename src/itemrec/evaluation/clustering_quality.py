@@ -18,6 +18,8 @@ import numpy as np
 
 @dataclass
 class ClusteringScores:
+    """ARI, NMI (arithmetic), purity, and the numbers of clusters and classes of one clustering."""
+
     ari: float
     nmi: float
     purity: float
@@ -35,7 +37,17 @@ def _pair(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
-    """``(1/N) Σ_k max_j |cluster_k ∩ class_j|``."""
+    """``(1/N) Σ_k max_j |cluster_k ∩ class_j|``.
+
+    Args:
+        labels_true: (N,) classes; labels_pred: (N,) clusters.
+
+    Returns:
+        Purity in ``(0, 1]``.
+
+    Raises:
+        ValueError: not 1-D of one length, or empty.
+    """
     from sklearn.metrics.cluster import contingency_matrix
 
     t, p = _pair(labels_true, labels_pred)
@@ -44,7 +56,17 @@ def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
 
 
 def clustering_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> ClusteringScores:
-    """ARI, NMI and purity of a clustering."""
+    """ARI, NMI and purity of a clustering (scikit-learn's ARI and arithmetic NMI).
+
+    Args:
+        labels_true: (N,) classes; labels_pred: (N,) clusters.
+
+    Returns:
+        :class:`ClusteringScores`.
+
+    Raises:
+        ValueError: not 1-D of one length, or empty.
+    """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     t, p = _pair(labels_true, labels_pred)

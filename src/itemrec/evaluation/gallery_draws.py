@@ -26,7 +26,7 @@ import numpy as np
 
 from .hubness import hubness_offsets
 from .protocols import class_ranks
-from .retrieval import CMCResult, cmc_from_ranks
+from .cmc import CMCResult, cmc_from_ranks
 
 
 @dataclass

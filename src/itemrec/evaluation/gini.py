@@ -35,13 +35,33 @@ def _probs(p: np.ndarray, name: str = "probabilities", atol: float = 1e-4) -> np
 
 
 def gini_impurity(p: np.ndarray) -> np.ndarray:
-    """``G(p) = 1 − Σ_i p_i²`` along the last axis (a float for one vector)."""
+    """``G(p) = 1 − Σ_i p_i²`` along the last axis (a float for one vector).
+
+    Args:
+        p: (..., C) probabilities, each row summing to 1.
+
+    Returns:
+        (...) impurities in ``[0, 1 − 1/C]``.
+
+    Raises:
+        ValueError: negative, non-finite or non-normalised rows.
+    """
     p = _probs(p)
     return 1.0 - np.sum(p * p, axis=-1)
 
 
 def lorenz_gini(p: np.ndarray) -> np.ndarray:
-    """Lorenz-curve Gini coefficient ``Σ_i Σ_j |p_i − p_j| / (2 C Σ_i p_i)`` along the last axis."""
+    """Lorenz-curve Gini coefficient ``Σ_i Σ_j |p_i − p_j| / (2 C Σ_i p_i)`` along the last axis.
+
+    Args:
+        p: (..., C) probabilities, each row summing to 1.
+
+    Returns:
+        (...) coefficients in ``[0, 1 − 1/C]``.
+
+    Raises:
+        ValueError: negative, non-finite or non-normalised rows.
+    """
     p = _probs(p)
     c = p.shape[-1]
     diff = np.abs(p[..., :, None] - p[..., None, :]).sum(axis=(-1, -2))
@@ -50,7 +70,7 @@ def lorenz_gini(p: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GiniThreshold:
-    """Reject when Gini impurity > ``value``; fitted on in-distribution validation outputs."""
+    """Reject when Gini impurity ``≥ value``; fitted on in-distribution validation outputs."""
 
     value: float
     target_in_rejection: float
@@ -71,23 +91,49 @@ class RejectionReport:
 
 
 def fit_gini_threshold(in_val_probs: np.ndarray, target_in_rejection: float = 0.05) -> GiniThreshold:
-    """Smallest τ that rejects at most ``target_in_rejection`` of the in-distribution validation outputs.
+    """τ that rejects at most ``target_in_rejection`` of the in-distribution validation outputs.
 
-    With impurities sorted descending ``g_1 ≥ g_2 ≥ …`` and ``k = ⌊target · n⌋``,
-    τ = ``(g_k + g_{k+1})/2`` (``g_{k+1}`` itself when tied or ``k = 0``), so the
-    ``g > τ`` rejected are at most k.
+    The one threshold rule of :func:`itemrec.evaluation.thresholds.threshold_at_far`, with the
+    impurities as scores and rejection as the "accept" (``G ≥ τ`` is rejected): with impurities
+    sorted descending ``g_1 ≥ g_2 ≥ …`` and ``k = ⌊target · n⌋``, τ = ``(g_k + g_{k+1})/2`` (the
+    next float above ``g_{k+1}`` when tied or ``k = 0``), so at most k are rejected.
+
+    Args:
+        in_val_probs: (n, C) softmax outputs on in-distribution validation images.
+        target_in_rejection: in ``[0, 1)``.
+
+    Returns:
+        :class:`GiniThreshold` with the rejection rate it has on the validation outputs.
+
+    Raises:
+        ValueError: ``target_in_rejection`` outside ``[0, 1)``, or rows that are not probabilities.
     """
+    from .thresholds import accepted, threshold_at_far
+
     if not 0 <= target_in_rejection < 1:
         raise ValueError(f"target_in_rejection must lie in [0, 1); got {target_in_rejection}")
-    g = np.sort(np.atleast_1d(gini_impurity(in_val_probs)))[::-1]
-    k = int(np.floor(target_in_rejection * len(g)))
-    tau = (g[k - 1] + g[k]) / 2 if k >= 1 and g[k - 1] > g[k] else g[k]
-    return GiniThreshold(float(tau), target_in_rejection, float(np.mean(g > tau)))
+    g = np.atleast_1d(gini_impurity(in_val_probs))
+    tau = threshold_at_far(g, target_in_rejection, accept="above")
+    return GiniThreshold(float(tau), target_in_rejection, float(np.mean(accepted(g, tau, "above"))))
 
 
 def gini_rejection_report(threshold: GiniThreshold, in_probs: np.ndarray, out_probs: np.ndarray) -> RejectionReport:
-    """Rejection rates on in-/out-of-distribution test outputs, and ROC/AUC (positive = out)."""
+    """Rejection rates (``G ≥ τ`` rejected) on in-/out-of-distribution test outputs, and ROC/AUC (positive = out).
+
+    Args:
+        threshold: from :func:`fit_gini_threshold` on validation outputs.
+        in_probs: (n, C) in-distribution test softmax outputs.
+        out_probs: (m, C) out-of-distribution test softmax outputs.
+
+    Returns:
+        :class:`RejectionReport`.
+
+    Raises:
+        ValueError: rows that are not probabilities.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
+
+    from .thresholds import accepted
 
     gi = np.atleast_1d(gini_impurity(in_probs))
     go = np.atleast_1d(gini_impurity(out_probs))
@@ -96,8 +142,8 @@ def gini_rejection_report(threshold: GiniThreshold, in_probs: np.ndarray, out_pr
     fpr, tpr, thr = roc_curve(y, s)
     return RejectionReport(
         threshold,
-        float(np.mean(gi > threshold.value)),
-        float(np.mean(go > threshold.value)),
+        float(np.mean(accepted(gi, threshold.value, "above"))),
+        float(np.mean(accepted(go, threshold.value, "above"))),
         float(roc_auc_score(y, s)),
         fpr,
         tpr,

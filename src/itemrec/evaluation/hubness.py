@@ -15,18 +15,27 @@ with ``r_B(g)`` the mean cosine of ``g`` to its ``k`` nearest neighbours in a se
 item, computed once at enrolment from a fixed *background* set ``B``: photos of
 other products, never the queries, so a query is scored without seeing the others.
 
-In distances (``D = 1 − cos`` for the cosine metric) the correction is the offset
-``o(g) = −β · mean_k D(g, B)`` added to every distance to ``g``: for the cosine
-metric ``D(q, g) + o(g) = (1 − β) − (cos(q, g) − β r_B(g))`` ranks as CSLS does;
-for the L2 metrics it is the same rule on those distances. The offsets shift
-distances, so thresholds fitted without them do not carry over; ranks do.
+**One convention** (this function serves the evaluation and the gallery,
+:mod:`itemrec.gallery.background`): the offset
+
+    o(g) = β · (1 − mean_{b ∈ kNN_B(g)} D(g, b))
+
+is *added to distances* and *subtracted from similarities*. For the cosine metric
+``1 − mean D = r_B(g)``, so ``o(g) = β r_B(g)`` (≥ 0 for items near the background) and
+
+    D(q, g) + o(g) = 1 − (cos(q, g) − β r_B(g)),
+
+one minus the gallery's corrected score: both rank as CSLS does. For the L2 metric the
+same formula applies to L2 distances (the constant β changes no rank). The offsets
+shift distances, so thresholds fitted without them do not carry over; ranks do.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, knn
+from ._chunked import DEFAULT_MEMORY_MB, check_embeddings
+from .neighbours import knn
 
 
 def hubness_offsets(
@@ -37,10 +46,27 @@ def hubness_offsets(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> np.ndarray:
-    """``o(g) = −β · (1/k) Σ_{b ∈ kNN_B(g)} D(g, b)`` per gallery item (see the module docstring).
+    """``o(g) = β · (1 − (1/k) Σ_{b ∈ kNN_B(g)} D(g, b))`` per gallery item (module docstring).
 
-    Pass the result as ``gallery_offsets`` to :func:`itemrec.evaluation.cmc_representative`
-    or :func:`itemrec.evaluation.per_class_ranks`. ``k`` is capped at the background size.
+    Pass the result as ``gallery_offsets`` to :func:`itemrec.evaluation.cmc`,
+    :func:`~itemrec.evaluation.cmc_representative`, :func:`~itemrec.evaluation.class_ranks` or
+    :func:`~itemrec.evaluation.per_class_ranks` (added to distances); the gallery subtracts it
+    from cosine similarities.
+
+    Args:
+        gallery_emb: (G, d) gallery embeddings.
+        background_emb: (B, d) background embeddings (never the queries).
+        k: background neighbours per gallery item, capped at B.
+        beta: weight β ≥ 0 (0.5: the CSLS ranking).
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB for the neighbour search.
+
+    Returns:
+        (G,) float64 offsets.
+
+    Raises:
+        ValueError: ``k`` not a positive integer, ``beta`` negative or not finite, bad arrays
+            or metric.
     """
     g = check_embeddings(gallery_emb, "gallery embeddings")
     b = check_embeddings(background_emb, "background embeddings")
@@ -49,4 +75,4 @@ def hubness_offsets(
     if not np.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be a finite number ≥ 0; got {beta!r}")
     dist, _ = knn(g, b, min(int(k), len(b)), metric, memory_mb=memory_mb)
-    return -float(beta) * dist.astype(np.float64).mean(axis=1)
+    return float(beta) * (1.0 - dist.mean(axis=1))

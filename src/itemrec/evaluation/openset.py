@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric, knn
+from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric
+from .neighbours import knn
+from .thresholds import accepted, detection_rates, threshold_at_far
 
 
 @dataclass
@@ -65,7 +67,21 @@ def nearest_gallery(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(nearest distance, correct identity, known)`` per probe."""
+    """Each probe's nearest gallery item (:func:`itemrec.evaluation.knn`, ties by gallery index).
+
+    Args:
+        gallery_emb: (G, d); gallery_labels: (G,) ints.
+        probe_emb: (P, d); probe_labels: (P,) ints.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+
+    Returns:
+        ``(distance (P,) float64, correct (P,) bool: the nearest item has the probe's label,
+        known (P,) bool: the probe's label is in the gallery)``.
+
+    Raises:
+        ValueError: bad arrays or metric.
+    """
     g = check_embeddings(gallery_emb, "gallery embeddings")
     gl = check_labels(gallery_labels, len(g), "gallery labels")
     p = check_embeddings(probe_emb, "probe embeddings")
@@ -73,15 +89,12 @@ def nearest_gallery(
     check_metric(metric)
     d, idx = knn(p, g, 1, metric, memory_mb=memory_mb)
     known = np.isin(pl, gl)
-    return d[:, 0].astype(np.float64), gl[idx[:, 0]] == pl, known
+    return d[:, 0], gl[idx[:, 0]] == pl, known
 
 
 def _rates(dist, correct, known, tau):
-    accepted = dist <= tau
-    n_known, n_unknown = int(known.sum()), int((~known).sum())
-    dir_ = (accepted & correct & known).sum() / n_known if n_known else np.nan
-    far = (accepted & ~known).sum() / n_unknown if n_unknown else np.nan
-    return dir_, far, accepted
+    dir_, far = detection_rates(dist[known], correct[known], dist[~known], tau, "below")
+    return dir_, far, accepted(dist, tau, "below")
 
 
 def fit_openset_threshold(
@@ -92,25 +105,31 @@ def fit_openset_threshold(
     target_far: float = 0.05,
     metric: str = "cosine",
 ) -> OpenSetThreshold:
-    """Largest τ with FAR ≤ ``target_far`` on the validation probes.
+    """τ with FAR ≤ ``target_far`` on the validation probes (accept a probe when ``s ≤ τ``).
 
-    With ``s_1 ≤ s_2 ≤ …`` the unknown probes' nearest distances and
-    ``k = ⌊target_far · n_unknown⌋``: τ = ``(s_k + s_{k+1})/2`` (just below
-    ``s_{k+1}`` when tied or ``k = 0``; ``+∞`` when ``k = n_unknown``).
+    The rule of :func:`itemrec.evaluation.thresholds.threshold_at_far` on the unknown probes'
+    nearest distances: with ``s_1 ≤ s_2 ≤ …`` and ``m = ⌊target_far · n_unknown⌋``,
+    τ = ``(s_m + s_{m+1})/2`` (the next float below ``s_{m+1}`` when tied or ``m = 0``;
+    ``+∞`` when ``m = n_unknown``).
+
+    Args:
+        gallery_emb: (G, d); gallery_labels: (G,).
+        val_probe_emb: (P, d); val_probe_labels: (P,), known and unknown classes.
+        target_far: in ``[0, 1]``.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        :class:`OpenSetThreshold` with its FAR and DIR on the validation probes.
+
+    Raises:
+        ValueError: ``target_far`` outside ``[0, 1]``, or the probes lack known or unknown classes.
     """
     if not 0 <= target_far <= 1:
         raise ValueError(f"target_far must lie in [0, 1]; got {target_far}")
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, val_probe_emb, val_probe_labels, metric)
-    unknown = np.sort(dist[~known])
-    if len(unknown) == 0 or not known.any():
+    if known.all() or not known.any():
         raise ValueError("validation probes must include known and unknown classes")
-    k = int(np.floor(target_far * len(unknown)))
-    if k >= len(unknown):
-        tau = np.inf
-    elif k >= 1 and unknown[k - 1] < unknown[k]:
-        tau = (unknown[k - 1] + unknown[k]) / 2
-    else:
-        tau = float(np.nextafter(unknown[k], -np.inf))
+    tau = threshold_at_far(dist[~known], target_far, "below")
     dir_, far, _ = _rates(dist, correct, known, tau)
     return OpenSetThreshold(float(tau), target_far, float(far), float(dir_), metric)
 
@@ -122,19 +141,33 @@ def evaluate_openset(
     probe_emb: np.ndarray,
     probe_labels: np.ndarray,
 ) -> OpenSetReport:
-    """Report a validation-fitted threshold on test probes (known and unknown classes)."""
+    """Report a validation-fitted threshold on test probes (known and unknown classes).
+
+    Args:
+        threshold: from :func:`fit_openset_threshold` (a probe is accepted when its nearest
+            distance is ``≤ threshold.value``).
+        gallery_emb: (G, d); gallery_labels: (G,).
+        probe_emb: (P, d); probe_labels: (P,).
+
+    Returns:
+        :class:`OpenSetReport` (NaN rates where the known or unknown set is empty).
+
+    Raises:
+        TypeError: ``threshold`` is not an :class:`OpenSetThreshold`.
+        ValueError: bad arrays.
+    """
     if not isinstance(threshold, OpenSetThreshold):
         raise TypeError("threshold must be an OpenSetThreshold from fit_openset_threshold(validation probes)")
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, probe_emb, probe_labels, threshold.metric)
-    dir_, far, accepted = _rates(dist, correct, known, threshold.value)
+    dir_, far, acc = _rates(dist, correct, known, threshold.value)
     n_known, n_unknown = int(known.sum()), int((~known).sum())
-    right = (known & accepted & correct) | (~known & ~accepted)
+    right = (known & acc & correct) | (~known & ~acc)
     return OpenSetReport(
         threshold,
         float(dir_),
         float(far),
         float(1 - far) if n_unknown else float("nan"),
-        float((known & ~accepted).sum() / n_known) if n_known else float("nan"),
+        float((known & ~acc).sum() / n_known) if n_known else float("nan"),
         float(right.mean()),
         n_known,
         n_unknown,
@@ -148,7 +181,19 @@ def dir_far_curve(
     probe_labels: np.ndarray,
     metric: str = "cosine",
 ) -> DirFarCurve:
-    """DIR and FAR at every distinct nearest distance of the probes (exact step curve)."""
+    """DIR and FAR at every distinct nearest distance of the probes (exact step curve).
+
+    Args:
+        gallery_emb: (G, d); gallery_labels: (G,).
+        probe_emb: (P, d); probe_labels: (P,), known and unknown classes.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        :class:`DirFarCurve`, thresholds ascending (accept ``s ≤ t``).
+
+    Raises:
+        ValueError: the probes lack known or unknown classes.
+    """
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, probe_emb, probe_labels, metric)
     if not known.any() or known.all():
         raise ValueError("probes must include known and unknown classes")

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._chunked import check_embeddings, check_labels, check_offsets, pairwise_distances
-from .retrieval import CMCResult, _wilson, cmc_from_ranks
+from ._chunked import check_embeddings, check_labels
+from .neighbours import first_match_rank
+from .cmc import CMCResult, _wilson, cmc_from_ranks
 
 
 def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
@@ -28,41 +29,49 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
                 gallery_offsets: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each query's true class when classes are ranked by their nearest gallery image.
 
-    Ties count against the query (a class at the same distance as the true
-    one ranks first). 0 where the query's class is absent from the gallery.
+    Read from the neighbour engine (:func:`itemrec.evaluation.first_match_rank` with
+    ``count="classes"``): the gallery is ordered by ``(distance, index)``, and the rank is 1 +
+    the number of distinct other classes that appear before the true class's first image.
+    So a class whose nearest image ties in distance with the true class's ranks first when
+    that image has the lower gallery index.
 
     Args:
         query_emb: (Q, D); query_labels: (Q,) ints.
         gallery_emb: (G, D), any number of images per class; gallery_labels: (G,).
-        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"`` (squared L2 ranks as L2 does).
         gallery_offsets: (G,) added to every distance to that gallery image (a hubness
             correction, :func:`itemrec.evaluation.hubness_offsets`); ``None``: none.
 
     Returns:
-        (Q,) int64 ranks.
+        (Q,) int64 ranks; 0 where the query's class is absent from the gallery.
+
+    Raises:
+        ValueError: bad arrays, metric or offsets.
     """
     q = check_embeddings(query_emb, "query embeddings")
     g = check_embeddings(gallery_emb, "gallery embeddings")
     ql = check_labels(query_labels, len(q), "query labels")
     gl = check_labels(gallery_labels, len(g), "gallery labels")
-    classes, inverse = np.unique(gl, return_inverse=True)
-    # squared L2 ranks exactly as L2 does (the distance engine knows cosine and l2)
-    dist = pairwise_distances(q, g, "l2" if metric == "squared_l2" else metric)
-    if gallery_offsets is not None:
-        dist = dist + check_offsets(gallery_offsets, len(g))[None, :]
-    best = np.full((len(q), len(classes)), np.inf)
-    for j in range(len(classes)):
-        best[:, j] = dist[:, inverse == j].min(axis=1)
-    pos = np.searchsorted(classes, ql)
-    present = (pos < len(classes)) & (classes[np.minimum(pos, len(classes) - 1)] == ql)
-    true = best[np.arange(len(q)), np.minimum(pos, len(classes) - 1)]
-    ranks = 1 + (best < true[:, None]).sum(axis=1) + ((best == true[:, None]).sum(axis=1) - 1)
-    return np.where(present, ranks, 0).astype(np.int64)
+    return first_match_rank(q, ql, g, gl, "l2" if metric == "squared_l2" else metric,
+                            reference_offsets=gallery_offsets, count="classes")
 
 
 def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
                        gallery_labels: np.ndarray, max_rank: int = 10, metric: str = "cosine") -> CMCResult:
-    """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring."""
+    """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring.
+
+    Args:
+        query_emb: (Q, D); query_labels: (Q,).
+        gallery_emb: (G, D); gallery_labels: (G,).
+        max_rank: last rank of the curve.
+        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+
+    Returns:
+        :class:`CMCResult` (ranks from :func:`class_ranks`).
+
+    Raises:
+        ValueError: ``max_rank < 1`` or bad arrays.
+    """
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1; got {max_rank}")
     ranks = class_ranks(query_emb, query_labels, gallery_emb, gallery_labels, metric)

@@ -15,52 +15,23 @@ by distance and let ``rel(k) = 1`` when the k-th has label ``y``:
 Queries with ``R = 0`` are left out of every average (as in the paper's code,
 pytorch-metric-learning's ``AccuracyCalculator``) and counted in ``n_skipped``.
 
-The CMC curve (Moon & Phillips, "Computational and performance aspects of PCA-based
-face-recognition algorithms", 2001) is ``CMC(r)`` = fraction of queries whose first
-correct match is at rank ≤ r.
+CMC curves live in :mod:`itemrec.evaluation.cmc` (re-exported here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._chunked import (
-    DEFAULT_MEMORY_MB,
-    _checked_pair,
-    average_precision_full,
-    check_embeddings,
-    check_labels,
-    check_metric,
-    first_match_rank,
-    knn,
-    rows_per_block,
-)
+from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric
+from .cmc import CMCResult, _wilson, cmc, cmc_from_ranks, cmc_representative, per_class_ranks
+from .neighbours import NeighbourEngine
 
-
-@dataclass
-class CMCResult:
-    """A CMC curve: ``mean[r-1]`` is the identification rate at rank ``ranks[r-1]``.
-
-    ``ci_low``/``ci_high`` bound a 95% interval: the 2.5/97.5 percentiles across
-    random query draws (:func:`cmc_representative`) or the Wilson score interval of
-    the proportion (:func:`cmc`, ``n_draws = 0``).
-    """
-
-    ranks: np.ndarray
-    mean: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
-    n_draws: int
-    n_queries: int
-    per_draw: np.ndarray | None = field(default=None, repr=False)
-
-    def at(self, rank: int) -> float:
-        """Identification rate at ``rank`` (1-based)."""
-        if not 1 <= rank <= len(self.ranks):
-            raise ValueError(f"rank must lie in 1..{len(self.ranks)}; got {rank}")
-        return float(self.mean[rank - 1])
+__all__ = ["CMCResult", "RetrievalReport", "_wilson", "cmc", "cmc_from_ranks", "cmc_representative", "map_at_r",
+           "mean_average_precision", "metrics_from_matches", "per_class_ranks", "r_precision", "recall_at_k",
+           "retrieval_report"]  # the CMC names are re-exported from .cmc, where they moved
+_KNN_ROWS = 16384  # queries per neighbour search in retrieval_report (outputs: rows × k)
 
 
 @dataclass
@@ -76,127 +47,6 @@ class RetrievalReport:
     n_skipped: int
 
 
-def _wilson(p: np.ndarray, n: int, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
-    if n == 0:
-        return np.full_like(p, np.nan), np.full_like(p, np.nan)
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-
-
-def cmc_from_ranks(ranks: np.ndarray, max_rank: int) -> np.ndarray:
-    """``CMC(r) = mean(1 ≤ rank ≤ r)`` for r = 1..max_rank (rank 0 = never matched)."""
-    ranks = np.asarray(ranks)
-    hit = (ranks >= 1)[:, None] & (ranks[:, None] <= np.arange(1, max_rank + 1)[None, :])
-    return hit.mean(axis=0)
-
-
-def cmc(
-    query_emb: np.ndarray,
-    query_labels: np.ndarray,
-    gallery_emb: np.ndarray,
-    gallery_labels: np.ndarray,
-    max_rank: int = 10,
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    memory_mb: float = DEFAULT_MEMORY_MB,
-    gallery_offsets: np.ndarray | None = None,
-) -> CMCResult:
-    """CMC curve of each query's first correct match in a full gallery (any number per class).
-
-    A query whose label is absent from the gallery never matches (counts as a miss).
-    ``exclude_self``: the gallery is the query set and a query is not its own match.
-    ``gallery_offsets`` (G,): one per gallery image, added to its distances, ranks with a
-    hubness correction (:func:`itemrec.evaluation.hubness_offsets`), as in :func:`cmc_representative`.
-    """
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be ≥ 1; got {max_rank}")
-    ranks = first_match_rank(query_emb, query_labels, gallery_emb, gallery_labels, metric, exclude_self, memory_mb,
-                             reference_offsets=gallery_offsets)
-    mean = cmc_from_ranks(ranks, max_rank)
-    low, high = _wilson(mean, len(ranks))
-    return CMCResult(np.arange(1, max_rank + 1), mean, low, high, 0, len(ranks))
-
-
-def cmc_representative(
-    query_emb: np.ndarray,
-    query_labels: np.ndarray,
-    gallery_emb: np.ndarray,
-    gallery_labels: np.ndarray,
-    max_rank: int = 10,
-    n_draws: int = 100,
-    queries_per_class: int = 1,
-    seed: int = 0,
-    metric: str = "cosine",
-    query_ids: np.ndarray | None = None,
-    gallery_ids: np.ndarray | None = None,
-    memory_mb: float = DEFAULT_MEMORY_MB,
-    gallery_offsets: np.ndarray | None = None,
-) -> CMCResult:
-    """CMC against a gallery of ONE representative image per class, over random query draws.
-
-    Each draw picks ``queries_per_class`` queries at random (without replacement) from
-    every class that has queries, ranks the gallery by distance and records the rank
-    of the true class; the result is the mean CMC across ``n_draws`` draws with the
-    2.5/97.5 percentiles as a 95% interval. Gallery classes without queries stay in
-    the gallery as distractors.
-
-    The gallery arrays are separate from the query arrays, so a representative is
-    never its own query. If the same images appear in both, pass ``query_ids`` and
-    ``gallery_ids`` (e.g. file paths): a query whose id equals a gallery id is
-    excluded from the draws. ``gallery_offsets`` (one per gallery item, added to its
-    distances) ranks with a hubness correction (:func:`itemrec.evaluation.hubness_offsets`).
-    """
-    q = check_embeddings(query_emb, "query embeddings")
-    g = check_embeddings(gallery_emb, "gallery embeddings")
-    ql = check_labels(query_labels, len(q), "query labels")
-    gl = check_labels(gallery_labels, len(g), "gallery labels")
-    if n_draws < 1 or queries_per_class < 1 or max_rank < 1:
-        raise ValueError("n_draws, queries_per_class and max_rank must be ≥ 1")
-    values, counts = np.unique(gl, return_counts=True)
-    if np.any(counts > 1):
-        raise ValueError(
-            f"the gallery must hold one representative per class; classes {values[counts > 1][:10].tolist()} "
-            "have several (use cmc() for a full gallery)"
-        )
-    missing = np.setdiff1d(np.unique(ql), gl)
-    if len(missing):
-        raise ValueError(f"query classes {missing[:10].tolist()} have no representative in the gallery")
-    eligible = np.ones(len(q), dtype=bool)
-    if (query_ids is None) != (gallery_ids is None):
-        raise ValueError("pass both query_ids and gallery_ids, or neither")
-    if query_ids is not None:
-        qid = np.asarray(query_ids)
-        gid = np.asarray(gallery_ids)
-        if len(qid) != len(q) or len(gid) != len(g):
-            raise ValueError("query_ids/gallery_ids must match the lengths of the embeddings")
-        eligible &= ~np.isin(qid, gid)
-    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)
-    rng = np.random.default_rng(seed)
-    picks = []
-    for c in np.unique(ql):
-        idx = np.flatnonzero((ql == c) & eligible)
-        if len(idx) < queries_per_class:
-            raise ValueError(
-                f"class {int(c)} has {len(idx)} eligible queries; queries_per_class={queries_per_class}"
-            )
-        choose = np.argsort(rng.random((n_draws, len(idx))), axis=1)[:, :queries_per_class]
-        picks.append(idx[choose])
-    drawn = ranks[np.concatenate(picks, axis=1)]  # n_draws × (n_classes · queries_per_class)
-    thresholds = np.arange(1, max_rank + 1)
-    per_draw = ((drawn[:, :, None] <= thresholds) & (drawn[:, :, None] >= 1)).mean(axis=1)
-    return CMCResult(
-        thresholds,
-        per_draw.mean(axis=0),
-        np.percentile(per_draw, 2.5, axis=0),
-        np.percentile(per_draw, 97.5, axis=0),
-        n_draws,
-        drawn.shape[1],
-        per_draw,
-    )
-
-
 def metrics_from_matches(match_mask: np.ndarray, n_relevant: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, np.ndarray]:
     """Per-query metrics from a neighbour match mask (TF-Similarity style).
 
@@ -204,6 +54,17 @@ def metrics_from_matches(match_mask: np.ndarray, n_relevant: np.ndarray, ks: tup
     it needs at least ``max(max(ks), max(n_relevant))`` columns. Returns per-query
     arrays ``recall@K``, ``precision_at_1``, ``r_precision`` and ``map_at_r``
     (NaN for queries with ``n_relevant = 0``).
+
+    Args:
+        match_mask: (n, k) bool, neighbours in the engine's ``(distance, index)`` order.
+        n_relevant: (n,) R of each query.
+        ks: the K of Recall@K.
+
+    Returns:
+        ``{name: (n,) float64}``.
+
+    Raises:
+        ValueError: shapes that disagree, or too few columns for the metrics.
     """
     m = np.asarray(match_mask, dtype=bool)
     r = np.asarray(n_relevant, dtype=np.int64)
@@ -241,7 +102,25 @@ def retrieval_report(
 
     Without ``reference_emb`` the queries are their own reference set, self excluded.
     Memory stays bounded: queries are processed in blocks and only their top
-    ``max(max(ks), max R)`` neighbours are kept.
+    ``max(max(ks), max R)`` neighbours are kept. Neighbours come from one
+    :class:`~itemrec.evaluation.neighbours.NeighbourEngine` (FAISS candidates, exact
+    ``(distance, index)`` order).
+
+    Args:
+        query_emb: (n, d); query_labels: (n,) ints.
+        reference_emb: (m, d), or None for the queries themselves (self excluded);
+            reference_labels: (m,) with it.
+        ks: the K of Recall@K.
+        metric: ``"cosine"`` or ``"l2"``.
+        with_map: also the full-ranking mAP (every pair's exact distance: slow for large sets).
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`RetrievalReport` (averages over queries with ``R > 0``).
+
+    Raises:
+        ValueError: bad arrays or metric, reference labels without embeddings (or the reverse),
+            fewer references than ``max(ks)``, or no query with a relevant reference.
     """
     check_metric(metric)
     q = check_embeddings(query_emb, "query embeddings")
@@ -264,16 +143,14 @@ def retrieval_report(
     k = min(max(max(ks), int(n_rel.max(initial=0))), len(ref) - int(same_set))
     if max(ks) > k:
         raise ValueError(f"Recall@{max(ks)} needs at least {max(ks)} references; there are {k}")
+    engine = NeighbourEngine(q, ref, metric, memory_mb=memory_mb)
     per_query: dict[str, list[np.ndarray]] = {}
-    step = rows_per_block(len(ref), 8, memory_mb)
+    step = max(_KNN_ROWS, 1)
     for start in range(0, len(q), step):
-        stop = min(start + step, len(q))
-        if same_set:
-            _, idx = _knn_rows(q, ref, start, stop, k, metric, memory_mb)
-        else:
-            _, idx = knn(q[start:stop], ref, k, metric, memory_mb=memory_mb)
-        mask = rl[idx] == ql[start:stop, None]
-        for name, vals in metrics_from_matches(mask, n_rel[start:stop], ks).items():
+        rows = np.arange(start, min(start + step, len(q)))
+        _, idx = engine.knn(k, rows, exclude_self=same_set)
+        mask = rl[idx] == ql[rows, None]
+        for name, vals in metrics_from_matches(mask, n_rel[rows], ks).items():
             per_query.setdefault(name, []).append(vals)
     merged = {name: np.concatenate(v) for name, v in per_query.items()}
     valid = n_rel > 0
@@ -282,7 +159,7 @@ def retrieval_report(
     mean = {name: float(np.mean(v[valid])) for name, v in merged.items()}
     m_ap = None
     if with_map:
-        ap = average_precision_full(q, ql, ref, rl, metric, same_set, memory_mb)
+        ap = engine.average_precision(ql, rl, same_set)
         m_ap = float(np.nanmean(ap[valid]))
     return RetrievalReport(
         {kk: mean[f"recall@{kk}"] for kk in ks},
@@ -295,75 +172,71 @@ def retrieval_report(
     )
 
 
-def _knn_rows(q: np.ndarray, ref: np.ndarray, start: int, stop: int, k: int, metric: str, memory_mb: float):
-    """kNN of rows start:stop of the set ``q`` within itself, self excluded."""
-    d, idx = knn(q[start:stop], ref, k + 1, metric, memory_mb=memory_mb)
-    own = idx == np.arange(start, stop)[:, None]
-    # drop the query itself; if it is not among the k+1 (ties at distance 0), drop the last column
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-    keep = np.ones_like(own)
-    keep[np.arange(len(idx)), drop] = False
-    return d[keep].reshape(len(idx), k), idx[keep].reshape(len(idx), k)
-
-
 def map_at_r(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """MAP@R (Musgrave et al. 2020); see :func:`retrieval_report`."""
+    """MAP@R (Musgrave et al. 2020); see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric).map_at_r
 
 
 def r_precision(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """R-precision (Musgrave et al. 2020); see :func:`retrieval_report`."""
+    """R-precision (Musgrave et al. 2020); see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric).r_precision
 
 
 def recall_at_k(query_emb, query_labels, reference_emb=None, reference_labels=None, k: int = 1, metric: str = "cosine") -> float:
-    """Recall@K: fraction of queries with a relevant item in their top K."""
+    """Recall@K: fraction of queries with a relevant item in their top K.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        k: the K.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     return retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (k,), metric).recall_at_k[k]
 
 
 def mean_average_precision(query_emb, query_labels, reference_emb=None, reference_labels=None, metric: str = "cosine") -> float:
-    """mAP over the full ranking; see :func:`retrieval_report`."""
+    """mAP over the full ranking; see :func:`retrieval_report`.
+
+    Args:
+        query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
+            (no reference set: the queries themselves, self excluded).
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        The metric, a float.
+
+    Raises:
+        ValueError: as :func:`retrieval_report`.
+    """
     rep = retrieval_report(query_emb, query_labels, reference_emb, reference_labels, (1,), metric, with_map=True)
     return float(rep.mean_average_precision)
-
-
-def per_class_ranks(
-    query_emb: np.ndarray,
-    query_labels: np.ndarray,
-    gallery_emb: np.ndarray,
-    gallery_labels: np.ndarray,
-    ks: tuple[int, ...] = (1, 5),
-    metric: str = "cosine",
-    memory_mb: float = DEFAULT_MEMORY_MB,
-    gallery_offsets: np.ndarray | None = None,
-):
-    """Which classes fail: per query class, the hit rate at each rank in ``ks`` and the top-1 confusion.
-
-    Over every query (no draws): ``hit@k(c) = mean over queries of class c of [1 ≤ rank ≤ k]``, with
-    the rank of :func:`first_match_rank`; ``mean_rank`` over queries that have a match; ``confused_with``:
-    the gallery label most often ranked first for the class's misses (``-1`` when there are none),
-    ``confused_share``: the fraction of the class's queries that it takes. Returns a pandas DataFrame,
-    one row per query class, sorted by label. ``gallery_offsets`` as in :func:`cmc_representative`.
-    """
-    import pandas as pd
-
-    q, ql, g, gl = _checked_pair(query_emb, query_labels, gallery_emb, gallery_labels, False)
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be ranks ≥ 1; got {ks}")
-    ranks = first_match_rank(q, ql, g, gl, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)
-    top1 = gl[knn(q, g, 1, metric, memory_mb=memory_mb, reference_offsets=gallery_offsets)[1][:, 0]]
-    rows = []
-    for c in np.unique(ql):
-        r = ranks[ql == c]
-        row = {"label": int(c), "n_queries": int(len(r))}
-        for k in ks:
-            row[f"hit@{k}"] = float(np.mean((r >= 1) & (r <= k)))
-        row["mean_rank"] = float(r[r >= 1].mean()) if (r >= 1).any() else float("nan")
-        wrong = top1[(ql == c) & (top1 != c)]
-        if len(wrong):
-            values, counts = np.unique(wrong, return_counts=True)
-            row["confused_with"], row["confused_share"] = int(values[counts.argmax()]), float(counts.max() / len(r))
-        else:
-            row["confused_with"], row["confused_share"] = -1, 0.0
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -15,9 +15,9 @@ a threshold and reports on the same arrays.
 Pairs are counted exactly but never held at once: the distance matrix is computed a
 block of rows at a time (upper triangle only) and each block's distances are
 counted against sorted thresholds with ``searchsorted`` + ``bincount``. The FAR
-threshold is an exact order statistic of the different-pair distances, found in
-two passes (a 4096-bin histogram locates its bin, a second pass collects that bin
-and sorts it).
+threshold follows the one rule of :mod:`itemrec.evaluation.thresholds` on two exact
+order statistics of the different-pair distances, found in two passes (a 4096-bin
+histogram locates their bins, a second pass collects those bins and sorts them).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric, upper_triangle_blocks
+from .thresholds import allowed_accepts, threshold_between
 
 N_GRID = 4096
 
@@ -105,7 +106,20 @@ def pair_counts(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Exact ``(same ≤ t, diff ≤ t, n_same, n_diff)`` for each threshold t (sorted ascending)."""
+    """Exact pair counts at each threshold: pairs ``i < j`` with ``D ≤ t``.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        thresholds: (T,) ascending distance thresholds.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB for the distance blocks.
+
+    Returns:
+        ``(same ≤ t (T,), diff ≤ t (T,), n_same, n_diff)``.
+
+    Raises:
+        ValueError: fewer than two embeddings, bad metric, or thresholds not 1-D ascending.
+    """
     emb, labels = _checked(emb, labels, metric)
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or np.any(np.diff(t) < 0):
@@ -136,7 +150,21 @@ def diff_pair_order_statistics(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> np.ndarray:
-    """The exact ``r``-th smallest different-label pair distance (1-based) for each r in ``ranks``."""
+    """The exact ``r``-th smallest different-label pair distance for each r in ``ranks``.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        ranks: 1-based ranks among the different-label pairs.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+
+    Returns:
+        (len(ranks),) float64 distances.
+
+    Raises:
+        ValueError: a rank outside ``1..n_diff``.
+        RuntimeError: the two passes saw different distances (non-deterministic BLAS).
+    """
     emb, labels = _checked(emb, labels, metric)
     lo, hi = _distance_range(emb, metric)
     scale = N_GRID / (hi - lo)
@@ -176,12 +204,25 @@ def fit_threshold(
     metric: str = "cosine",
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> Threshold:
-    """The largest threshold whose FAR on the validation pairs is ≤ ``target_far``.
+    """A distance threshold with FAR ≤ ``target_far`` on the validation pairs (accept ``D ≤ t``).
 
-    With ``s_1 ≤ s_2 ≤ …`` the sorted different-pair distances and
-    ``k = ⌊target_far · n_diff⌋``, the threshold is the midpoint ``(s_k + s_{k+1})/2``
-    (just below ``s_{k+1}`` when the two are tied or ``k = 0``), so exactly the
-    pairs strictly closer than ``s_{k+1}`` are accepted.
+    The rule of :mod:`itemrec.evaluation.thresholds` on the different-label pair distances:
+    with ``s_1 ≤ s_2 ≤ …`` those distances and ``m = ⌊target_far · n_diff⌋``, ``t`` is the
+    midpoint ``(s_m + s_{m+1})/2`` (the next float below ``s_{m+1}`` when the two are tied or
+    ``m = 0``), so exactly the pairs strictly closer than ``s_{m+1}`` are accepted. Only the
+    two order statistics are found (:func:`diff_pair_order_statistics`), never all distances.
+
+    Args:
+        val_emb: (n, d) validation embeddings; val_labels: (n,) ints.
+        target_far: in ``[0, 1)``.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB for the distance blocks.
+
+    Returns:
+        :class:`Threshold`, with the FAR and VAL it has on the validation pairs.
+
+    Raises:
+        ValueError: ``target_far`` outside ``[0, 1)``, or no same- or no different-label pair.
     """
     if not 0 <= target_far < 1:
         raise ValueError(f"target_far must lie in [0, 1); got {target_far}")
@@ -191,14 +232,13 @@ def fit_threshold(
     n_diff = n * (n - 1) // 2 - n_same
     if n_same == 0 or n_diff == 0:
         raise ValueError(f"validation set needs same- and different-label pairs; has {n_same} and {n_diff}")
-    k = int(np.floor(target_far * n_diff))
-    ranks = [k, k + 1] if k >= 1 else [1]
-    stats = diff_pair_order_statistics(emb, labels, ranks, metric, memory_mb)
-    upper = stats[-1]
-    if k >= 1 and stats[0] < upper:
-        value = (stats[0] + upper) / 2
+    m = allowed_accepts(n_diff, target_far)
+    if m >= n_diff:
+        value = threshold_between(None, None)
     else:
-        value = float(np.nextafter(upper, -np.inf))
+        ranks = [m, m + 1] if m >= 1 else [1]
+        stats = diff_pair_order_statistics(emb, labels, ranks, metric, memory_mb)
+        value = threshold_between(stats[0] if m >= 1 else None, stats[-1], "below")
     same_c, diff_c, n_same, n_diff = pair_counts(emb, labels, np.array([value]), metric, memory_mb)
     return Threshold(float(value), target_far, diff_c[0] / n_diff, same_c[0] / n_same, n_same, n_diff, metric)
 
@@ -209,7 +249,20 @@ def evaluate_threshold(
     test_labels: np.ndarray,
     memory_mb: float = DEFAULT_MEMORY_MB,
 ) -> VerificationReport:
-    """VAL and FAR of a threshold fitted by :func:`fit_threshold` on another (test) split."""
+    """VAL and FAR of a threshold fitted by :func:`fit_threshold` on another (test) split.
+
+    Args:
+        threshold: a :class:`Threshold` (its metric is used); pairs with ``D ≤ threshold.value`` are accepted.
+        test_emb: (n, d); test_labels: (n,) ints.
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`VerificationReport` (NaN rates where a pair set is empty).
+
+    Raises:
+        TypeError: ``threshold`` is not a :class:`Threshold`.
+        ValueError: fewer than two test embeddings.
+    """
     if not isinstance(threshold, Threshold):
         raise TypeError("threshold must be a Threshold from fit_threshold(validation data)")
     same_c, diff_c, n_same, n_diff = pair_counts(
@@ -234,7 +287,20 @@ def val_at_far(
     target_far: float = 1e-3,
     metric: str = "cosine",
 ) -> VerificationReport:
-    """VAL at a target FAR: threshold fitted on the validation split, reported on the test split."""
+    """VAL at a target FAR: threshold fitted on the validation split, reported on the test split.
+
+    Args:
+        val_emb, val_labels: the split the threshold is fitted on (:func:`fit_threshold`).
+        test_emb, test_labels: the split it is reported on.
+        target_far: in ``[0, 1)``.
+        metric: ``"cosine"`` or ``"l2"``.
+
+    Returns:
+        :class:`VerificationReport`.
+
+    Raises:
+        ValueError: as :func:`fit_threshold` and :func:`evaluate_threshold`.
+    """
     return evaluate_threshold(fit_threshold(val_emb, val_labels, target_far, metric), test_emb, test_labels)
 
 
@@ -249,6 +315,18 @@ def val_far_curve(
 
     The AUC of the curve is exact when ``thresholds`` holds every distinct pair
     distance; on a grid it is the trapezoid approximation at the grid's points.
+
+    Args:
+        emb: (n, d); labels: (n,) ints.
+        thresholds: an int (a grid over the distance range) or the thresholds themselves.
+        metric: ``"cosine"`` or ``"l2"``.
+        memory_mb: budget in MiB.
+
+    Returns:
+        :class:`ValFarCurve`.
+
+    Raises:
+        ValueError: fewer than two embeddings, or no same- or no different-label pair.
     """
     emb, labels = _checked(emb, labels, metric)
     if isinstance(thresholds, (int, np.integer)):

@@ -13,8 +13,10 @@ transaction with the meta keys ``hubness_k``, ``hubness_beta``,
 processes pick them up with the next generation. Offsets are derived data, kept
 in memory per vector id and computed for new vectors when they are first needed.
 
-Scores with a background are ``cos − β·r`` (lower than plain cosines by about
-``β·r``): :meth:`BackgroundMixin.set_background` clears the unknown threshold, so
+The offset of a vector is :func:`itemrec.evaluation.hubness_offsets` (cosine):
+``o(v) = β·r(v)``, added to distances in the evaluation and subtracted from similarities
+here, so the gallery and the evaluation rank the same vectors alike. Scores with a
+background are ``cos − β·r`` (lower than plain cosines by ``β·r``): :meth:`BackgroundMixin.set_background` clears the unknown threshold, so
 calibrate again afterwards.
 """
 
@@ -27,15 +29,6 @@ import numpy as np
 from itemrec.gallery.errors import GalleryError
 
 _TABLE = "CREATE TABLE IF NOT EXISTS background (row INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
-
-
-def background_similarity(vectors: np.ndarray, background: np.ndarray, k: int) -> np.ndarray:
-    """``r(v)``: mean cosine of each row of ``vectors`` to its ``k`` most similar background rows
-    (``1 −`` the mean cosine distance of :func:`itemrec.evaluation.knn`, as :func:`~itemrec.evaluation.hubness_offsets`)."""
-    from itemrec.evaluation import knn
-
-    dist, _ = knn(vectors, background, min(int(k), len(background)), "cosine")
-    return 1.0 - dist.astype(np.float64).mean(axis=1)
 
 
 class BackgroundMixin:
@@ -53,9 +46,22 @@ class BackgroundMixin:
         self, data: Any = None, *, images: Any = None, paths: Any = None, vectors: Any = None,
         k: int = 10, beta: float = 0.5, fingerprint: str | None = None,
     ) -> int:
-        """Store background photos (images, paths or vectors of products other than the queries') and
-        switch the hubness correction on with ``k`` neighbours and weight ``beta``. Clears the threshold.
-        Returns the number of background vectors."""
+        """Store background photos and switch the hubness correction on. Clears the threshold.
+
+        Args:
+            data, images, paths, vectors: the background (photos of products other than the
+                queries'), in one of the gallery's input forms.
+            k: background neighbours per vector (capped at the background size).
+            beta: weight β ≥ 0 of :func:`itemrec.evaluation.hubness_offsets`.
+            fingerprint: the embedder fingerprint the vectors come from.
+
+        Returns:
+            The number of background vectors.
+
+        Raises:
+            GalleryError: ``k`` not a positive integer, ``beta`` negative or not finite, or
+                inputs that do not match the gallery.
+        """
         x = self._vectors_from(data, images, paths, vectors, fingerprint, "background")[0]
         if isinstance(k, bool) or int(k) != k or k < 1:
             raise GalleryError(f"k must be a positive integer; got {k!r}")
@@ -101,7 +107,8 @@ class BackgroundMixin:
         return self._bg_cache[1]
 
     def _adjustments(self) -> np.ndarray | None:
-        """``−β · r(v)`` for each vector of ``self._vid`` (aligned with it), or None without a background."""
+        """``−o(v) = −β · r(v)`` (:func:`itemrec.evaluation.hubness_offsets`) for each vector of ``self._vid``
+        (aligned with it), to add to its cosine similarities; None without a background."""
         if not self._meta.get("hubness_k"):
             return None
         bg = self._background()
@@ -113,7 +120,9 @@ class BackgroundMixin:
         known = np.isin(self._vid, ids)
         new_ids = self._vid[~known]
         new_vecs = self._stored_vectors(new_ids)
-        new_adj = -float(self._meta["hubness_beta"]) * background_similarity(new_vecs, bg, int(self._meta["hubness_k"]))
+        from itemrec.evaluation.hubness import hubness_offsets  # lazy: the gallery loads without the evaluation
+
+        new_adj = -hubness_offsets(new_vecs, bg, int(self._meta["hubness_k"]), float(self._meta["hubness_beta"]), "cosine")
         merged = np.empty(len(self._vid), np.float64)
         merged[~known] = new_adj
         if known.any():

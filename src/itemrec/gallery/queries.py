@@ -160,8 +160,22 @@ class QueryMixin:
         Each validation query is a non-mated search against the gallery minus its own item:
         its impostor score is the best similarity to any *other* item (for items not enrolled,
         simply its best score). The threshold is :func:`~itemrec.gallery.results.choose_threshold`
-        of those scores. Also reported: the achieved FAR and the detection-and-identification
-        rate (DIR: enrolled queries whose top item is right and scores ``>= threshold``).
+        of those scores (the rule of :func:`itemrec.evaluation.thresholds.threshold_at_far`). Also
+        reported, by :func:`itemrec.evaluation.thresholds.detection_rates`: the achieved FAR and the
+        detection-and-identification rate (DIR: enrolled queries whose top item is right and scores
+        ``>= threshold``).
+
+        Args:
+            val_embeddings: (N, dim) validation vectors.
+            val_item_ids: (N,) their item ids (enrolled or not).
+            target_far: target false-accept rate in ``[0, 1]``.
+            save: store the threshold (and calibration) in the gallery.
+
+        Returns:
+            :class:`~itemrec.gallery.results.Calibration`.
+
+        Raises:
+            ValueError: lengths differ, no impostor score, or ``target_far`` outside ``[0, 1]``.
         """
         ids = [str(x) for x in np.asarray(val_item_ids).reshape(-1)]
         q = self._vectors_from(None, None, None, val_embeddings, None, "calibration embeddings")[0]
@@ -179,11 +193,12 @@ class QueryMixin:
             if truth in self._enrolled_ids(ids):
                 mated_best.append(srow[0])
                 mated_right.append(irow[0] == truth)
-        t = choose_threshold(np.asarray(impostor, np.float32), float(target_far))
+        from itemrec.evaluation.thresholds import detection_rates  # lazy: the gallery loads without the evaluation
+
         imp = np.asarray(impostor, np.float32)
-        far = float(np.mean(imp >= np.float32(t)))
         mb = np.asarray(mated_best, np.float32)
-        dir_ = float(np.mean((mb >= np.float32(t)) & np.asarray(mated_right, bool))) if len(mb) else float("nan")
+        t = choose_threshold(imp, float(target_far))
+        dir_, far = detection_rates(mb, np.asarray(mated_right, bool), imp, t, accept="above")
         cal = Calibration(t, float(target_far), far, dir_, len(imp), len(mb))
         if save:
             self.set_threshold(t, cal)

@@ -32,6 +32,7 @@ class QueryResult:
 
     @property
     def best(self) -> Match | None:
+        """The top match, or None when there is none."""
         return self.matches[0] if self.matches else None
 
     @property
@@ -40,6 +41,11 @@ class QueryResult:
         return None if self.unknown or not self.matches else self.matches[0].item_id
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"item_id", "unknown", "threshold", "matches": [...]}``.
+
+        Returns:
+            A dict of plain Python values.
+        """
         return {
             "item_id": self.item_id,
             "unknown": self.unknown,
@@ -93,25 +99,35 @@ class IntegrityReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
 
 def choose_threshold(impostor: np.ndarray, target_far: float) -> float:
-    """The lowest threshold ``t`` with ``#{s_i >= t} / n <= target_far`` over impostor scores ``s``.
+    """The gallery's unknown threshold for a target false-accept rate: the one rule of
+    :func:`itemrec.evaluation.thresholds.threshold_at_far` on similarities (``accept="above"``).
 
-    With the scores sorted in decreasing order ``s_(1) >= … >= s_(n)`` and
-    ``m = ⌊target_far · n⌋`` accepts allowed, ``t`` is the next float32 above
-    ``s_(m+1)``, so ``s_(m+1)`` and everything below it are rejected (a query
-    is accepted when its best similarity is ``>= t``). ``target_far >= 1``
-    gives ``-1`` (accept all). This is the FPIR of ISO/IEC 19795-1 open-set
+    A query is accepted when its best similarity is ``>= t``. With the impostor scores sorted
+    in decreasing order ``s_(1) >= … >= s_(n)`` and ``m = ⌊target_far · n⌋`` accepts allowed,
+    ``t = (s_(m) + s_(m+1)) / 2``, or the next float32 above ``s_(m+1)`` when ``m = 0`` or the two
+    are tied, so the fraction of impostors accepted is at most ``target_far``. When every score
+    may be accepted (``m = n``) the threshold is ``-1`` (the lowest cosine similarity) rather
+    than ``-inf``, so it can be stored as JSON. This is the FPIR of ISO/IEC 19795-1 open-set
     identification, estimated on non-mated searches.
+
+    Args:
+        impostor: impostor (non-mated) similarity scores, any shape (flattened), as float32.
+        target_far: in ``[0, 1]``.
+
+    Returns:
+        The threshold ``t`` (Python float).
+
+    Raises:
+        ValueError: no scores, non-finite scores, or ``target_far`` outside ``[0, 1]``.
     """
-    s = np.sort(np.asarray(impostor, np.float32).reshape(-1))[::-1]
+    from itemrec.evaluation.thresholds import threshold_at_far  # lazy: the gallery loads without the evaluation
+
+    s = np.asarray(impostor, np.float32).reshape(-1)
     if not len(s):
         raise ValueError("calibration needs at least one impostor (non-mated) score")
-    if not 0.0 <= target_far <= 1.0:
-        raise ValueError(f"target_far must lie in [0, 1], got {target_far}")
-    m = int(np.floor(target_far * len(s) + 1e-9))
-    if m >= len(s):
-        return -1.0
-    return float(np.nextafter(s[m], np.float32(np.inf)))
+    return max(threshold_at_far(s, float(target_far), accept="above"), -1.0)

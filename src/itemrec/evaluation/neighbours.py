@@ -1,0 +1,395 @@
+"""The one neighbour engine: k nearest neighbours, first-match ranks and full rankings, with one tie rule.
+
+**Tie rule.** References are ordered by ``(distance, index)``: by distance, and at equal
+distance the lower reference index first. Every rank and neighbour list in
+:mod:`itemrec.evaluation` (CMC, Recall@K, R-precision, MAP@R, mAP, the per-class table,
+class ranks, open-set nearest matches, hubness offsets, :func:`itemrec.faces.loo_retrieval`)
+is read from this module, so they all follow it: the k nearest of :func:`knn` are the first
+k of the full order, and the first correct match of :func:`first_match_rank` sits where
+that order puts it.
+
+**Distances.** The order is decided on *exact* pair distances
+(:meth:`~itemrec.evaluation._chunked.PairDistances.exact`: each pair computed on its own,
+so a pair has one value wherever it is computed). Candidates are found fast, by FAISS's
+exact flat search (``faiss.IndexFlatIP`` / ``IndexFlatL2``) or by NumPy distance blocks,
+and only re-ranked exactly; a candidate list is accepted only when the error bound
+:meth:`~itemrec.evaluation._chunked.PairDistances.bound` proves that no item outside it
+can come first, and is widened otherwise. The results therefore do not depend on the
+backend, block sizes or ``memory_mb`` (tested against a brute-force loop and between the
+two backends, duplicates included).
+
+With ``reference_offsets`` (one number per reference, added to its distances: a hubness
+correction, :mod:`itemrec.evaluation.hubness`) the order is by ``(distance + offset, index)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._chunked import (
+    DEFAULT_MEMORY_MB,
+    U32,
+    PairDistances,
+    check_embeddings,
+    check_offsets,
+    checked_pair,
+    rows_per_block,
+)
+
+BACKENDS = ("auto", "faiss", "numpy")
+_FAISS_ROWS = 8192
+
+
+def _margin(k: int) -> int:
+    """Extra candidates fetched beyond k, so the exact re-ranking rarely has to widen its list."""
+    return 8 + k // 16
+
+
+def _padded(mask: np.ndarray) -> np.ndarray:
+    """Column indices of each row's true entries, left-aligned, padded with −1: (rows, max count)."""
+    r, c = np.nonzero(mask)
+    counts = np.bincount(r, minlength=len(mask))
+    out = np.full((len(mask), int(counts.max(initial=1)) or 1), -1, np.int64)
+    pos = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+    out[r, pos] = c
+    return out
+
+
+def _rerank(pairs: PairDistances, rows: np.ndarray, cand: np.ndarray, k: int, self_cols: np.ndarray | None,
+            offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first k of ``cand`` (−1: none) by exact ``(distance [+ offset], index)``; self excluded."""
+    bad = cand < 0
+    if self_cols is not None:
+        bad |= cand == self_cols[:, None]
+    cand = np.where(bad, -1, cand)
+    d = pairs.exact(rows, cand)
+    if offsets is not None:
+        d = d + offsets[np.maximum(cand, 0)]
+    d[bad] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")  # FAISS lists come nearly sorted: cheap
+    d, cand = np.take_along_axis(d, order, axis=1), np.take_along_axis(cand, order, axis=1)
+    tied = np.flatnonzero(((d[:, 1:] == d[:, :-1]) & np.isfinite(d[:, 1:])).any(axis=1))
+    if len(tied):  # equal distances: order those rows by (distance, index)
+        sub_d, sub_c = d[tied], cand[tied]
+        o = np.lexsort((np.where(sub_c < 0, np.iinfo(np.int64).max, sub_c), sub_d), axis=-1)
+        d[tied], cand[tied] = np.take_along_axis(sub_d, o, axis=1), np.take_along_axis(sub_c, o, axis=1)
+    return d[:, :k], cand[:, :k]
+
+
+class NeighbourEngine:
+    """Exact neighbours of query rows among the references, one tie rule (module docstring).
+
+    Args:
+        query: (n, d) embeddings.
+        reference: (m, d) embeddings; pass the *same object* as ``query`` when the query set is
+            the reference set.
+        metric: ``"cosine"`` or ``"l2"``.
+        reference_offsets: (m,) added to every distance to reference j, or None.
+        memory_mb: budget in MiB for the NumPy distance blocks.
+        backend: ``"faiss"`` (candidates from FAISS's flat search; not with offsets), ``"numpy"``
+            (from distance blocks) or ``"auto"`` (FAISS when there are no offsets). Results are
+            the same; only speed differs.
+
+    Raises:
+        ValueError: bad inputs, metric, offsets or backend.
+    """
+
+    def __init__(self, query, reference, metric: str = "cosine", reference_offsets=None,
+                 memory_mb: float = DEFAULT_MEMORY_MB, backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+        same = reference is query
+        q = check_embeddings(query, "query embeddings")
+        r = q if same else check_embeddings(reference, "reference embeddings")
+        self.pairs = PairDistances(q, r, metric)
+        self.metric = metric
+        self.n_query, self.n_reference = len(q), len(r)
+        self.offsets = None if reference_offsets is None else check_offsets(reference_offsets, len(r))
+        if backend == "faiss" and self.offsets is not None:
+            raise ValueError("the FAISS backend cannot add reference offsets; use backend='numpy' or 'auto'")
+        self.backend = ("faiss" if self.offsets is None else "numpy") if backend == "auto" else backend
+        self.memory_mb = memory_mb
+        self._index = None
+
+    # ------------------------------------------------------------------ fast candidates
+    def _approx_block(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(approx distance [+ offset], error bound)`` of query ``rows`` (sorted indices) to every reference."""
+        contiguous = len(rows) and rows[-1] - rows[0] == len(rows) - 1
+        block = self.pairs.block(slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows)
+        eps = self.pairs.bound(rows, block)
+        if self.offsets is not None:
+            block = block + self.offsets[None, :]
+            eps = eps + 8 * 2.0**-53 * (1.0 + np.abs(block))
+        return block, eps
+
+    def _row_blocks(self, rows: np.ndarray, factor: int = 4):
+        step = rows_per_block(self.n_reference, 8, self.memory_mb, factor)
+        for s in range(0, len(rows), step):
+            yield rows[s:s + step]
+
+    def _knn_numpy(self, rows: np.ndarray, k: int, self_cols: np.ndarray | None):
+        """Exact kNN of ``rows`` from distance blocks: a first exact top k bounds the k-th distance, then
+        every reference whose approximate distance could lie within that bound is re-ranked exactly."""
+        out_d = np.empty((len(rows), k))
+        out_i = np.empty((len(rows), k), np.int64)
+        done = 0
+        for sub in self._row_blocks(rows):
+            scs = None if self_cols is None else self_cols[done:done + len(sub)]
+            a, eps = self._approx_block(sub)
+            if scs is not None:
+                hit = scs >= 0
+                a[np.flatnonzero(hit), scs[hit]] = np.inf
+            kc = min(self.n_reference, k + 1 + _margin(k))
+            first = (np.argpartition(a, kc - 1, axis=1)[:, :kc] if kc < self.n_reference
+                     else np.broadcast_to(np.arange(self.n_reference), a.shape).copy())
+            d1, _ = _rerank(self.pairs, sub, first, k, scs, self.offsets)
+            with np.errstate(invalid="ignore"):
+                maybe = (a - eps) <= d1[:, k - 1:k]
+            out_d[done:done + len(sub)], out_i[done:done + len(sub)] = _rerank(
+                self.pairs, sub, _padded(maybe), k, scs, self.offsets)
+            done += len(sub)
+        return out_d, out_i
+
+    def _faiss_index(self):
+        if self._index is None:
+            import faiss
+
+            r = np.ascontiguousarray(self.pairs.r, dtype=np.float32)
+            self._index = (faiss.IndexFlatIP if self.metric == "cosine" else faiss.IndexFlatL2)(r.shape[1])
+            self._index.add(r)
+        return self._index
+
+    def _knn_faiss(self, rows: np.ndarray, k: int, self_cols: np.ndarray | None):
+        """Exact kNN of ``rows``: FAISS's top ``k + margin`` re-ranked exactly; rows whose list cannot be
+        proved complete (the last FAISS distance, less its error bound, not beyond the k-th exact
+        distance) are redone from distance blocks."""
+        index = self._faiss_index()
+        kc = min(self.n_reference, k + int(self_cols is not None) + _margin(k))
+        out_d = np.empty((len(rows), k))
+        out_i = np.empty((len(rows), k), np.int64)
+        for s in range(0, len(rows), _FAISS_ROWS):
+            sub = rows[s:s + _FAISS_ROWS]
+            scs = None if self_cols is None else self_cols[s:s + _FAISS_ROWS]
+            q = np.ascontiguousarray(self.pairs.q[sub], dtype=np.float32)
+            sims, cand = index.search(q, kc)
+            d, i = _rerank(self.pairs, sub, cand, k, scs, None)
+            if kc < self.n_reference:
+                last = sims[:, -1:].astype(np.float64)
+                last = 1.0 - last if self.metric == "cosine" else np.sqrt(np.maximum(last, 0.0))
+                floor = (last - self.pairs.bound(sub, last, U32))[:, 0]
+                redo = np.flatnonzero(~(floor > d[:, k - 1]))
+                if len(redo):
+                    d[redo], i[redo] = self._knn_numpy(sub[redo], k, None if scs is None else scs[redo])
+            out_d[s:s + len(sub)], out_i[s:s + len(sub)] = d, i
+        return out_d, out_i
+
+    # ------------------------------------------------------------------ public
+    def knn(self, k: int, rows: np.ndarray | None = None, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest references of query ``rows`` (default: all), by ``(distance [+ offset], index)``.
+
+        Args:
+            k: neighbours per query.
+            rows: query row indices (sorted ascending), or None for every query.
+            exclude_self: query i is reference i (the sets are one set) and is never returned.
+
+        Returns:
+            ``(distances (len(rows), k) float64, indices (len(rows), k) int64)``, nearest first.
+
+        Raises:
+            ValueError: ``k`` outside ``1..m`` (``m − 1`` with ``exclude_self``), or ``exclude_self``
+                with sets of different sizes.
+        """
+        rows = np.arange(self.n_query) if rows is None else np.asarray(rows, np.int64)
+        if exclude_self and self.n_query != self.n_reference:
+            raise ValueError("exclude_self needs the query set to be the reference set (same length)")
+        available = self.n_reference - int(exclude_self)
+        if not 1 <= k <= available:
+            raise ValueError(f"k must lie in 1..{available} (references available); got {k}")
+        self_cols = rows.copy() if exclude_self else None
+        if len(rows) == 0:
+            return np.empty((0, k)), np.empty((0, k), np.int64)
+        if self.backend == "faiss":
+            return self._knn_faiss(rows, k, self_cols)
+        return self._knn_numpy(rows, k, self_cols)
+
+    def first_match_rank(self, query_labels: np.ndarray, reference_labels: np.ndarray, exclude_self: bool = False,
+                         count: str = "items") -> np.ndarray:
+        """1-based position of each query's first same-label reference in the ``(distance, index)`` order.
+
+        Args:
+            query_labels: (n,) int labels; reference_labels: (m,) int labels.
+            exclude_self: query i is reference i and is left out of its own ranking.
+            count: ``"items"``: rank = 1 + references before the first match; ``"classes"``:
+                1 + distinct labels before it (classes ranked by their nearest reference).
+
+        Returns:
+            (n,) int64 ranks; 0 where the query has no same-label reference.
+
+        Raises:
+            ValueError: bad ``count``.
+        """
+        if count not in ("items", "classes"):
+            raise ValueError(f"count must be 'items' or 'classes'; got {count!r}")
+        ranks = np.zeros(self.n_query, np.int64)
+        for part in self._row_blocks(np.arange(self.n_query), factor=6):
+            ranks[part] = self._first_match_block(part, query_labels, reference_labels, exclude_self, count)
+        return ranks
+
+    def _first_match_block(self, rows, ql, rl, exclude_self, count):
+        a, eps = self._approx_block(rows)
+        same = ql[rows, None] == rl[None, :]
+        if exclude_self:
+            a[np.arange(len(rows)), rows] = np.inf
+            same[np.arange(len(rows)), rows] = False
+        has = same.any(axis=1)
+        upper = np.where(same, a + eps, np.inf).min(axis=1)  # ≥ the exact distance of the first match
+        with np.errstate(invalid="ignore"):
+            cand = _padded(same & (a - eps <= upper[:, None]))
+        d, idx = _rerank(self.pairs, rows, cand, 1, rows if exclude_self else None, self.offsets)
+        best, best_i = d[:, 0], idx[:, 0]  # the first match: exact (distance, index) minimum
+        other = ~same
+        if exclude_self:
+            other[np.arange(len(rows)), rows] = False
+        with np.errstate(invalid="ignore"):
+            sure = other & (a + eps < best[:, None])
+            unsure = other & ~sure & (a - eps <= best[:, None])
+        cols = _padded(unsure)
+        du = self.pairs.exact(rows, cols)
+        if self.offsets is not None:
+            du = du + self.offsets[np.maximum(cols, 0)]
+        before_u = (cols >= 0) & ((du < best[:, None]) | ((du == best[:, None]) & (cols < best_i[:, None])))
+        if count == "items":
+            n_before = sure.sum(axis=1) + before_u.sum(axis=1)
+        else:
+            n_before = _distinct_labels(rl, sure, cols, before_u)
+        return np.where(has, 1 + n_before, 0)
+
+    def average_precision(self, query_labels: np.ndarray, reference_labels: np.ndarray,
+                          exclude_self: bool = False) -> np.ndarray:
+        """Average precision of each query over the full ``(distance, index)`` order of the references.
+
+        Args:
+            query_labels: (n,); reference_labels: (m,).
+            exclude_self: query i is reference i and is left out of its own ranking.
+
+        Returns:
+            (n,) float64; NaN where the query has no relevant reference.
+        """
+        out = np.full(self.n_query, np.nan)
+        positions = np.arange(1, self.n_reference + 1, dtype=np.float64)
+        for part in self._row_blocks(np.arange(self.n_query), factor=5):
+            cols = np.broadcast_to(np.arange(self.n_reference), (len(part), self.n_reference))
+            d = self.pairs.exact(part, cols)
+            if self.offsets is not None:
+                d += self.offsets[None, :]
+            if exclude_self:
+                d[np.arange(len(part)), part] = np.inf
+            order = np.argsort(d, axis=1, kind="stable")  # stable: equal distances by index
+            rel = reference_labels[order] == query_labels[part, None]
+            if exclude_self:
+                rel &= order != part[:, None]
+            n_rel = rel.sum(axis=1)
+            prec = np.cumsum(rel, axis=1) / positions
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[part] = np.where(n_rel > 0, (prec * rel).sum(axis=1) / n_rel, np.nan)
+        return out
+
+
+def _distinct_labels(rl: np.ndarray, sure: np.ndarray, cols: np.ndarray, before_u: np.ndarray) -> np.ndarray:
+    """Per row: distinct labels among the references marked in ``sure`` and the ``cols`` marked in ``before_u``."""
+    r1, c1 = np.nonzero(sure)
+    r2, j2 = np.nonzero(before_u)
+    r = np.concatenate([r1, r2])
+    lab = np.concatenate([rl[c1], rl[cols[r2, j2]]])
+    if not len(r):
+        return np.zeros(len(sure), np.int64)
+    _, codes = np.unique(lab, return_inverse=True)
+    keys = np.unique(r * (codes.max() + 1) + codes)
+    return np.bincount(keys // (codes.max() + 1), minlength=len(sure))
+
+
+# ---------------------------------------------------------------------- functions
+def knn(query, reference, k: int, metric: str = "cosine", exclude_self: bool = False,
+        memory_mb: float = DEFAULT_MEMORY_MB, reference_offsets=None, backend: str = "auto"):
+    """Exact k nearest references of each query, ordered by ``(distance [+ offset], index)``.
+
+    The k returned are the first k of that full order, so which of several references tied
+    at the k-th distance is kept is fixed too: the lower indices.
+
+    Args:
+        query: (n, d); reference: (m, d).
+        k: neighbours per query, ``1 ≤ k ≤ m`` (``m − 1`` with ``exclude_self``).
+        metric: ``"cosine"`` or ``"l2"``.
+        exclude_self: the query set is the reference set; query i never gets reference i.
+        memory_mb: budget in MiB for distance blocks.
+        reference_offsets: (m,) added to the distances to each reference (hubness), or None.
+        backend: ``"auto"``, ``"faiss"`` or ``"numpy"`` (same results; see :class:`NeighbourEngine`).
+
+    Returns:
+        ``(distances, indices)``, each (n, k): float64 exact distances (plus offsets) and int64
+        reference indices, nearest first.
+
+    Raises:
+        ValueError: bad inputs, dims, ``k``, offsets or backend.
+    """
+    q = check_embeddings(query, "query embeddings")
+    r = q if reference is query else check_embeddings(reference, "reference embeddings")
+    if exclude_self and len(q) != len(r):
+        raise ValueError("exclude_self needs the query set to be the reference set (same length)")
+    engine = NeighbourEngine(q, r, metric, reference_offsets, memory_mb, backend)
+    return engine.knn(k, exclude_self=exclude_self)
+
+
+def first_match_rank(query, query_labels, reference, reference_labels, metric: str = "cosine",
+                     exclude_self: bool = False, memory_mb: float = DEFAULT_MEMORY_MB,
+                     reference_offsets=None, count: str = "items") -> np.ndarray:
+    """1-based rank of each query's first same-label reference in the ``(distance, index)`` order.
+
+    ``rank_i = 1 + |{j : label_j ≠ label_i, (D(i, j), j) < (D(i, t), t)}|`` with ``t`` the first
+    same-label reference (the lowest index among those at the smallest distance); with
+    ``count="classes"`` the distinct labels of those j are counted instead (classes ranked by
+    their nearest reference, as :func:`itemrec.evaluation.class_ranks`). A different-label
+    reference at exactly the match's distance comes first when its index is lower.
+
+    Args:
+        query: (n, d); query_labels: (n,) ints.
+        reference: (m, d); reference_labels: (m,) ints.
+        metric: ``"cosine"`` or ``"l2"``.
+        exclude_self: the query set is the reference set; a query is not its own match.
+        memory_mb: budget in MiB for distance blocks.
+        reference_offsets: (m,) added to the distances to each reference, or None.
+        count: ``"items"`` or ``"classes"``.
+
+    Returns:
+        (n,) int64; 0 where the query has no same-label reference.
+
+    Raises:
+        ValueError: bad inputs, or ``exclude_self`` with sets of different sizes.
+    """
+    q, ql, r, rl = checked_pair(query, query_labels, reference, reference_labels, exclude_self)
+    engine = NeighbourEngine(q, q if (exclude_self and r is q) else r, metric, reference_offsets, memory_mb, "numpy")
+    return engine.first_match_rank(ql, rl, exclude_self, count)
+
+
+def average_precision_full(query, query_labels, reference, reference_labels, metric: str = "cosine",
+                           exclude_self: bool = False, memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
+    """Average precision of each query over the full ``(distance, index)`` order of the references.
+
+    ``AP_i = (1/R_i) Σ_{k: rel(k)} P_i(k)`` with ``P_i(k)`` the fraction of relevant items among
+    the first k. Every pair's exact distance is computed (slow for large sets).
+
+    Args:
+        query: (n, d); query_labels: (n,).
+        reference: (m, d); reference_labels: (m,).
+        metric: ``"cosine"`` or ``"l2"``.
+        exclude_self: the query set is the reference set, a query left out of its own ranking.
+        memory_mb: budget in MiB.
+
+    Returns:
+        (n,) float64; NaN where the query has no relevant reference.
+
+    Raises:
+        ValueError: bad inputs.
+    """
+    q, ql, r, rl = checked_pair(query, query_labels, reference, reference_labels, exclude_self)
+    return NeighbourEngine(q, r, metric, None, memory_mb, "numpy").average_precision(ql, rl, exclude_self)
