@@ -24,6 +24,15 @@ class CMCResult:
     ``ci_low``/``ci_high`` bound a 95% interval: the 2.5/97.5 percentiles across
     random query draws (:func:`cmc_representative`) or the Wilson score interval of
     the proportion (:func:`cmc`, ``n_draws = 0``).
+
+    Attributes:
+        ranks: (R,) ints 1..R.
+        mean: (R,) identification rate at each rank, in [0, 1].
+        ci_low: (R,) lower end of the 95% interval.
+        ci_high: (R,) upper end of the 95% interval.
+        n_draws: query draws averaged (0: every query once).
+        n_queries: queries per draw (or in all).
+        per_draw: (n_draws, R) the curve of each draw, or ``None``.
     """
 
     ranks: np.ndarray
@@ -96,8 +105,10 @@ def cmc(
     ``(distance, index)``.
 
     Args:
-        query_emb: (n, d); query_labels: (n,) ints.
-        gallery_emb: (G, d); gallery_labels: (G,) ints.
+        query_emb: (n, d).
+        query_labels: (n,) ints.
+        gallery_emb: (G, d).
+        gallery_labels: (G,) ints.
         max_rank: last rank of the curve.
         metric: ``"cosine"`` or ``"l2"``.
         exclude_self: the gallery is the query set.
@@ -150,10 +161,13 @@ def cmc_representative(
     Ranks come from :func:`itemrec.evaluation.first_match_rank` (``(distance, index)`` order).
 
     Args:
-        query_emb: (n, d); query_labels: (n,) ints.
-        gallery_emb: (C, d) one image per class; gallery_labels: (C,) distinct ints.
+        query_emb: (n, d).
+        query_labels: (n,) ints.
+        gallery_emb: (C, d) one image per class.
+        gallery_labels: (C,) distinct ints.
         max_rank: last rank of the curve.
-        n_draws: random query draws; queries_per_class: queries per class per draw.
+        n_draws: random query draws.
+        queries_per_class: queries per class per draw.
         seed: seed of ``numpy.random.default_rng``.
         metric: ``"cosine"`` or ``"l2"``.
         query_ids, gallery_ids: optional ids (e.g. paths); a query whose id is a gallery id is
@@ -238,8 +252,10 @@ def per_class_ranks(
     so a class's ``hit@1`` and its confusions agree (``(distance, index)`` order).
 
     Args:
-        query_emb: (n, d); query_labels: (n,) ints.
-        gallery_emb: (G, d); gallery_labels: (G,) ints.
+        query_emb: (n, d).
+        query_labels: (n,) ints.
+        gallery_emb: (G, d).
+        gallery_labels: (G,) ints.
         ks: ranks of the ``hit@k`` columns, each ≥ 1.
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB.

@@ -217,7 +217,8 @@ class NeighbourEngine:
         """1-based position of each query's first same-label reference in the ``(distance, index)`` order.
 
         Args:
-            query_labels: (n,) int labels; reference_labels: (m,) int labels.
+            query_labels: (n,) int labels.
+            reference_labels: (m,) int labels.
             exclude_self: query i is reference i and is left out of its own ranking.
             count: ``"items"``: rank = 1 + references before the first match; ``"classes"``:
                 1 + distinct labels before it (classes ranked by their nearest reference).
@@ -269,7 +270,8 @@ class NeighbourEngine:
         """Average precision of each query over the full ``(distance, index)`` order of the references.
 
         Args:
-            query_labels: (n,); reference_labels: (m,).
+            query_labels: (n,).
+            reference_labels: (m,).
             exclude_self: query i is reference i and is left out of its own ranking.
 
         Returns:
@@ -317,7 +319,8 @@ def knn(query, reference, k: int, metric: str = "cosine", exclude_self: bool = F
     at the k-th distance is kept is fixed too: the lower indices.
 
     Args:
-        query: (n, d); reference: (m, d).
+        query: (n, d).
+        reference: (m, d).
         k: neighbours per query, ``1 ≤ k ≤ m`` (``m − 1`` with ``exclude_self``).
         metric: ``"cosine"`` or ``"l2"``.
         exclude_self: the query set is the reference set; query i never gets reference i.
@@ -352,8 +355,10 @@ def first_match_rank(query, query_labels, reference, reference_labels, metric: s
     reference at exactly the match's distance comes first when its index is lower.
 
     Args:
-        query: (n, d); query_labels: (n,) ints.
-        reference: (m, d); reference_labels: (m,) ints.
+        query: (n, d).
+        query_labels: (n,) ints.
+        reference: (m, d).
+        reference_labels: (m,) ints.
         metric: ``"cosine"`` or ``"l2"``.
         exclude_self: the query set is the reference set; a query is not its own match.
         memory_mb: budget in MiB for distance blocks.
@@ -379,8 +384,10 @@ def average_precision_full(query, query_labels, reference, reference_labels, met
     the first k. Every pair's exact distance is computed (slow for large sets).
 
     Args:
-        query: (n, d); query_labels: (n,).
-        reference: (m, d); reference_labels: (m,).
+        query: (n, d).
+        query_labels: (n,).
+        reference: (m, d).
+        reference_labels: (m,).
         metric: ``"cosine"`` or ``"l2"``.
         exclude_self: the query set is the reference set, a query left out of its own ranking.
         memory_mb: budget in MiB.

@@ -142,7 +142,8 @@ def detection_rates(genuine_scores: np.ndarray, genuine_correct: np.ndarray, imp
         genuine_correct: (g,) bool, whether that best match has the right identity.
         impostor_scores: (i,) best score of each search whose identity is not enrolled
             (or, for a gallery, the best score among the *other* identities).
-        threshold: ``t``; accept: ``"below"`` or ``"above"``, as in :func:`accepted`.
+        threshold: ``t``.
+        accept: ``"below"`` or ``"above"``, as in :func:`accepted`.
 
     Returns:
         ``(dir, far)`` as floats; NaN for a rate whose set is empty.
