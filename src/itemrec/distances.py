@@ -55,22 +55,6 @@ def l2_normalize(x: Any, axis: int = -1, epsilon: float = _EPS) -> Any:
     return x * ops.rsqrt(ops.maximum(sq, epsilon))
 
 
-def l2_normalize_numpy(x: Any, axis: int = -1, epsilon: float = _EPS) -> np.ndarray:
-    """The NumPy twin of :func:`l2_normalize`: float32 ``x / max(‖x‖, √ε)`` along ``axis``.
-
-    Args:
-        x: array-like, any shape.
-        axis: the axis normalised.
-        epsilon: floor on the squared norm.
-
-    Returns:
-        A float32 array of ``x``'s shape.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    sq = np.sum(np.square(x, dtype=np.float64), axis=axis, keepdims=True)
-    return (x / np.sqrt(np.maximum(sq, epsilon))).astype(np.float32)
-
-
 def _safe_sqrt(sq: Any) -> Any:
     zero = ops.cast(ops.less_equal(sq, 0.0), sq.dtype)
     return ops.sqrt(sq + zero * 1e-16) * (1.0 - zero)
@@ -271,7 +255,11 @@ def _cosine(a: Any, b: Any) -> Any:
 
 
 def _cosine_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.clip(l2_normalize_numpy(a) @ l2_normalize_numpy(b).T, -1.0, 1.0)
+    from itemrec._numeric import l2_normalize_rows
+
+    unit_a = l2_normalize_rows(a, dtype=np.float32, zero="keep")
+    unit_b = unit_a if b is a else l2_normalize_rows(b, dtype=np.float32, zero="keep")
+    return np.clip(unit_a @ unit_b.T, -1.0, 1.0)
 
 
 @keras.saving.register_keras_serializable(package="itemrec")

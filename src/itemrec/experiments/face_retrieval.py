@@ -231,7 +231,9 @@ def run_face_retrieval(
         whole = loo_retrieval(centred(features_of(model, photos), center), labels[keep], ks)
     clusters = cluster_embeddings(emb, min_cluster_size=min_cluster_size)
     n_people = int(len(np.unique(labels)))
-    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    from itemrec._numeric import l2_normalize_rows
+
+    unit = l2_normalize_rows(emb, what="face embeddings")  # a zero row (the mean face) is an error, not NaN
     agg = AgglomerativeClustering(n_clusters=n_people, linkage="ward").fit_predict(unit)
     return FaceRetrievalResult(
         crops, labels, list(ds.class_names), emb, loo, whole, clusters,

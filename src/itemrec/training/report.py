@@ -235,9 +235,9 @@ def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress
         train_e, train_y, _, _ = _embed(embedder, splits.train, progress)
         n = splits.n_train_classes
         cent = np.stack([train_e[train_y == c].mean(axis=0) for c in range(n)])
-        cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-        q = test_e / np.maximum(np.linalg.norm(test_e, axis=1, keepdims=True), 1e-12)
-        scores = q @ cent.T
+        from itemrec._numeric import l2_normalize_rows
+
+        scores = l2_normalize_rows(test_e, zero="keep") @ l2_normalize_rows(cent, zero="keep").T
         scorer = "nearest training centroid (cosine)"
     rep = ev.classification_report(test_y, scores, names, ks=(1, 5))
     retrieval = ev.retrieval_report(test_e, test_y, ks=(1, 5), metric=config.eval.metric)
