@@ -73,11 +73,11 @@ def vectors_from(
         raise GalleryError(f"{what}: images need an embedding model; open the gallery with embedder=")
     if paths is not None:
         paths = [str(p) for p in paths]
-        emb, keep, skipped = gallery.embedder.embed_paths(paths)
-        if not len(keep):
-            reasons = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+        embedded = gallery.embedder.embed(paths)
+        if not len(embedded):
+            reasons = "; ".join(f"{p}: {r}" for p, r in embedded.skipped[:3])
             raise GalleryError(f"{what}: none of the {len(paths)} images could be read ({reasons})")
-        return normalize_rows(emb, gallery.dim, what), [paths[i] for i in keep], list(skipped)
+        return normalize_rows(embedded.vectors, gallery.dim, what), list(embedded.paths), list(embedded.skipped)
     arr = np.asarray(images)
     if arr.ndim == 3:
         arr = arr[None]
