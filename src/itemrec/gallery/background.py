@@ -14,7 +14,7 @@ processes pick them up with the next generation. Offsets are derived data, kept
 in memory per vector id and computed for new vectors when they are first needed.
 
 Scores with a background are ``cos − β·r`` (lower than plain cosines by about
-``β·r``): :meth:`BackgroundMixin.set_background` clears the unknown threshold, so
+``β·r``): :meth:`HubnessCorrection.set_background` clears the unknown threshold, so
 calibrate again afterwards.
 """
 
@@ -38,24 +38,55 @@ def background_similarity(vectors: np.ndarray, background: np.ndarray, k: int) -
     return 1.0 - dist.astype(np.float64).mean(axis=1)
 
 
-class BackgroundMixin:
-    """``set_background``/``clear_background`` and the per-vector score adjustments for :class:`Gallery`."""
+class HubnessCorrection:
+    """A gallery's background photos and the per-vector score adjustments they give.
 
-    # provided by Gallery
-    store: Any
-    dim: int
-    _meta: dict[str, Any]
-    _vid: np.ndarray
-    _vectors_from: Any
-    _sync: Any
+    Args:
+        store: the gallery's :class:`~itemrec.gallery.store.MetadataStore`.
+        sync: its :class:`~itemrec.gallery.sync.Synchroniser` (the indexed vector ids and the
+            meta as of its generation).
+        inputs: its :class:`~itemrec.gallery.inputs.VectorInputs` (images, paths or vectors in).
+    """
+
+    def __init__(self, store: Any, sync: Any, inputs: Any) -> None:
+        self.store = store
+        self.sync = sync
+        self.inputs = inputs
+        self.dim = int(sync.dim)
+
+    @property
+    def _meta(self) -> dict[str, Any]:
+        return self.sync.meta
+
+    @property
+    def _vid(self) -> np.ndarray:
+        return self.sync.vector_ids
+
+    def _vectors_from(self, *args: Any) -> tuple[np.ndarray, list[str | None], list[tuple[str, str]]]:
+        return self.inputs.vectors(*args)
 
     def set_background(
         self, data: Any = None, *, images: Any = None, paths: Any = None, vectors: Any = None,
         k: int = 10, beta: float = 0.5, fingerprint: str | None = None,
     ) -> int:
-        """Store background photos (images, paths or vectors of products other than the queries') and
-        switch the hubness correction on with ``k`` neighbours and weight ``beta``. Clears the threshold.
-        Returns the number of background vectors."""
+        """Store background photos and switch the hubness correction on; clears the threshold.
+
+        Args:
+            data: images, paths or vectors (kind guessed), or use one of the keywords.
+            images: (N, H, W, 3) uint8 photos; paths: image files; vectors: (N, dim) embeddings;
+                all of products other than the queries'.
+            k: background neighbours per indexed vector (``r(v)`` averages ``k`` cosines).
+            beta: weight of ``r(v)`` in ``cos − β·r``.
+            fingerprint: the model id of ``vectors`` (checked against the gallery's).
+
+        Returns:
+            The number of background vectors stored.
+
+        Raises:
+            GalleryError: ``k`` not a positive integer, ``beta`` negative or not finite, or the
+                input unusable (see :meth:`~itemrec.gallery.inputs.VectorInputs.vectors`).
+            GalleryMismatchError: vectors of another dimension or model.
+        """
         x = self._vectors_from(data, images, paths, vectors, fingerprint, "background")[0]
         if isinstance(k, bool) or int(k) != k or k < 1:
             raise GalleryError(f"k must be a positive integer; got {k!r}")
@@ -79,10 +110,10 @@ class BackgroundMixin:
             self.store.set_meta(cur, hubness_k=k, hubness_beta=beta, background_version=version,
                                 threshold=None, calibration=None)
             self.store.bump_generation(cur)
-        self._sync()
+        self.sync.sync()
 
     @property
-    def hubness(self) -> dict[str, Any] | None:
+    def settings(self) -> dict[str, Any] | None:
         """``{"k", "beta", "n_background"}`` while the correction is on, else None."""
         if not self._meta.get("hubness_k"):
             return None
@@ -99,6 +130,15 @@ class BackgroundMixin:
             self._bg_cache = (version, bg)
             self._adj_cache = (version, np.zeros(0, np.int64), np.zeros(0, np.float64))
         return self._bg_cache[1]
+
+    def adjustments(self) -> np.ndarray | None:
+        """The score offset ``−β · r(v)`` of each indexed vector, aligned with the synchroniser's
+        ``vector_ids``; None without a background. Offsets of new vectors are computed on first use.
+
+        Returns:
+            (n,) float64 offsets, or None.
+        """
+        return self._adjustments()
 
     def _adjustments(self) -> np.ndarray | None:
         """``−β · r(v)`` for each vector of ``self._vid`` (aligned with it), or None without a background."""
