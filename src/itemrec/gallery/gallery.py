@@ -1,50 +1,33 @@
 """The :class:`Gallery` facade: enrol items, recognise queries, calibrate, check.
 
-A gallery is a folder with ``gallery.sqlite`` (the source of truth, see
-:mod:`itemrec.gallery.store`) and ``index.faiss`` (a cache of the search index
-at some generation, see :mod:`itemrec.gallery.index`). :meth:`Gallery.open`
-loads the index file and catches up from the store's change log, or rebuilds it
-from the stored vectors when the file is missing, damaged or inconsistent.
+A gallery is a folder with ``gallery.sqlite`` (the source of truth, :mod:`itemrec.gallery.store`)
+and ``index.faiss`` (a cache of the search index at some generation, :mod:`itemrec.gallery.sync`).
+Recognition is nearest-neighbour by cosine similarity, over every enrolled image (``"each"``) or
+one prototype per item (``"mean"``, Snell et al. 2017); a query whose best score is below the
+threshold is *unknown* (open-set recognition; see :mod:`itemrec.gallery.queries`).
 
-Recognition is nearest-neighbour by cosine similarity (vectors are
-L2-normalised): in ``"each"`` mode an item scores the best similarity over its
-enrolled images, in ``"mean"`` mode the similarity to its prototype, the
-normalised mean of its image embeddings (Snell et al., "Prototypical Networks
-for Few-shot Learning", 2017). A query whose best score is below the gallery's
-threshold is *unknown* (open-set recognition).
-
-The gallery is composed of small parts, each usable and tested on its own:
-
-* :class:`~itemrec.gallery.store.MetadataStore`: the SQLite store;
-* :class:`~itemrec.gallery.sync.Synchroniser`: the FAISS index kept in step with the store
-  across processes;
-* :class:`~itemrec.gallery.inputs.VectorInputs`: images, paths or vectors to unit vectors,
-  through the embedder;
-* :class:`~itemrec.gallery.enrolment.Enroller`: enrol and remove;
-* :class:`~itemrec.gallery.background.HubnessCorrection`: the optional background photos;
-* :class:`~itemrec.gallery.queries.Recognizer`: search, query, items, calibrate.
+The gallery composes small parts, each usable and tested alone (see :mod:`itemrec.gallery`): the
+store, the :class:`~itemrec.gallery.sync.Synchroniser` (the index kept in step with it across
+processes), the inputs (embedder), the enroller, the hubness correction and the recognizer.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from itemrec.gallery.background import HubnessCorrection
 from itemrec.gallery.enrolment import PROTOTYPES, Enroller
-from itemrec.gallery.errors import GalleryError, GalleryMismatchError
-from itemrec.gallery.index import INDEX_KINDS, FaissIndex
+from itemrec.gallery.folder import DB_NAME, create_store, open_store
+from itemrec.gallery.index import FaissIndex
 from itemrec.gallery.inputs import VectorInputs, fingerprint_of, normalize_rows
 from itemrec.gallery.queries import Recognizer
 from itemrec.gallery.results import Calibration, EnrollResult, IntegrityReport, Match, QueryResult
 from itemrec.gallery.store import MetadataStore
 from itemrec.gallery.sync import Synchroniser
-
-DB_NAME = "gallery.sqlite"
 
 
 class Gallery:
@@ -88,9 +71,8 @@ class Gallery:
             embedder: the :class:`~itemrec.embedder.ImageEmbedder` (attached), its fingerprint dict,
                 or a fingerprint id string (for galleries fed with vectors only).
             dim: the embedding dimension (default: the embedder's; required with an id string).
-            index: ``"flat"``, ``"ivf"`` or ``"hnsw"`` (see :mod:`itemrec.gallery.index`).
+            index, index_params: ``"flat"``, ``"ivf"`` or ``"hnsw"`` (:mod:`itemrec.gallery.index`), its parameters.
             prototype: ``"each"`` (every image indexed) or ``"mean"`` (one prototype per item).
-            index_params: parameters of the index kind (``nlist``, ``ef_search``, ...).
             threshold: the unknown-rejection threshold, or None.
             synchronous: SQLite's durability setting (see :class:`MetadataStore`).
 
@@ -102,25 +84,8 @@ class Gallery:
             GalleryMismatchError: ``dim`` differs from the embedder's.
             ValueError: bad ``index_params``.
         """
-        if index not in INDEX_KINDS:
-            raise GalleryError(f"unknown index type {index!r}; choose one of {INDEX_KINDS}")
-        if prototype not in PROTOTYPES:
-            raise GalleryError(f"unknown prototype mode {prototype!r}; choose one of {PROTOTYPES}")
-        fp_id, fp, fp_dim = fingerprint_of(embedder)
-        dim = int(dim if dim is not None else (fp_dim or 0))
-        if dim <= 0:
-            raise GalleryError("give dim= (the embedding dimension) for a gallery created from a fingerprint id")
-        if fp_dim is not None and int(fp_dim) != dim:
-            raise GalleryMismatchError(f"dim={dim} but the embedding model produces {fp_dim}-d vectors")
-        path = Path(path)
-        if (path / DB_NAME).exists():
-            raise GalleryError(f"{path} already holds a gallery; open it with Gallery.open")
-        path.mkdir(parents=True, exist_ok=True)
-        FaissIndex(dim, index, **dict(index_params or {}))  # validate the parameters before writing anything
-        store = MetadataStore(path / DB_NAME, synchronous=synchronous)
-        store.create_schema({"fingerprint_id": fp_id, "fingerprint": fp, "dim": dim, "index_type": index,
-                             "index_params": dict(index_params or {}), "prototype": prototype, "threshold": threshold})
-        gallery = cls(store, Synchroniser(store, path), embedder if not isinstance(embedder, (str, Mapping)) else None)
+        store = create_store(path, embedder, dim, index, prototype, index_params, threshold, synchronous)
+        gallery = cls(store, Synchroniser(store), embedder if not isinstance(embedder, (str, Mapping)) else None)
         gallery.save()
         return gallery
 
@@ -144,15 +109,11 @@ class Gallery:
             GalleryError: the database is not a gallery.
             GalleryMismatchError: ``embedder`` is another model.
         """
-        path = Path(path)
-        if not (path / DB_NAME).is_file():
-            raise FileNotFoundError(f"no gallery at {path} (missing {DB_NAME}); create one with `itemrec gallery create`")
-        store = MetadataStore(path / DB_NAME, readonly=readonly, synchronous=synchronous)
-        if "dim" not in store.meta():
-            raise GalleryError(f"{path / DB_NAME} is not an itemrec gallery (no meta rows)")
+        store = open_store(path, readonly, synchronous)
         if embedder is not None:  # refuse another model before loading the index
-            VectorInputs(int(store.meta()["dim"]), str(store.meta()["fingerprint_id"]), embedder, where=path)
-        return cls(store, Synchroniser.load(store, path, rebuild=rebuild), embedder)
+            meta = store.meta()
+            VectorInputs(int(meta["dim"]), str(meta["fingerprint_id"]), embedder, where=path)
+        return cls(store, Synchroniser.load(store, rebuild=rebuild), embedder)
 
     # -- embedder -------------------------------------------------------------------
     @property
@@ -181,11 +142,9 @@ class Gallery:
         Args:
             item_id: the item's id.
             name: its display name (None: keep the stored one; the id for a new item).
-            data: paths, a uint8 image batch or float vectors (kind guessed); or use the keywords.
-            images: (n, H, W, 3) uint8; paths: image files (unreadable ones skipped and reported);
-                vectors: (n, dim) embeddings.
+            data, images, paths, vectors, fingerprint: the item's images ((n, H, W, 3) uint8, image
+                files, or (n, dim) embeddings of model ``fingerprint``), as :meth:`query` takes them.
             attributes: JSON-serialisable attributes (None: keep the stored ones).
-            fingerprint: the model id of ``vectors``, checked against the gallery's.
             save: write the index file: None when enough changed (:meth:`maybe_save`), True always, False never.
 
         Returns:
@@ -210,12 +169,10 @@ class Gallery:
         Args:
             entries: dicts (``item_id``, ``name``, one of ``images``/``paths``/``vectors``, optional
                 ``attributes``) or tuples ``(item_id, name, data[, attributes])``.
-            commit_every: items per transaction (acknowledged together: ``on_ack(results)`` is
-                called after each commit).
+            commit_every: items per transaction, acknowledged together by ``on_ack(results)``.
             save_every: items between index-file saves (and one at the end).
-            progress: show a tqdm bar.
-            on_ack: callback taking the list of results of each commit.
-            total: the number of entries, for the bar.
+            progress, total: show a tqdm bar, with this many entries.
+            on_ack: called with the results of each commit.
 
         Returns:
             One :class:`~itemrec.gallery.results.EnrollResult` per item.
@@ -270,11 +227,9 @@ class Gallery:
         Scores become ``cos − β·r(v)``, so the threshold is cleared: calibrate again afterwards.
 
         Args:
-            data: images, paths or vectors (kind guessed), or use one of the keywords.
-            images, paths, vectors: photos of products other than the queries'.
-            k: background neighbours per indexed vector.
-            beta: the weight of the correction.
-            fingerprint: the model id of ``vectors``.
+            data, images, paths, vectors, fingerprint: photos of products other than the queries',
+                as :meth:`query` takes them.
+            k, beta: background neighbours per indexed vector, and the weight of the correction.
 
         Returns:
             The number of background vectors.
@@ -299,9 +254,7 @@ class Gallery:
         """Top-``k`` distinct items per query vector (see :meth:`Recognizer.search`).
 
         Args:
-            vectors: (n, dim) query embeddings.
-            k: items per query.
-            fingerprint: the model id of ``vectors``.
+            vectors, k, fingerprint: (n, dim) query embeddings (of model ``fingerprint``), items per query.
 
         Returns:
             ``(similarities (n, k) float32, item_pks (n, k) int64)``; ``-inf``/``-1`` where fewer items exist.
@@ -318,9 +271,9 @@ class Gallery:
 
         Args:
             data: images, paths or vectors (kind guessed), or use one of the keywords.
-            images, paths, vectors: the queries (unreadable paths skipped).
+            images, paths, vectors: (n, H, W, 3) uint8, image files (unreadable ones skipped), or
+                (n, dim) embeddings, checked against model ``fingerprint`` when given.
             k: items per query.
-            fingerprint: the model id of ``vectors``.
             threshold: overrides the gallery's threshold (``unknown`` is ``best < threshold``).
 
         Returns:
@@ -422,26 +375,8 @@ class Gallery:
 
     @property
     def index_file_generation(self) -> int | None:
-        """The generation of the index file last read or written."""
+        """The generation of the index file last read or written, or None."""
         return self.sync.index_file_generation
-
-    @property
-    def save_min_changes(self) -> int:
-        """The fewest changes :meth:`maybe_save` waits for (settable)."""
-        return self.sync.save_min_changes
-
-    @save_min_changes.setter
-    def save_min_changes(self, value: int) -> None:
-        self.sync.save_min_changes = int(value)
-
-    @property
-    def save_fraction(self) -> float:
-        """The fraction of the index :meth:`maybe_save` waits for (settable)."""
-        return self.sync.save_fraction
-
-    @save_fraction.setter
-    def save_fraction(self, value: float) -> None:
-        self.sync.save_fraction = float(value)
 
     def __len__(self) -> int:
         """Number of enrolled items."""
