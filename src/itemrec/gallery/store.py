@@ -1,25 +1,8 @@
-"""The gallery's source of truth: a SQLite database in WAL mode.
+"""The gallery's source of truth: a SQLite database in WAL mode (tables: :mod:`itemrec.gallery.schema`).
 
-Tables
-------
-``meta(key, value)``
-    embedding fingerprint (id and JSON), ``dim``, index type and parameters,
-    prototype mode, ``generation`` (bumped by every write transaction),
-    threshold and calibration.
-``items(item_pk, item_id, name, attributes, created_at)``
-    one row per enrolled item; ``item_id`` is the user's id (unique text).
-``vectors(vector_id, item_pk, source, indexed, generation, vec)``
-    L2-normalised float32 embeddings as BLOBs. ``indexed = 1`` rows are what the
-    search index holds (every image in ``"each"`` mode, one mean prototype per item
-    in ``"mean"`` mode); ``generation`` is the write that added the row.
-``removals(vector_id, item_pk, generation)``
-    log of indexed rows deleted, so a process holding an index at generation
-    ``g`` catches up by adding ``vectors`` rows with ``generation > g`` and
-    removing ``removals`` rows with ``generation > g``.
-
-``vector_id`` uses ``AUTOINCREMENT`` so ids are never reused. Each write is one
-``BEGIN IMMEDIATE`` transaction; readers in other processes keep reading during
-it (WAL).
+Each write is one ``BEGIN IMMEDIATE`` transaction that bumps the ``generation``; readers in
+other processes keep reading during it (WAL). ``synchronous="FULL"`` makes every acknowledged
+write survive a power cut too.
 """
 
 from __future__ import annotations
@@ -36,34 +19,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    item_pk INTEGER PRIMARY KEY AUTOINCREMENT,
-    item_id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    attributes TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vectors (
-    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    item_pk INTEGER NOT NULL REFERENCES items(item_pk),
-    source TEXT,
-    indexed INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
-    vec BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_pk);
-CREATE INDEX IF NOT EXISTS vectors_gen ON vectors(indexed, generation);
-CREATE TABLE IF NOT EXISTS removals (
-    vector_id INTEGER PRIMARY KEY,
-    item_pk INTEGER NOT NULL,
-    generation INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS removals_gen ON removals(generation);
-"""
+from itemrec.gallery.schema import SCHEMA, SCHEMA_VERSION
 
 
 def utc_now() -> str:
@@ -128,7 +84,7 @@ class MetadataStore:
             FileExistsError: the database already holds a gallery.
         """
         with self.lock:
-            self.conn.executescript(_SCHEMA)
+            self.conn.executescript(SCHEMA)
         with self.write() as cur:
             if cur.execute("SELECT COUNT(*) FROM meta").fetchone()[0]:
                 raise FileExistsError(f"{self.path} already holds a gallery")
@@ -323,12 +279,20 @@ class MetadataStore:
 
     # -- counts ----------------------------------------------------------------------
     def count_items(self) -> int:
-        """Number of enrolled items."""
+        """The number of enrolled items.
+
+        Returns:
+            The count.
+        """
         with self.lock:
             return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
     def count_indexed(self) -> int:
-        """Number of ``indexed = 1`` vector rows (what the search index must hold)."""
+        """The number of ``indexed = 1`` vector rows (what the search index must hold).
+
+        Returns:
+            The count.
+        """
         with self.lock:
             return int(self.conn.execute("SELECT COUNT(*) FROM vectors WHERE indexed = 1").fetchone()[0])
 

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from itemrec.gallery.errors import GalleryError
-from itemrec.gallery.index import FaissIndex, remove_stale_temps, save_index_file
+from itemrec.gallery.index import FaissIndex
+from itemrec.gallery.index_file import remove_stale_temps, save_index_file
 from itemrec.gallery.results import IntegrityReport
 
 INDEX_NAME = "index.faiss"
@@ -260,7 +261,11 @@ class Synchroniser:
         return self.item_pks[pos] if found.all() else np.where(found, self.item_pks[pos], -1)
 
     def one_vector_per_item(self) -> bool:
-        """Whether no item has two indexed vectors (cached per generation)."""
+        """Whether no item has two indexed vectors (cached per generation).
+
+        Returns:
+            True when every item has at most one indexed vector.
+        """
         cached = getattr(self, "_one_per_item_cache", None)
         if cached is None or cached[0] != self.generation:
             pks = np.sort(self.item_pks)
