@@ -98,7 +98,7 @@ def run_config(name, miner, **schedule):
         name, out / "runs", loss="triplet", miner=miner, margin=MARGIN, embedding_dim=EMBEDDING_DIM,
         optimizer=OPTIMIZER, p=P, k=K, data_root=g.grocery_root(DATA_ROOT, SUBSET, out, SEED), cmc_draws=CMC_DRAWS,
         far_targets=FAR_TARGETS, seed=SEED, **schedule)
-    return g.keyed(config, swept=("loss.miner", "train.frozen_epochs", "train.finetune_epochs"))
+    return g.keyed(config, swept=("loss.config.miner", "train.frozen_epochs", "train.finetune_epochs"))
 
 
 # %% [markdown]

@@ -94,8 +94,9 @@ def run_config(name, loss, **loss_args):
         embedding_dim=EMBEDDING_DIM, optimizer=OPTIMIZER, epochs=FROZEN_EPOCHS, lr=FROZEN_LR,
         finetune_epochs=FINETUNE_EPOCHS, finetune_layers=FINETUNE_LAYERS, finetune_lr=FINETUNE_LR, p=P, k=K,
         data_root=g.grocery_root(DATA_ROOT, SUBSET, out, SEED), cmc_draws=CMC_DRAWS, seed=SEED, **loss_args)
-    return g.keyed(config, swept=[f"loss.{k}" for k in ("lam", "finetune_lam", "alpha", "margin")
-                                  if k in loss_args])
+    where = {"lam": "loss.config.lam", "finetune_lam": "train.finetune_lam", "alpha": "loss.config.alpha",
+             "margin": "loss.config.margin"}
+    return g.keyed(config, swept=[where[k] for k in where if k in loss_args])
 
 
 # %% [markdown]
@@ -144,12 +145,13 @@ center.training["phases"]
 # training cell and this one, and both curves are here.
 
 # %% tags=["cmc"]
-lambda_runs = g.sibling_runs(center.config, vary=("loss.lam", "loss.finetune_lam"))
+lambda_runs = g.sibling_runs(center.config, vary=("loss.config.lam", "train.finetune_lam"))
 
 
 def lam_label(c):
-    lam2 = c.loss.lam if c.loss.finetune_lam is None else c.loss.finetune_lam
-    return f"λ={c.loss.lam:g}" + ("" if lam2 == c.loss.lam else f" then {lam2:g}")
+    lam = c.loss.get("lam")
+    lam2 = lam if c.train.finetune_lam is None else c.train.finetune_lam
+    return f"λ={lam:g}" + ("" if lam2 == lam else f" then {lam2:g}")
 
 
 lambda_cmcs = {lam_label(r.config): g.cmc_from_metrics(r.metrics) for r in lambda_runs.values()}

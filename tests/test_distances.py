@@ -77,3 +77,34 @@ def test_bad_inputs():
         pairwise_distances(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="2-D"):
         pairwise_distances(np.zeros((2, 3, 1), np.float32))
+
+
+def test_one_object_per_metric_computes_the_same_in_keras_ops_and_numpy():
+    from itemrec.distances import DISTANCES, get_distance
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(9, 6)).astype(np.float32)
+    b = rng.normal(size=(5, 6)).astype(np.float32)
+    a[0] = 0.0  # the zero vector: cosine 0 to everything
+    for name in DISTANCES:
+        d = get_distance(name)
+        assert d.name == name and get_distance(d) is d
+        got = d.pairwise_numpy(a, b)
+        assert got.dtype == np.float32 and got.shape == (9, 5)
+        np.testing.assert_allclose(got, ops.convert_to_numpy(d.pairwise(a, b)), rtol=1e-5, atol=1e-5)
+        own = d.pairwise_numpy(a)
+        np.testing.assert_allclose(own, ops.convert_to_numpy(d.pairwise(a)), rtol=1e-5, atol=1e-5)
+        if name in METRICS:
+            assert not d.inverted and np.all(np.diag(own) == 0.0)
+            np.testing.assert_allclose(got, ops.convert_to_numpy(pairwise_distances(a, b, name)), rtol=1e-6)
+    # the similarity knows its direction: larger is closer, the negation ranks like 1 − cos
+    sim = get_distance("cosine_similarity")
+    assert sim.inverted
+    np.testing.assert_allclose(sim.closer_first(sim.pairwise_numpy(a, b)) + 1.0,
+                               get_distance("cosine").pairwise_numpy(a, b), atol=1e-6)
+    # hand-worked: cos((3, 4), (3, 0)) = 9 / 15 = 0.6
+    np.testing.assert_allclose(sim.pairwise_numpy([[3.0, 4.0]], [[3.0, 0.0]]), [[0.6]], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown distance"):
+        get_distance("manhattan")
+    with pytest.raises(ValueError, match="embedding sizes differ"):
+        get_distance("l2").pairwise_numpy(a, b[:, :3])

@@ -62,11 +62,13 @@ def test_to_rgb_write_digits_and_config(tmp_path):
     cfg = dg.digit_config("d", tmp_path, manifest, margin=0.5, filters=(4, 8), n_triplets=100, k=5, epochs=2)
     assert (cfg.model.backbone, cfg.model.cnn_filters, cfg.model.embedding_dim, cfg.model.input_size) == \
         ("small_cnn", [4, 8], 10, 28)
-    assert (cfg.loss.name, cfg.loss.miner, cfg.loss.margin) == ("triplet", "random", 0.5)
+    miner = cfg.loss.get("miner")
+    assert (cfg.loss.name, miner["class_name"], miner["config"]["seed"], cfg.loss.get("margin")) == \
+        ("triplet", "RandomTripletMiner", cfg.seed, 0.5)
     assert (cfg.train.p, cfg.train.k, cfg.train.steps_per_epoch) == (10, 5, 2)  # ceil(100 / 50)
     from itemrec.training import ConfigError
 
-    with pytest.raises(ConfigError, match="loss.margin"):
+    with pytest.raises(ConfigError, match="margin must be >= 0"):
         dg.digit_config("d", tmp_path, manifest, margin=-1.0)
 
 

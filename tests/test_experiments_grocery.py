@@ -81,8 +81,8 @@ def test_grocery_config_trains_the_schedule_it_is_given(tmp_path):
     assert cnn.train.finetune_lr == 3e-3
     mob = g.grocery_config("b", tmp_path, loss="center", lam=0.3, finetune_lam=0.01, alpha=0.2, epochs=4,
                            finetune_epochs=1, optimizer="sgd")
-    assert mob.model.weights == "local" and mob.loss.lam == 0.3 and mob.loss.alpha == 0.2
-    assert mob.loss.finetune_lam == 0.01 and mob.train.optimizer == "sgd"
+    assert mob.model.weights == "local" and mob.loss.get("lam") == 0.3 and mob.loss.get("alpha") == 0.2
+    assert mob.train.finetune_lam == 0.01 and mob.train.optimizer == "sgd"
     assert (mob.train.frozen_epochs, mob.train.finetune_epochs, mob.train.finetune_layers) == (4, 1, 20)
     assert (mob.data.name, mob.split.kind, mob.train.global_batch) == ("grocery", "open", 64)
     assert g.default_weights("inception_v3") == "imagenet"
@@ -94,14 +94,14 @@ def test_grocery_config_trains_the_schedule_it_is_given(tmp_path):
 
 def test_keyed_names_carry_swept_values_and_the_training_hash(tmp_path):
     cfg = g.grocery_config("center", tmp_path, loss="center", lam=0.01, alpha=0.5)
-    named = g.keyed(cfg, swept=("loss.lam", "loss.alpha"))
+    named = g.keyed(cfg, swept=("loss.config.lam", "loss.config.alpha"))
     stem, lam, alpha, key = named.name.split("_")
     assert (stem, lam, alpha) == ("center", "lam0.01", "alpha0.5") and len(key) == 8
     assert key == cfg.training_key()
     # the evaluation settings are not part of what was trained; every training value is
-    assert g.keyed(cfg.with_overrides({"eval.cmc_draws": 7, "eval.far_targets": [0.5]}), ("loss.lam",)).name \
+    assert g.keyed(cfg.with_overrides({"eval.cmc_draws": 7, "eval.far_targets": [0.5]}), ("loss.config.lam",)).name \
         == f"center_lam0.01_{key}"
-    for change in ({"loss.lam": 0.02}, {"train.frozen_epochs": 6}, {"model.input_size": 128}, {"seed": 1}):
+    for change in ({"loss.config.lam": 0.02}, {"train.frozen_epochs": 6}, {"model.input_size": 128}, {"seed": 1}):
         assert cfg.with_overrides(change).training_key() != key, change
     assert cfg.with_overrides({"name": "other", "output_dir": "/elsewhere"}).training_key() == key
     from itemrec.training import ConfigError
@@ -123,7 +123,7 @@ def tiny_run(tmp_path_factory):
         "data": {"name": "synthetic", "synthetic_products": 8, "synthetic_photos": 6, "synthetic_image_size": 32},
         "split": {"kind": "open", "unseen_fraction": 0.5, "calib_fraction": 0.5, "val_classes_fraction": 0.0},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
-        "loss": {"name": "triplet", "miner": "batch_hard"},
+        "loss": {"class_name": "TripletLoss", "config": {"miner": "batch_hard", "margin": 0.2}},
         "train": {"frozen_epochs": 0, "finetune_epochs": 1, "finetune_layers": "all", "finetune_lr": 1e-3,
                   "p": 4, "k": 3, "steps_per_epoch": 2, "tensorboard": False},
         "eval": {"cmc_draws": 5, "far_targets": [0.2, 0.05]},
@@ -167,13 +167,13 @@ def test_run_or_load_never_replaces_another_training_without_overwrite(tiny_run,
     cfg, _ = tiny_run
     moved = cfg.with_overrides({"output_dir": str(tmp_path)})
     shutil.copytree(cfg.run_dir, moved.run_dir)
-    other = moved.with_overrides({"loss.margin": 0.5})
-    with pytest.raises(ConfigError, match=r"differs in \['loss.margin'\].*overwrite=True"):
+    other = moved.with_overrides({"loss.config.margin": 0.5})
+    with pytest.raises(ConfigError, match=r"differs in \['loss.config.margin'\].*overwrite=True"):
         g.run_or_load(other)
-    assert json.loads((moved.run_dir / "config.json").read_text())["loss"]["margin"] == 0.2  # untouched
+    assert json.loads((moved.run_dir / "config.json").read_text())["loss"]["config"]["margin"] == 0.2  # untouched
     assert (moved.run_dir / "done.json").is_file()
     # keyed names give the other training its own folder: both runs stay
-    a, b = g.keyed(moved, ("loss.margin",)), g.keyed(other, ("loss.margin",))
+    a, b = g.keyed(moved, ("loss.config.margin",)), g.keyed(other, ("loss.config.margin",))
     assert a.run_dir != b.run_dir and a.name.startswith("tiny_margin0.2_") and b.name.startswith("tiny_margin0.5_")
 
 
@@ -182,22 +182,22 @@ def test_sibling_runs_are_the_finished_runs_that_differ_only_in_the_varied_keys(
 
     cfg, _ = tiny_run
     base = cfg.with_overrides({"output_dir": str(tmp_path)})
-    a = g.keyed(base, ("loss.margin",))
+    a = g.keyed(base, ("loss.config.margin",))
     shutil.copytree(cfg.run_dir, a.run_dir)
     a.to_json(a.run_dir / "config.json")  # as if trained under its keyed name
-    b = g.keyed(base.with_overrides({"loss.margin": 0.5}), ("loss.margin",))
+    b = g.keyed(base.with_overrides({"loss.config.margin": 0.5}), ("loss.config.margin",))
     shutil.copytree(cfg.run_dir, b.run_dir)
     b.to_json(b.run_dir / "config.json")
     c = g.keyed(base.with_overrides({"seed": 3}), ())  # differs in the seed: not a sibling
     shutil.copytree(cfg.run_dir, c.run_dir)
     c.to_json(c.run_dir / "config.json")
-    unfinished = g.keyed(base.with_overrides({"loss.margin": 0.9}), ("loss.margin",))
+    unfinished = g.keyed(base.with_overrides({"loss.config.margin": 0.9}), ("loss.config.margin",))
     shutil.copytree(cfg.run_dir, unfinished.run_dir)
     unfinished.to_json(unfinished.run_dir / "config.json")
     (unfinished.run_dir / "done.json").unlink()
-    found = g.sibling_runs(b, vary=("loss.margin",))
+    found = g.sibling_runs(b, vary=("loss.config.margin",))
     assert sorted(found) == sorted([a.name, b.name])
-    assert {r.config.loss.margin for r in found.values()} == {0.2, 0.5}
+    assert {r.config.loss.get("margin") for r in found.values()} == {0.2, 0.5}
     assert list(g.sibling_runs(b, vary=())) == [b.name]  # nothing varied: only the run itself
 
 

@@ -156,7 +156,7 @@ def test_scale_sweep_trains_each_head_with_the_trainer(crops_manifest, mobilenet
     assert (np.linalg.norm(feats, axis=1) > 0).all()
     assert (sweep.frozen_recall_at_1, sweep.frozen_map_at_r) == pytest.approx(ps.held_out_scores(feats, test.labels), abs=1e-6)
     best = sweep.best()
-    assert best.scale == 8.0 and best.run.config.loss.name == "cosine" and best.run.config.loss.scale == 8.0
+    assert best.scale == 8.0 and best.run.config.loss.name == "cosine" and best.run.config.loss.get("head")["config"]["scale"] == 8.0
     emb = ps.run_embed_fn(best)(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8))
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # cosine heads are L2-normalised
     base_run = sweep.runs[0]

@@ -127,6 +127,8 @@ def fd_grad(f, x, h=1e-6):
 
 from test_losses import _grad as grad  # noqa: E402  (the backend-agnostic gradient helper)
 
+from itemrec.losses.pairs import cosine_similarity  # noqa: E402
+
 
 # ----------------------------------------------------------------- miner
 @pytest.mark.parametrize("pattern", list(PATTERNS))
@@ -135,7 +137,12 @@ def test_miner_keeps_the_pairs_of_eq_7_8(pattern, eps):
     miner = MultiSimilarityMiner(eps)
     for seed in SEEDS:
         x, y = batch(seed, pattern)
-        pos, neg = (ops.convert_to_numpy(m) for m in miner(ops.convert_to_tensor(x), ops.convert_to_tensor(y)))
+        sim = cosine_similarity(ops.convert_to_tensor(x))
+        pos, neg = (ops.convert_to_numpy(m) for m in miner(ops.convert_to_tensor(y), sim, inverted=True))
+        # the same rule on the cosine distance 1 − S (smaller is closer) keeps the same pairs
+        pos_d, neg_d = (ops.convert_to_numpy(m) for m in miner(ops.convert_to_tensor(y), 1.0 - sim))
+        np.testing.assert_array_equal(pos_d, pos)
+        np.testing.assert_array_equal(neg_d, neg)
         want_pos, want_neg = ref_ms_pairs(x, y, eps)
         assert set(zip(*np.nonzero(pos))) == want_pos and set(zip(*np.nonzero(neg))) == want_neg
         assert set(np.unique(pos)) <= {0.0, 1.0} and pos.dtype == np.float32
@@ -287,7 +294,8 @@ def test_miner_agrees_with_pml(pattern):
         x, y = batch(seed, pattern)
         for eps in (0.05, 0.1, 0.4):
             a1, p, a2, n = (t.numpy() for t in miners.MultiSimilarityMiner(epsilon=eps)(torch.tensor(x), torch.tensor(y)))
-            pos, neg = (ops.convert_to_numpy(m) for m in MultiSimilarityMiner(eps)(x, y))
+            sim = cosine_similarity(ops.convert_to_tensor(x))
+            pos, neg = (ops.convert_to_numpy(m) for m in MultiSimilarityMiner(eps)(y, sim, inverted=True))
             assert set(zip(*np.nonzero(pos))) == set(zip(a1, p)) and set(zip(*np.nonzero(neg))) == set(zip(a2, n))
             assert pos.sum() == len(a1) and neg.sum() == len(a2)  # PML lists each pair once
 
@@ -407,8 +415,12 @@ def test_serialisation_round_trip(name):
 def test_constructor_validation():
     with pytest.raises(ValueError):
         MultiSimilarityLoss(alpha=0.0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown miner"):
         MultiSimilarityLoss(miner="multi_similarity")
+    with pytest.raises(ValueError, match="not a PairMiner"):
+        MultiSimilarityLoss(miner="batch_hard")  # a triplet miner
+    with pytest.raises(TypeError):
+        MultiSimilarityLoss(miner=3)
     with pytest.raises(ValueError):
         ContrastiveLoss(distance="manhattan")
     with pytest.raises(ValueError):

@@ -19,8 +19,9 @@ Y = np.array([0, 0, 1, 1])
 D = np.array([[0, 1, 9, 36], [1, 0, 4, 25], [9, 4, 0, 9], [36, 25, 9, 0]], np.float32)
 
 
-def triplets(miner, margin=2.0):
-    mask = ops.convert_to_numpy(miner(ops.convert_to_tensor(Y), ops.convert_to_tensor(D), margin).dense())
+def triplets(miner, inverted=False):
+    d = -D if inverted else D
+    mask = ops.convert_to_numpy(miner(ops.convert_to_tensor(Y), ops.convert_to_tensor(d), inverted).dense())
     assert set(np.unique(mask)) <= {0.0, 1.0}
     return sorted(tuple(int(i) for i in t) for t in zip(*np.nonzero(mask)))
 
@@ -36,6 +37,8 @@ def test_batch_hard_takes_farthest_positive_and_nearest_negative():
     # anchor 0: negatives at 9 (#2), 36 (#3) → 2;  anchor 1: 4 (#2), 25 → 2
     # anchor 2: negatives 9 (#0), 4 (#1) → 1;      anchor 3: 36, 25 → 1
     assert triplets(BatchHardMiner()) == [(0, 1, 2), (1, 0, 2), (2, 3, 1), (3, 2, 1)]
+    # the same matrix given as a similarity (−D, larger is closer) mines the same triplets
+    assert triplets(BatchHardMiner(), inverted=True) == [(0, 1, 2), (1, 0, 2), (2, 3, 1), (3, 2, 1)]
 
 
 def test_semi_hard_picks_nearest_negative_beyond_the_positive_else_farthest():
@@ -65,6 +68,6 @@ def test_semi_hard_needs_a_negative_strictly_beyond_the_positive():
     # (3,2): d_ap=49; negatives 25, 9 -> none beyond: farthest, #0
     y = np.array([0, 0, 1, 1])
     d = np.array([[0, 4, 4, 25], [4, 0, 16, 9], [4, 16, 0, 49], [25, 9, 49, 0]], np.float32)
-    mask = ops.convert_to_numpy(SemiHardMiner()(ops.convert_to_tensor(y), ops.convert_to_tensor(d), 2.0).dense())
+    mask = ops.convert_to_numpy(SemiHardMiner()(ops.convert_to_tensor(y), ops.convert_to_tensor(d)).dense())
     got = sorted(tuple(int(i) for i in t) for t in zip(*np.nonzero(mask)))
     assert got == [(0, 1, 3), (1, 0, 3), (2, 3, 1), (3, 2, 0)]

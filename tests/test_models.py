@@ -9,6 +9,7 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 from itemrec.losses import ArcFace, CenterLoss, CosFace, CosineSoftmax, SoftmaxLoss, TripletLoss  # noqa: E402
+from itemrec.mining import RandomTripletMiner  # noqa: E402
 from itemrec.models import (  # noqa: E402
     BACKBONES,
     L2Normalize,
@@ -154,7 +155,7 @@ def test_l2_normalize_layer_handles_zero_vector():
 # ----------------------------------------------------------------- save / load
 LOSSES = {
     "triplet_batch_hard": lambda: TripletLoss(0.3, "batch_hard", "l2"),
-    "triplet_random": lambda: TripletLoss(0.3, "random", "cosine", seed=3),
+    "triplet_random": lambda: TripletLoss(0.3, RandomTripletMiner(seed=3), "cosine"),
     "softmax": lambda: SoftmaxLoss(4),
     "center": lambda: CenterLoss(4, alpha=0.3, lam=0.1),
     "cosine": lambda: SoftmaxLoss(head=CosineSoftmax(4, scale=8.0)),

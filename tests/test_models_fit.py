@@ -17,6 +17,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from itemrec.losses import ArcFace, CenterLoss, CosFace, CosineSoftmax, SoftmaxLoss, TripletLoss  # noqa: E402
+from itemrec.mining import RandomTripletMiner  # noqa: E402
 from itemrec.models import MetricLearningModel, build_embedding_model  # noqa: E402
 
 N_TRAIN = 12
@@ -26,7 +27,7 @@ LOSSES = {
     # the plain L2 distance gives it a usable gradient (Hermans et al. 2017 use it too)
     "batch_hard": lambda: TripletLoss(0.3, "batch_hard", "l2"),
     "semi_hard": lambda: TripletLoss(0.2, "semi_hard"),
-    "random": lambda: TripletLoss(0.2, "random", seed=0),
+    "random": lambda: TripletLoss(0.2, RandomTripletMiner(seed=0)),
     "softmax": lambda: SoftmaxLoss(N_TRAIN),
     "center": lambda: CenterLoss(N_TRAIN, lam=0.1),
     "cosine": lambda: SoftmaxLoss(head=CosineSoftmax(N_TRAIN, scale=8.0)),

@@ -18,8 +18,9 @@ SMALL = {
               "val_classes_fraction": 0.25},
     "model": {"backbone": "mobilenet_v2", "weights": "local", "input_size": 64, "head": "linear",
               "embedding_dim": None, "dropout": 0.0},
-    "loss": {"name": "cosine", "scale": 16.0, "init_from_catalogue": True},
-    "train": {"frozen_epochs": 3, "frozen_lr": 1e-3, "p": 3, "k": 2, "catalogue_copies": 2, "tensorboard": False},
+    "loss": {"class_name": "SoftmaxLoss", "config": {"head": {"class_name": "CosineSoftmax", "config": {"scale": 16.0}}}},
+    "train": {"frozen_epochs": 3, "frozen_lr": 1e-3, "p": 3, "k": 2, "catalogue_copies": 2, "tensorboard": False,
+              "init_from_catalogue": True},
     "eval": {"cmc_draws": 10, "far_targets": [0.1]},
 }
 
@@ -80,7 +81,7 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="identity"):
         ExperimentConfig.from_dict({"model": {"head": "linear", "embedding_dim": 64}})
     with pytest.raises(ConfigError, match="class vectors"):
-        ExperimentConfig.from_dict({"loss": {"name": "triplet", "init_from_catalogue": True}})
+        ExperimentConfig.from_dict({"loss": {"class_name": "TripletLoss"}, "train": {"init_from_catalogue": True}})
     with pytest.raises(ConfigError, match="val_classes_fraction"):
         ExperimentConfig.from_dict({"split": {"val_classes_fraction": 1.0}})
     with pytest.raises(ConfigError, match="local"):
@@ -263,15 +264,15 @@ def test_sweep_refuses_a_different_config_under_its_name_and_runs_not_selected_o
 
     base = _config(tmp_path, **{"train.frozen_epochs": 1})
     validation_sweep(base, {"train.frozen_lr": [1e-3]})
-    other = base.with_overrides({"loss.name": "proxy_anchor"})  # same name, other loss: must not be reused
+    other = base.with_overrides({"loss.class_name": "ProxyAnchorLoss"})  # same name, other loss: must not be reused
     with pytest.raises(ConfigError, match="different config"):
         validation_sweep(other, {"train.frozen_lr": [1e-3]})
     # refused before anything trains: the new grid value gets no run folder, and the message names the change
-    with pytest.raises(ConfigError, match="loss.name: 'cosine' -> 'proxy_anchor'"):
+    with pytest.raises(ConfigError, match="loss.class_name: 'SoftmaxLoss' -> 'ProxyAnchorLoss'"):
         validation_sweep(other, {"train.frozen_lr": [1e-4, 1e-3]})
     assert not (tmp_path / "small__frozen_lr=0.0001").exists()
     no_classes = base.with_overrides({"name": "noval", "split.val_classes_fraction": 0.0,
-                                      "loss.init_from_catalogue": False, "train.catalogue_copies": 0})
+                                      "train.init_from_catalogue": False, "train.catalogue_copies": 0})
     with pytest.raises(ConfigError, match="not selected on validation classes"):
         validation_sweep(no_classes, {"train.frozen_lr": [1e-3]})
     assert not (tmp_path / "noval__frozen_lr=0.001").exists()

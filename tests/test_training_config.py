@@ -18,7 +18,8 @@ def test_json_round_trip_keeps_every_field(tmp_path):
             "data": {"name": "grocery", "max_images_per_class": 5},
             "split": {"kind": "closed", "val_fraction": 0.1},
             "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "hidden": None},
-            "loss": {"name": "arcface", "scale": 30.0, "angular_margin": 0.5},
+            "loss": {"class_name": "SoftmaxLoss",
+                     "config": {"head": {"class_name": "ArcFace", "config": {"scale": 30.0, "margin": 0.5}}}},
             "train": {"p": 4, "k": 2, "finetune_layers": "all", "frozen_epochs": 0, "finetune_epochs": 3},
             "eval": {"far_targets": [0.1, 0.01]},
         }
@@ -43,15 +44,18 @@ def test_configs_folder_loads():
         cfg = ExperimentConfig.from_json(f)
         assert cfg.name == f.stem
         names.add(cfg.name)
-    # the README's open-set table runs every loss on these two configs (--set loss.name=...)
+    # the README's open-set table runs every loss on these two configs (--set loss.class_name=...)
     assert {"grocery_open_linear", "grocery_open_mlp", "grocery_open_frozen_baseline"} <= names
-    from itemrec.training.config import CLASS_VECTOR_LOSSES, LOSSES
+    from itemrec.training.loss_config import convert_old_loss
 
+    losses = ("softmax", "center", "triplet", "cosine", "arcface", "cosface", "multi_similarity", "proxy_anchor",
+              "contrastive")
     for name in ("grocery_open_linear", "grocery_open_mlp"):
         base = ExperimentConfig.from_json(folder / f"{name}.json")
-        for loss in LOSSES:
-            init = name.endswith("linear") and loss in CLASS_VECTOR_LOSSES
-            cfg = base.with_overrides({"loss.name": loss, "loss.init_from_catalogue": init})
+        for loss in losses:
+            init = name.endswith("linear") and loss in ("cosine", "arcface", "cosface", "proxy_anchor")
+            spec, _ = convert_old_loss({"name": loss}, warn=False)
+            cfg = base.with_overrides({"loss": spec, "train.init_from_catalogue": init})
             assert cfg.loss.name == loss and cfg.split.val_classes_fraction == 0.25 and cfg.train.monitor == "auto"
 
 
@@ -59,6 +63,13 @@ def test_configs_folder_loads():
     "raw, words",
     [
         ({"loss": {"name": "hinge"}}, ["loss.name", "hinge", "triplet"]),
+        ({"loss": {"class_name": "HingeLoss"}}, ["loss.class_name", "HingeLoss", "register_keras_serializable"]),
+        ({"loss": {"class_name": "TripletLoss", "config": {"mragin": 0.3}}}, ["loss.config", "mragin"]),
+        ({"loss": {"class_name": "TripletLoss", "config": {"miner": "hardest"}}}, ["loss.config", "unknown miner"]),
+        ({"loss": {"class_name": "BatchHardMiner"}}, ["loss.class_name", "not an itemrec.losses.MetricLoss"]),
+        ({"loss": {"class_name": "TripletLoss"}, "train": {"init_from_catalogue": True}},
+         ["train.init_from_catalogue", "TripletLoss"]),
+        ({"imports": ["no_such_module_xyz"]}, ["imports", "no_such_module_xyz"]),
         ({"train": {"p": 4}}, ["train.p", "train.k"]),
         ({"split": {"unseen_fraction": 1.5}}, ["split.unseen_fraction", "1.5"]),
         ({"model": {"backbone": "small_cnn", "weights": "imagenet"}}, ["small_cnn", "weights"]),
@@ -84,8 +95,10 @@ def test_validation_errors_name_the_field(raw, words):
 
 def test_overrides_parse_json_values_and_reject_unknown_keys():
     cfg = ExperimentConfig()
-    new = cfg.with_overrides(["train.batch_size=16", "loss.name=triplet", "model.weights=null", "eval.far_targets=[0.1]"])
+    new = cfg.with_overrides(["train.batch_size=16", "loss.class_name=TripletLoss", "loss.config.margin=0.3",
+                              "model.weights=null", "eval.far_targets=[0.1]"])
     assert new.train.batch_size == 16 and new.loss.name == "triplet" and new.model.weights is None
+    assert new.loss.config == {"margin": 0.3} and new.loss.build(3).margin == 0.3
     assert new.eval.far_targets == (0.1,)
     assert cfg.train.batch_size == 32  # the original is untouched
     with pytest.raises(ConfigError, match="unknown key"):

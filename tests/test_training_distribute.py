@@ -64,7 +64,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         "data": {"name": "synthetic", "synthetic_products": 8, "synthetic_photos": 5, "synthetic_image_size": 40},
         "split": {"val_classes_fraction": 0.0},  # too few seen classes to hold any out for selection
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
-        "loss": {"name": "triplet", "miner": "batch_hard"},
+        "loss": {"class_name": "TripletLoss", "config": {"miner": "batch_hard"}},
         "train": {"frozen_epochs": 1, "finetune_epochs": 1, "finetune_layers": "all", "p": 4, "k": 2, "tensorboard": False},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -123,7 +123,7 @@ def test_cached_frozen_phase_equals_naive_fit(tmp_path):
         "data": {"name": "synthetic", "synthetic_products": 6, "synthetic_photos": 6, "synthetic_image_size": 40},
         "split": {"val_classes_fraction": 0.0},  # too few seen classes to hold any out for selection
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16, "dropout": 0.2},
-        "loss": {"name": "center"},
+        "loss": {"class_name": "CenterLoss"},
         "train": {"frozen_epochs": 4, "frozen_lr": 0.01, "batch_size": 5, "tensorboard": False},
     }
     runs = {}

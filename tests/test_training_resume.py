@@ -19,7 +19,7 @@ CONFIG = {
     "data": {"name": "synthetic", "synthetic_products": 6, "synthetic_photos": 6, "synthetic_image_size": 40},
     "split": {"val_classes_fraction": 0.0},  # too few seen classes to hold any out for selection
     "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
-    "loss": {"name": "softmax"},
+    "loss": {"class_name": "SoftmaxLoss"},
     "train": {"frozen_epochs": 0, "finetune_epochs": 10, "finetune_layers": "all", "finetune_lr": 1e-3,
               "batch_size": 8, "steps_per_epoch": 6, "tensorboard": False},
     "eval": {"cmc_draws": 5},

@@ -15,7 +15,7 @@ TINY = {
     "data": {"name": "synthetic", "synthetic_products": 8, "synthetic_photos": 6, "synthetic_image_size": 40},
     "split": {"kind": "open", "unseen_fraction": 0.5, "val_fraction": 0.34, "calib_fraction": 0.34},
     "model": {"backbone": "small_cnn", "weights": None, "input_size": 32, "embedding_dim": 8, "hidden": 16},
-    "loss": {"name": "triplet", "miner": "batch_hard", "margin": 0.2},
+    "loss": {"class_name": "TripletLoss", "config": {"miner": "batch_hard", "margin": 0.2}},
     "train": {"frozen_epochs": 2, "finetune_epochs": 1, "finetune_layers": "all", "p": 2, "k": 3,
               "tensorboard": True, "early_stopping_patience": 5, "feature_monitor": True},
     "eval": {"cmc_draws": 20, "far_targets": [0.1, 0.01]},
@@ -125,8 +125,10 @@ def test_cli_errors_say_what_to_do(cli_run, tmp_path, capsys):
     out, cfg = cli_run
     assert main(["train", str(tmp_path / "nope.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["train", str(cfg), "--set", "loss.name=hinge"]) == 2
-    assert "loss.name must be one of" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--set", "loss.class_name=HingeLoss"]) == 2
+    assert "unknown loss class_name 'HingeLoss'" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--set", "loss.name=triplet"]) == 2  # the older key names its new place
+    assert "loss.class_name" in capsys.readouterr().err
     assert main(["train", str(cfg), "--name", "a", "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 2
@@ -142,7 +144,7 @@ def test_closed_set_run_reports_classification(tmp_path):
     cfg = ExperimentConfig.from_dict({
         **TINY, "name": "closed", "output_dir": str(tmp_path),
         "split": {"kind": "closed", "val_fraction": 0.25, "test_fraction": 0.25},
-        "loss": {"name": "softmax"},
+        "loss": {"class_name": "SoftmaxLoss"},
         "train": {"frozen_epochs": 2, "batch_size": 8, "tensorboard": False},
     })
     r = run_experiment(cfg)
@@ -153,15 +155,15 @@ def test_closed_set_run_reports_classification(tmp_path):
 
 
 def test_center_loss_lambda_per_phase(tmp_path):
-    """loss.finetune_lam weighs the centre term in phase 2: each epoch's loss is ce + λ · center of its phase."""
+    """train.finetune_lam weighs the centre term in phase 2: each epoch's loss is ce + λ · center of its phase."""
     from itemrec.training import ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig.from_dict({
         **TINY, "output_dir": str(tmp_path), "name": "lam",
         "split": {**TINY["split"], "val_classes_fraction": 0.0},
-        "loss": {"name": "center", "lam": 0.01, "finetune_lam": 0.5, "alpha": 0.5},
+        "loss": {"class_name": "CenterLoss", "config": {"lam": 0.01, "alpha": 0.5}},
         "train": {**TINY["train"], "p": None, "k": None, "batch_size": 6, "early_stopping_patience": None,
-                  "monitor": "last", "feature_monitor": False, "tensorboard": False},
+                  "monitor": "last", "feature_monitor": False, "tensorboard": False, "finetune_lam": 0.5},
     })
     res = run_experiment(cfg, evaluate=False)
     h = res.history

@@ -147,7 +147,7 @@ def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
                           val_classes_fraction=0.0),
         model=ModelConfig(backbone="small_cnn", weights=None, input_size=size.image_size, embedding_dim=size.embedding_dim,
                           hidden=None, dropout=0.0),
-        loss=LossConfig(name="cosine", scale=16.0),
+        loss=LossConfig("SoftmaxLoss", {"head": {"class_name": "CosineSoftmax", "config": {"scale": 16.0}}}),
         train=TrainConfig(frozen_epochs=0, finetune_epochs=size.epochs, finetune_lr=size.learning_rate,
                           finetune_layers="all", batch_size=size.batch_size, steps_per_epoch=size.steps_per_epoch,
                           tensorboard=False),

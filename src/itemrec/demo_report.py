@@ -34,7 +34,23 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def recognition_counts(outcomes: list[QueryOutcome], fam_of: dict[str, int], enrolled: set[str]) -> dict[str, Any]:
-    """Counts over all query photos: known ones recognised/misidentified/rejected, unknown ones rejected/accepted."""
+    """Counts over all query photos: known ones recognised/misidentified/rejected, unknown ones rejected/accepted.
+
+    The rates are :func:`itemrec.gallery.evaluation.decision_rates` over the outcomes, the
+    products with enrolled queries counting as known.
+
+    Args:
+        outcomes: what the gallery said about each test photo.
+        fam_of: product -> family index (to list an unknown product's enrolled siblings).
+        enrolled: the enrolled product names.
+
+    Returns:
+        ``n_known_queries``, ``n_unknown_queries`` (counts), ``top1_accuracy``, ``recognised``,
+        ``misidentified``, ``rejected_known``, ``unknown_rejected``, ``unknown_accepted``
+        (fractions in [0, 1], ``None`` when there is no such query), and
+        ``per_unknown_product``: for each never-enrolled product, its photo count, how many
+        were rejected, what they were accepted as, and its enrolled family siblings.
+    """
     known = [o for o in outcomes if o.enrolled]
     unknown = [o for o in outcomes if not o.enrolled]
     per_unknown: dict[str, Any] = {}
@@ -62,7 +78,17 @@ def recognition_counts(outcomes: list[QueryOutcome], fam_of: dict[str, int], enr
 
 
 def pick_shown(outcomes: list[QueryOutcome], n_known: int, per_unknown: int, rng: Any) -> list[QueryOutcome]:
-    """A few known queries (one photo each of different products) and a few photos of each unknown product."""
+    """A few known queries (one photo each of different products) and a few photos of each unknown product.
+
+    Args:
+        outcomes: the query outcomes.
+        n_known: how many enrolled products to show (fewer if there are fewer).
+        per_unknown: photos shown per never-enrolled product (the first ones).
+        rng: a ``numpy.random.Generator`` choosing the known products and their photo.
+
+    Returns:
+        The outcomes to draw: known ones in product order, then the unknown ones.
+    """
     known_products = sorted({o.product for o in outcomes if o.enrolled})
     pick = rng.choice(len(known_products), size=min(n_known, len(known_products)), replace=False)
     shown = []
@@ -75,7 +101,22 @@ def pick_shown(outcomes: list[QueryOutcome], n_known: int, per_unknown: int, rng
 
 
 def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -> Path:
-    """Grid of the shown queries (rows) and their top matches among the enrolled catalogue images."""
+    """Grid of the shown queries (rows) and their top matches among the enrolled catalogue images.
+
+    Each query's title gives whether its product was enrolled, the gallery's decision and
+    the best similarity, green when the decision is right.
+
+    Args:
+        result: the :class:`itemrec.demo.DemoResult` (its ``shown`` outcomes).
+        gallery_images: enrolled product -> its catalogue image path.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: a top match that is not in ``gallery_images``.
+    """
     from itemrec.plots import plot_query_matches
 
     shown = result.shown
@@ -102,7 +143,16 @@ def plot_demo_queries(result: Any, gallery_images: dict[str, str], path: Path) -
 
 
 def summary_lines(result: Any) -> list[str]:
-    """The short summary ``itemrec demo`` prints."""
+    """The short summary ``itemrec demo`` prints.
+
+    Args:
+        result: the :class:`itemrec.demo.DemoResult`.
+
+    Returns:
+        The lines: data, training time, the unseen products' metrics
+        (:func:`itemrec.training.summary.summary_lines`), the gallery, the calibrated
+        threshold, the recognition counts, other operating points, timings, the report's path.
+    """
     from itemrec.training.summary import summary_lines as eval_lines
 
     d, r, c, t = result.dataset, result.recognition, result.calibration, result.timings
@@ -139,7 +189,17 @@ def summary_lines(result: Any) -> list[str]:
 
 
 def write_plots(result: Any, run_dir: Path, gallery_images: dict[str, str]) -> list[str]:
-    """Copy the run's plots beside ``report.md`` and draw the query grid; returns the PNG names."""
+    """Copy the run's plots beside ``report.md`` and draw the query grid.
+
+    Args:
+        result: the :class:`itemrec.demo.DemoResult`; its ``files`` gains the PNGs' paths.
+        run_dir: the training run's folder (its ``curves.png``, ``cmc.png``, ``val_far.png``,
+            ``roc.png`` are copied when present).
+        gallery_images: enrolled product -> its catalogue image path.
+
+    Returns:
+        The PNG file names written into ``result.out_dir``.
+    """
     out = Path(result.out_dir)
     plots = []
     for name in RUN_PLOTS:
@@ -153,7 +213,15 @@ def write_plots(result: Any, run_dir: Path, gallery_images: dict[str, str]) -> l
 
 
 def write_markdown(result: Any, plots: list[str]) -> Path:
-    """Write ``report.md`` (the plots named in ``plots`` lie beside it)."""
+    """Write ``report.md`` into ``result.out_dir`` (the plots named in ``plots`` lie beside it).
+
+    Args:
+        result: the :class:`itemrec.demo.DemoResult`; its ``files`` gains ``report.md``.
+        plots: the PNG names :func:`write_plots` wrote.
+
+    Returns:
+        The report's path.
+    """
     path = Path(result.out_dir) / "report.md"
     path.write_text(_markdown(result, plots))
     result.files["report.md"] = str(path)

@@ -1,97 +1,404 @@
-"""Pairwise and paired distances between embeddings, written in ``keras.ops``.
+"""Distances between embeddings: one object per metric, for ``keras.ops`` and for NumPy.
 
-Metrics (``a`` is (N, D), ``b`` is (M, D)):
+Each distance is a small Keras-serialisable object (the design of
+pytorch-metric-learning's ``distances`` module, Musgrave et al. 2020). The same
+object computes the (N, M) matrix in ``keras.ops`` for training
+(:meth:`Distance.pairwise`, :meth:`Distance.paired`) and in NumPy for evaluation
+and the gallery (:meth:`Distance.pairwise_numpy`), and knows its direction:
+``inverted`` is ``False`` for a distance (smaller is closer) and ``True`` for a
+similarity (larger is closer). A miner or loss that needs "smaller is closer"
+negates an inverted matrix.
 
-* ``"squared_l2"``: ``‖a_i − b_j‖² = ‖a_i‖² − 2 a_i·b_j + ‖b_j‖²`` (clamped at 0);
-* ``"l2"``: ``√(squared_l2)``, computed as ``√(d² + ε·[d² = 0]) · [d² > 0]`` so the
-  gradient at zero distance is 0 instead of NaN/inf (the trick of TF-Addons'
+For ``a`` (N, D) and ``b`` (M, D):
+
+* :class:`SquaredL2Distance` (``"squared_l2"``): ``‖a_i − b_j‖² = ‖a_i‖² − 2 a_i·b_j + ‖b_j‖²``
+  (clamped at 0);
+* :class:`L2Distance` (``"l2"``): ``√(squared_l2)``, computed as ``√(d² + ε·[d² = 0]) · [d² > 0]``
+  so the gradient at zero distance is 0 instead of NaN/inf (the trick of TF-Addons'
   ``pairwise_distance`` and pytorch-metric-learning's ``LpDistance``);
-* ``"mse"``: ``squared_l2 / D``, the mean-squared distance of the original
-  experiment;
-* ``"cosine"``: ``1 − cos(a_i, b_j)`` with both sides L2-normalised, in [0, 2].
+* :class:`MeanSquaredDistance` (``"mse"``): ``squared_l2 / D``, the mean-squared distance of
+  the original triplet experiment;
+* :class:`CosineDistance` (``"cosine"``): ``1 − cos(a_i, b_j)`` with both sides
+  L2-normalised, in [0, 2];
+* :class:`CosineSimilarity` (``"cosine_similarity"``, inverted): ``cos(a_i, b_j)`` in [−1, 1].
 
-Everything is computed in float32 whatever the input dtype, so distances stay
-finite under the ``mixed_float16`` policy (float16 overflows at 65504).
+``keras.ops`` results are float32 whatever the input dtype, so distances stay finite
+under the ``mixed_float16`` policy (float16 overflows at 65504); NumPy results are
+float32 too. :func:`get_distance` turns a name, a serialised ``{"class_name", "config"}``
+dict or an object into a distance; :func:`pairwise_distances` and
+:func:`paired_distances` are the same maths by name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-METRICS = ("squared_l2", "l2", "cosine", "mse")
+import keras
+import numpy as np
+from keras import ops
+
 _EPS = 1e-12
 
 
+def l2_normalize(x: Any, axis: int = -1, epsilon: float = _EPS) -> Any:
+    """``x / max(‖x‖, √ε)`` along ``axis`` in ``keras.ops`` (safe for the zero vector).
+
+    Args:
+        x: a tensor, any shape.
+        axis: the axis normalised.
+        epsilon: floor on the squared norm.
+
+    Returns:
+        A tensor of ``x``'s shape and dtype whose slices along ``axis`` have norm 1 (0 for zero slices).
+    """
+    sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(sq, epsilon))
+
+
+def l2_normalize_numpy(x: Any, axis: int = -1, epsilon: float = _EPS) -> np.ndarray:
+    """The NumPy twin of :func:`l2_normalize`: float32 ``x / max(‖x‖, √ε)`` along ``axis``.
+
+    Args:
+        x: array-like, any shape.
+        axis: the axis normalised.
+        epsilon: floor on the squared norm.
+
+    Returns:
+        A float32 array of ``x``'s shape.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    sq = np.sum(np.square(x, dtype=np.float64), axis=axis, keepdims=True)
+    return (x / np.sqrt(np.maximum(sq, epsilon))).astype(np.float32)
+
+
+def _safe_sqrt(sq: Any) -> Any:
+    zero = ops.cast(ops.less_equal(sq, 0.0), sq.dtype)
+    return ops.sqrt(sq + zero * 1e-16) * (1.0 - zero)
+
+
+def _check_pair(a: Any, b: Any) -> None:
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise ValueError(f"pairwise distances need 2-D inputs (N, D); got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[-1] is not None and b.shape[-1] is not None and a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"embedding sizes differ: a has D={a.shape[-1]}, b has D={b.shape[-1]}")
+
+
+class Distance:
+    """Base class: a metric between embeddings, in ``keras.ops`` and in NumPy.
+
+    Subclasses implement :meth:`_matrix` and :meth:`_matrix_numpy` on float32
+    inputs (and :meth:`_rows` for paired rows when the matrix formula does not
+    give it cheaply). ``inverted`` says the direction: ``False`` when smaller is
+    closer (a distance), ``True`` when larger is closer (a similarity).
+    The constructor takes no arguments, so the config is ``{}``.
+    """
+
+    name = "distance"
+    inverted = False
+
+    # -- keras.ops -------------------------------------------------------------
+    def pairwise(self, a: Any, b: Any | None = None) -> Any:
+        """(N, M) float32 matrix between the rows of ``a`` (N, D) and ``b`` (M, D).
+
+        Args:
+            a: (N, D) embeddings.
+            b: (M, D) embeddings, or ``None`` for ``a`` against itself; then the
+                diagonal is exactly the value of a point against itself (0 for
+                distances, 1 for :class:`CosineSimilarity` of non-zero rows).
+
+        Returns:
+            (N, M) float32 tensor.
+
+        Raises:
+            ValueError: an input is not 2-D, or the two D differ.
+        """
+        same = b is None
+        a = ops.cast(a, "float32")
+        b = a if same else ops.cast(b, "float32")
+        _check_pair(a, b)
+        return self._matrix(a, b, same)
+
+    def paired(self, a: Any, b: Any) -> Any:
+        """(N,) float32 values between matching rows ``a[i]`` and ``b[i]``, both (N, D).
+
+        Args:
+            a: (N, D) embeddings.
+            b: (N, D) embeddings.
+
+        Returns:
+            (N,) float32 tensor.
+        """
+        return self._rows(ops.cast(a, "float32"), ops.cast(b, "float32"))
+
+    # -- NumPy -----------------------------------------------------------------
+    def pairwise_numpy(self, a: Any, b: Any | None = None) -> np.ndarray:
+        """:meth:`pairwise` in NumPy (float32), for evaluation and the gallery.
+
+        Args:
+            a: (N, D) array-like.
+            b: (M, D) array-like, or ``None`` for ``a`` against itself.
+
+        Returns:
+            (N, M) float32 array.
+
+        Raises:
+            ValueError: an input is not 2-D, or the two D differ.
+        """
+        same = b is None
+        a = np.asarray(a, dtype=np.float32)
+        b = a if same else np.asarray(b, dtype=np.float32)
+        _check_pair(a, b)
+        return self._matrix_numpy(a, b, same).astype(np.float32)
+
+    def closer_first(self, values: Any) -> Any:
+        """Values ordered so that smaller is closer: ``values``, or ``−values`` when inverted.
+
+        Args:
+            values: a tensor or array of this object's values.
+
+        Returns:
+            The same type and shape.
+        """
+        return -values if self.inverted else values
+
+    # -- to implement ----------------------------------------------------------
+    def _matrix(self, a: Any, b: Any, same: bool) -> Any:
+        raise NotImplementedError
+
+    def _matrix_numpy(self, a: np.ndarray, b: np.ndarray, same: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _rows(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    # -- serialisation ---------------------------------------------------------
+    def get_config(self) -> dict:
+        """The constructor arguments (none).
+
+        Returns:
+            ``{}``.
+        """
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Distance":
+        """Rebuild from :meth:`get_config`.
+
+        Args:
+            config: the dict :meth:`get_config` returned.
+
+        Returns:
+            A new instance.
+        """
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _squared(a: Any, b: Any, same: bool) -> Any:
+    na = ops.sum(ops.square(a), axis=1)
+    nb = ops.sum(ops.square(b), axis=1)
+    dist = ops.maximum(ops.expand_dims(na, 1) - 2.0 * ops.matmul(a, ops.transpose(b)) + ops.expand_dims(nb, 0), 0.0)
+    if same:
+        dist = dist * (1.0 - ops.eye(ops.shape(a)[0], dtype="float32"))
+    return dist
+
+
+def _squared_numpy(a: np.ndarray, b: np.ndarray, same: bool) -> np.ndarray:
+    dist = np.maximum((a * a).sum(1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(1)[None, :], 0.0)
+    if same:
+        np.fill_diagonal(dist, 0.0)
+    return dist
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class SquaredL2Distance(Distance):
+    """``‖a − b‖²`` (see the module docstring)."""
+
+    name = "squared_l2"
+
+    def _matrix(self, a, b, same):
+        return _squared(a, b, same)
+
+    def _matrix_numpy(self, a, b, same):
+        return _squared_numpy(a, b, same)
+
+    def _rows(self, a, b):
+        return ops.sum(ops.square(a - b), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class L2Distance(Distance):
+    """``‖a − b‖`` with a zero gradient at zero distance (see the module docstring)."""
+
+    name = "l2"
+
+    def _matrix(self, a, b, same):
+        return _safe_sqrt(_squared(a, b, same))
+
+    def _matrix_numpy(self, a, b, same):
+        return np.sqrt(_squared_numpy(a, b, same))  # zero stays exactly zero
+
+    def _rows(self, a, b):
+        return _safe_sqrt(ops.sum(ops.square(a - b), axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class MeanSquaredDistance(Distance):
+    """``‖a − b‖² / D``, the original triplet experiment's mean-squared distance."""
+
+    name = "mse"
+
+    def _matrix(self, a, b, same):
+        return _squared(a, b, same) / ops.cast(ops.shape(a)[-1], "float32")
+
+    def _matrix_numpy(self, a, b, same):
+        return _squared_numpy(a, b, same) / a.shape[-1]
+
+    def _rows(self, a, b):
+        return ops.sum(ops.square(a - b), axis=-1) / ops.cast(ops.shape(a)[-1], "float32")
+
+
+def _cosine(a: Any, b: Any) -> Any:
+    return ops.clip(ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b))), -1.0, 1.0)
+
+
+def _cosine_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.clip(l2_normalize_numpy(a) @ l2_normalize_numpy(b).T, -1.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class CosineDistance(Distance):
+    """``1 − cos(a, b)`` in [0, 2]; the zero vector has cosine 0 to everything (distance 1)."""
+
+    name = "cosine"
+
+    def _matrix(self, a, b, same):
+        dist = ops.maximum(1.0 - _cosine(a, b), 0.0)
+        if same:
+            dist = dist * (1.0 - ops.eye(ops.shape(a)[0], dtype="float32"))
+        return dist
+
+    def _matrix_numpy(self, a, b, same):
+        dist = np.maximum(1.0 - _cosine_numpy(a, b), 0.0)
+        if same:
+            np.fill_diagonal(dist, 0.0)
+        return dist
+
+    def _rows(self, a, b):
+        cos = ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
+        return ops.maximum(1.0 - ops.clip(cos, -1.0, 1.0), 0.0)
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class CosineSimilarity(Distance):
+    """``cos(a, b)`` in [−1, 1]: a similarity, so ``inverted`` (larger is closer)."""
+
+    name = "cosine_similarity"
+    inverted = True
+
+    def _matrix(self, a, b, same):
+        return _cosine(a, b)
+
+    def _matrix_numpy(self, a, b, same):
+        return _cosine_numpy(a, b)
+
+    def _rows(self, a, b):
+        return ops.clip(ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1), -1.0, 1.0)
+
+
+DISTANCES: dict[str, type[Distance]] = {
+    cls.name: cls for cls in (SquaredL2Distance, L2Distance, CosineDistance, MeanSquaredDistance, CosineSimilarity)
+}
+#: the metric names of :func:`pairwise_distances` (distances only, no similarity)
+METRICS = ("squared_l2", "l2", "cosine", "mse")
+
+
+def get_distance(distance: Any) -> Distance:
+    """A :class:`Distance` from a name in :data:`DISTANCES`, a serialised dict or an instance.
+
+    Args:
+        distance: ``"squared_l2"``, ``"l2"``, ``"cosine"``, ``"mse"`` or
+            ``"cosine_similarity"``; a ``{"class_name": ..., "config": ...}`` dict (any
+            registered :class:`Distance` subclass, including one defined outside itemrec);
+            or a :class:`Distance`.
+
+    Returns:
+        The :class:`Distance`.
+
+    Raises:
+        ValueError: an unknown name, or a dict that does not describe a :class:`Distance`.
+        TypeError: any other type.
+    """
+    if isinstance(distance, Distance):
+        return distance
+    if isinstance(distance, str):
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")
+        return DISTANCES[distance]()
+    if isinstance(distance, dict):
+        from itemrec.serialization import deserialize
+
+        obj = deserialize(distance, "distance")
+        if not isinstance(obj, Distance):
+            raise ValueError(f"{distance!r} is not a Distance")
+        return obj
+    raise TypeError(f"distance must be a name, a serialised dict or a Distance; got {type(distance).__name__}")
+
+
 def check_metric(metric: str) -> str:
-    """Return ``metric`` if it is known, else raise ``ValueError`` listing the choices."""
+    """``metric`` if it names a distance of :data:`METRICS`.
+
+    Args:
+        metric: the name.
+
+    Returns:
+        ``metric``.
+
+    Raises:
+        ValueError: any other name, listing the choices.
+    """
     if metric not in METRICS:
         raise ValueError(f"unknown distance metric {metric!r}; choose one of {METRICS}")
     return metric
 
 
-def l2_normalize(x: Any, axis: int = -1, epsilon: float = _EPS) -> Any:
-    """``x / max(‖x‖, √ε)`` along ``axis`` (safe for the zero vector)."""
-    from keras import ops
-
-    sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(sq, epsilon))
-
-
-def _safe_sqrt(sq: Any) -> Any:
-    from keras import ops
-
-    zero = ops.cast(ops.less_equal(sq, 0.0), sq.dtype)
-    return ops.sqrt(sq + zero * 1e-16) * (1.0 - zero)
-
-
 def pairwise_distances(a: Any, b: Any | None = None, metric: str = "squared_l2") -> Any:
-    """(N, M) float32 matrix of distances between the rows of ``a`` and ``b``.
+    """(N, M) float32 ``keras.ops`` matrix of ``metric`` between the rows of ``a`` and ``b``.
 
-    With ``b=None`` the distances of ``a`` to itself are returned and the
-    diagonal is exactly 0. See the module docstring for the metrics.
+    Args:
+        a: (N, D) embeddings.
+        b: (M, D) embeddings, or ``None`` for ``a`` against itself (diagonal exactly 0).
+        metric: a name of :data:`METRICS`.
+
+    Returns:
+        (N, M) float32 tensor; see :meth:`Distance.pairwise`.
+
+    Raises:
+        ValueError: unknown metric, an input not 2-D, or different D.
     """
-    from keras import ops
-
-    check_metric(metric)
-    same = b is None
-    a = ops.cast(a, "float32")
-    b = a if same else ops.cast(b, "float32")
-    if len(a.shape) != 2 or len(b.shape) != 2:
-        raise ValueError(f"pairwise_distances needs 2-D inputs (N, D); got shapes {a.shape} and {b.shape}")
-    if a.shape[-1] is not None and b.shape[-1] is not None and a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"embedding sizes differ: a has D={a.shape[-1]}, b has D={b.shape[-1]}")
-    if metric == "cosine":
-        cos = ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b)))
-        dist = 1.0 - ops.clip(cos, -1.0, 1.0)
-        dist = ops.maximum(dist, 0.0)
-    else:
-        na = ops.sum(ops.square(a), axis=1)
-        nb = ops.sum(ops.square(b), axis=1)
-        dist = ops.expand_dims(na, 1) - 2.0 * ops.matmul(a, ops.transpose(b)) + ops.expand_dims(nb, 0)
-        dist = ops.maximum(dist, 0.0)
-    if same:
-        n = ops.shape(a)[0]
-        dist = dist * (1.0 - ops.eye(n, dtype="float32"))
-    if metric == "l2":
-        dist = _safe_sqrt(dist)
-    elif metric == "mse":
-        dist = dist / ops.cast(ops.shape(a)[-1], "float32")
-    return dist
+    return get_distance(check_metric(metric)).pairwise(a, b)
 
 
 def paired_distances(a: Any, b: Any, metric: str = "squared_l2") -> Any:
-    """(N,) float32 distances between matching rows ``a[i]`` and ``b[i]``."""
-    from keras import ops
+    """(N,) float32 ``keras.ops`` distances between matching rows ``a[i]`` and ``b[i]``.
 
-    check_metric(metric)
-    a = ops.cast(a, "float32")
-    b = ops.cast(b, "float32")
-    if metric == "cosine":
-        cos = ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
-        return ops.maximum(1.0 - ops.clip(cos, -1.0, 1.0), 0.0)
-    sq = ops.sum(ops.square(a - b), axis=-1)
-    if metric == "l2":
-        return _safe_sqrt(sq)
-    if metric == "mse":
-        return sq / ops.cast(ops.shape(a)[-1], "float32")
-    return sq
+    Args:
+        a: (N, D) embeddings.
+        b: (N, D) embeddings.
+        metric: a name of :data:`METRICS`.
+
+    Returns:
+        (N,) float32 tensor.
+
+    Raises:
+        ValueError: unknown metric.
+    """
+    return get_distance(check_metric(metric)).paired(a, b)

@@ -43,7 +43,13 @@ FONT_SUFFIXES = (".ttf", ".otf")
 
 @dataclass
 class GlyphSet:
-    """Rendered glyphs: ``images[i]`` (28×28 uint8, ink bright) is ``chars[i]`` in font ``fonts[i]``."""
+    """Rendered glyphs: ``images[i]`` is ``chars[i]`` in font ``fonts[i]``.
+
+    Attributes:
+        images: (N, size, size) uint8, ink bright on black (28 × 28 by default).
+        chars: the character of each image.
+        fonts: the font of each image (:data:`DEFAULT_FONT` or a font file's name).
+    """
 
     images: np.ndarray
     chars: list[str]
@@ -53,12 +59,26 @@ class GlyphSet:
         return len(self.images)
 
     def as_rgb(self) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8: the grey image repeated on three channels."""
+        """The glyphs as RGB images, for models that take three channels.
+
+        Returns:
+            ``(N, H, W, 3)`` uint8: the grey image repeated on three channels.
+        """
         return np.repeat(self.images[..., None], 3, axis=-1)
 
 
 def center_of_mass(img: np.ndarray) -> tuple[float, float]:
-    """Intensity-weighted mean (row, column) pixel index ``(Σ i·I / Σ I, Σ j·I / Σ I)``."""
+    """Intensity-weighted mean (row, column) pixel index ``(Σ i·I / Σ I, Σ j·I / Σ I)``.
+
+    Args:
+        img: 2-D image with non-negative intensities.
+
+    Returns:
+        ``(row, column)`` in pixels, 0-based.
+
+    Raises:
+        ValueError: ``img`` is not 2-D, or holds no ink (sums to ≤ 0).
+    """
     a = np.asarray(img, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"center_of_mass needs a 2-D image; got shape {a.shape}")
@@ -74,12 +94,18 @@ def mnist_normalize(img: np.ndarray, box: int = 20, size: int = 28, threshold: i
     """Scale and centre an ink-on-black image the way MNIST digits were (module docstring).
 
     Args:
-        img: 2-D array, background 0 and ink bright (uint8, or float in 0..255).
-        box: the longer side of the ink's bounding box after scaling.
-        size: side of the square output field.
+        img: 2-D array, background 0 and ink bright (uint8, or float in 0..255; clipped).
+        box: the longer side of the ink's bounding box after scaling, 1..size (default 20).
+        size: side of the square output field (default 28).
         threshold: pixels ``> threshold`` count as ink for the bounding box.
 
-    Returns ``(size, size)`` uint8.
+    Returns:
+        ``(size, size)`` uint8, its centre of mass on pixel ``(size // 2, size // 2)`` to
+        within a whole pixel (unless the shift had to be clipped to keep the glyph inside).
+
+    Raises:
+        ValueError: ``img`` is not 2-D, ``box`` is outside 1..size, or no pixel is above
+            ``threshold``.
     """
     from PIL import Image
 
@@ -111,7 +137,14 @@ def mnist_normalize(img: np.ndarray, box: int = 20, size: int = 28, threshold: i
 
 
 def find_fonts(root: str | os.PathLike = "/usr/share/fonts") -> list[Path]:
-    """Every ``.ttf``/``.otf`` file under ``root``, sorted; ``[]`` when the folder is absent."""
+    """Every ``.ttf``/``.otf`` file under ``root`` (any case), sorted.
+
+    Args:
+        root: the folder searched recursively (default ``/usr/share/fonts``).
+
+    Returns:
+        The font files; ``[]`` when the folder is absent.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
@@ -149,7 +182,26 @@ def render_glyph(
     The character is drawn at ``font_size`` pixels (``stroke_width`` thickens
     it, in those pixels) and then scaled down to the ``box`` by
     :func:`mnist_normalize`, so strokes come out about
-    ``stroke · box / glyph height`` pixels wide. Returns ``(size, size)`` uint8.
+    ``stroke · box / glyph height`` pixels wide.
+
+    Args:
+        char: one character.
+        font: a TrueType/OpenType file, ``None`` or :data:`DEFAULT_FONT` for Pillow's
+            scalable default font.
+        font_size: the drawing size in pixels (≥ 8; default 96).
+        stroke_width: extra stroke width in drawing pixels.
+        box: the normalised glyph's longer side in output pixels.
+        size: the output side in pixels.
+
+    Returns:
+        ``(size, size)`` uint8, ink bright.
+
+    Raises:
+        ValueError: ``char`` is not one character, ``font_size`` < 8, the font cannot be
+            loaded, or the character draws no ink in it.
+        FileNotFoundError: the font file does not exist.
+        RuntimeError: Pillow's default font is a fixed-size bitmap here (Pillow < 10.1 or no
+            FreeType).
     """
     from PIL import Image, ImageDraw
 
@@ -179,10 +231,26 @@ def render_glyphs(
 ) -> GlyphSet:
     """Every character of ``chars`` in every font: ``len(chars) × len(fonts)`` MNIST-like images.
 
-    ``fonts=None`` means Pillow's default font followed by :func:`find_fonts`
-    (the system's TrueType fonts, if any). Order: font by font, characters
-    in the given order. A character a font draws without ink (a space) is an
-    error naming both.
+    Order: font by font, characters in the given order.
+
+    Args:
+        chars: the characters (default :data:`LETTERS`: ASCII letters that do not look like
+            digits).
+        fonts: font files (``None`` entries: Pillow's default font); ``None`` means Pillow's
+            default font followed by :func:`find_fonts` (the system's fonts, if any).
+        font_size: the drawing size in pixels.
+        stroke_width: extra stroke width in drawing pixels.
+        box: the normalised glyph's longer side in output pixels.
+        size: the output side in pixels.
+
+    Returns:
+        The :class:`GlyphSet`.
+
+    Raises:
+        ValueError: no character or no font; a character a font draws without ink (a space),
+            naming both; from :func:`render_glyph`.
+        FileNotFoundError: a font file does not exist.
+        RuntimeError: as :func:`render_glyph`.
     """
     if fonts is None:
         fonts = [None, *find_fonts()]

@@ -1,34 +1,56 @@
-"""Triplet miners: which (anchor, positive, negative) triplets of a batch to train on.
+"""Miners: which triplets or pairs of a batch a loss trains on.
 
-A miner looks at the labels and the (B, B) distance matrix of one batch and
-returns the :class:`Triplets` it keeps (``labels[a] == labels[p]``, ``a != p``,
-``labels[a] != labels[n]``): a dense float32 mask ``M[a, p, n]`` (batch-all,
-which keeps many negatives per pair), or, for miners that keep at most one
-negative per positive pair, a (B, B) pair mask with a (B, B) negative index,
-so the loss costs O(B²) memory instead of O(B³). ``Triplets.dense()`` gives the
-(B, B, B) mask in both cases.
-:class:`itemrec.losses.TripletLoss` turns the mask into a loss, so any miner
-works with any distance, margin and soft margin (the design of
-pytorch-metric-learning, Musgrave et al. 2020).
+A miner is a small Keras-serialisable object, called as
+``miner(labels, distances, inverted=False) -> indices``: integer ``labels`` (B,)
+and the (B, B) matrix the loss computed with its :class:`~itemrec.distances.Distance`
+(``inverted=True`` when that matrix is a similarity, larger = closer; the miner
+negates it, so every miner's rule reads "smaller is closer"). The loss takes what
+the miner returns (the design of pytorch-metric-learning, Musgrave et al. 2020), so
+any miner works with any distance, margin and reducer. A miner never sees
+gradients: the matrix is passed through ``stop_gradient``. A miner that draws at
+random owns its seed (a ``keras.random.SeedGenerator``).
 
-Each miner also names its default *reduction*: ``"active"`` (mean over the
-triplets whose loss is > 0, as batch-all in Hermans et al. 2017) or ``"mined"``
-(mean over every mined triplet).
+* Triplet miners return :class:`Triplets` (``labels[a] == labels[p]``, ``a != p``,
+  ``labels[a] != labels[n]``): a dense float32 mask ``M[a, p, n]`` (batch-all,
+  which keeps many negatives per pair), or, for miners that keep at most one
+  negative per positive pair, a (B, B) pair mask with a (B, B) index of the
+  negatives, so the loss costs O(B²) memory instead of O(B³).
+  :class:`BatchAllMiner`, :class:`BatchHardMiner` (Hermans, Beyer & Leibe 2017),
+  :class:`SemiHardMiner` (Schroff et al. 2015), :class:`RandomTripletMiner`.
+* Pair miners return :class:`Pairs` (masks of the kept positive and negative
+  pairs): :class:`MultiSimilarityMiner` (Wang et al. 2019).
 
-Miners never see gradients: the mask is built from ``stop_gradient`` distances,
-and the loss multiplies the full (B, B, B) triplet-loss tensor by it.
+A miner names its default reducer (:attr:`Miner.default_reducer`): batch-all
+averages over the active triplets (``"avg_non_zero"``), the others over every
+mined one (``"mean"``).
+
+To define your own, subclass :class:`TripletMiner` (or :class:`PairMiner`),
+implement ``mine(labels, distances)``, register the class with
+``keras.saving.register_keras_serializable(package=...)`` and return the
+constructor arguments from ``get_config``: it trains, saves and loads like these.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any
+
+import keras
+from keras import ops
 
 _BIG = 1e9
 
 
 class Triplets:
-    """Mined triplets: ``mask`` (B, B, B), or ``pair_mask`` (B, B) with ``negatives`` (B, B) int."""
+    """Mined triplets: a dense ``mask`` (B, B, B), or ``pair_mask`` (B, B) with ``negatives`` (B, B) int.
+
+    Args:
+        mask: float32 ``M[a, p, n]`` = 1 for each kept triplet.
+        pair_mask: float32 (B, B), 1 for each kept (a, p) pair.
+        negatives: int32 (B, B), the negative ``n`` of each kept (a, p) pair.
+
+    Raises:
+        ValueError: neither or both forms given, or ``pair_mask`` without ``negatives``.
+    """
 
     def __init__(self, mask: Any = None, pair_mask: Any = None, negatives: Any = None) -> None:
         if (mask is None) == (pair_mask is None) or (pair_mask is None) != (negatives is None):
@@ -38,37 +60,54 @@ class Triplets:
         self.negatives = negatives
 
     def dense(self) -> Any:
-        """The (B, B, B) float32 mask ``M[a, p, n]``."""
-        from keras import ops
+        """The (B, B, B) float32 mask ``M[a, p, n]``.
 
+        Returns:
+            The mask (built from the pair form when needed).
+        """
         if self.mask is not None:
             return self.mask
         n = ops.shape(self.pair_mask)[0]
         return ops.expand_dims(self.pair_mask, 2) * ops.one_hot(self.negatives, n, dtype="float32")
 
 
-def _pair_masks(labels: Any) -> tuple[Any, Any]:
-    """(positive-pair mask without the diagonal, negative-pair mask), both (B, B) float32."""
-    from keras import ops
+class Pairs:
+    """Mined pairs: float32 (B, B) masks of the kept positive and negative pairs.
 
+    Args:
+        positive: 1 where the pair (i, j) is a kept positive pair.
+        negative: 1 where the pair (i, j) is a kept negative pair.
+    """
+
+    def __init__(self, positive: Any, negative: Any) -> None:
+        self.positive = positive
+        self.negative = negative
+
+    def __iter__(self):
+        return iter((self.positive, self.negative))
+
+
+def pair_masks(labels: Any) -> tuple[Any, Any]:
+    """(positive-pair mask without the diagonal, negative-pair mask), both (B, B) float32.
+
+    Args:
+        labels: integer labels, any shape with B elements.
+
+    Returns:
+        ``(pos, neg)``: ``pos[i, j] = [y_i = y_j, i ≠ j]``, ``neg[i, j] = [y_i ≠ y_j]``.
+    """
     labels = ops.reshape(labels, (-1,))
     same = ops.cast(ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), "float32")
     n = ops.shape(labels)[0]
-    pos = same * (1.0 - ops.eye(n, dtype="float32"))
-    neg = 1.0 - same
-    return pos, neg
+    return same * (1.0 - ops.eye(n, dtype="float32")), 1.0 - same
 
 
 def _has_any(mask: Any) -> Any:
-    from keras import ops
-
     return ops.cast(ops.greater(ops.sum(mask, axis=1), 0.0), "float32")
 
 
 def _one_per_anchor(pos: Any, neg: Any, pos_index: Any, neg_index: Any) -> Triplets:
     """Triplets (a, pos_index[a], neg_index[a]) for anchors with a positive and a negative."""
-    from keras import ops
-
     n = ops.shape(pos)[0]
     valid = _has_any(pos) * _has_any(neg)
     pair_mask = ops.expand_dims(valid, 1) * ops.one_hot(pos_index, n, dtype="float32")
@@ -76,28 +115,80 @@ def _one_per_anchor(pos: Any, neg: Any, pos_index: Any, neg_index: Any) -> Tripl
     return Triplets(pair_mask=pair_mask, negatives=negatives)
 
 
-class TripletMiner(ABC):
-    """Base class: ``miner(labels, dist, margin, seed=None) -> Triplets``."""
+class Miner:
+    """Base class of every miner: ``miner(labels, distances, inverted=False)``.
 
-    reduction = "mined"
-    needs_seed = False
+    Subclasses implement :meth:`mine` on a "smaller is closer" matrix and return
+    their constructor arguments from :meth:`get_config`.
+    """
 
-    def __call__(self, labels: Any, dist: Any, margin: float = 0.0, seed: Any = None) -> Triplets:
-        from keras import ops
+    #: the reducer a loss uses with this miner unless told otherwise (``"mean"`` or ``"avg_non_zero"``)
+    default_reducer = "mean"
 
-        return self.mine(labels, ops.stop_gradient(ops.cast(dist, "float32")), margin, seed)
+    def __call__(self, labels: Any, distances: Any, inverted: bool = False) -> Any:
+        """Mine a batch.
 
-    @abstractmethod
-    def mine(self, labels: Any, dist: Any, margin: float, seed: Any) -> Triplets:
-        """The :class:`Triplets` for integer ``labels`` (B,) and distances ``dist`` (B, B)."""
+        Args:
+            labels: integer labels (B,).
+            distances: the (B, B) matrix of the loss's distance.
+            inverted: ``True`` when ``distances`` is a similarity (larger is closer).
+
+        Returns:
+            What :meth:`mine` returns (:class:`Triplets` or :class:`Pairs`).
+        """
+        d = ops.stop_gradient(ops.cast(distances, "float32"))
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        return self.mine(labels, -d if inverted else d)
+
+    def mine(self, labels: Any, distances: Any) -> Any:
+        """The mined indices for ``labels`` (B,) and a (B, B) matrix where smaller is closer.
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B), no gradient.
+
+        Returns:
+            :class:`Triplets` or :class:`Pairs`.
+
+        Raises:
+            NotImplementedError: in the base class.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement mine(labels, distances)")
 
     def get_config(self) -> dict:
+        """The constructor arguments.
+
+        Returns:
+            A dict that ``type(self)(**config)`` accepts.
+        """
         return {}
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Miner":
+        """Rebuild from :meth:`get_config`.
+
+        Args:
+            config: the dict :meth:`get_config` returned.
+
+        Returns:
+            A new miner.
+        """
+        return cls(**config)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
+class TripletMiner(Miner):
+    """A miner that returns :class:`Triplets`."""
+
+
+class PairMiner(Miner):
+    """A miner that returns :class:`Pairs`."""
+
+
+@keras.saving.register_keras_serializable(package="itemrec")
 class BatchAllMiner(TripletMiner):
     """Every valid triplet of the batch (Hermans, Beyer & Leibe 2017, "batch all").
 
@@ -105,83 +196,76 @@ class BatchAllMiner(TripletMiner):
     easy triplets do not wash the gradient out.
     """
 
-    reduction = "active"
+    default_reducer = "avg_non_zero"
 
-    def mine(self, labels, dist, margin, seed):
-        from keras import ops
-
-        pos, neg = _pair_masks(labels)
+    def mine(self, labels, distances):
+        pos, neg = pair_masks(labels)
         return Triplets(mask=ops.expand_dims(pos, 2) * ops.expand_dims(neg, 1))
 
 
+@keras.saving.register_keras_serializable(package="itemrec")
 class BatchHardMiner(TripletMiner):
     """Per anchor, its farthest positive and its nearest negative (Hermans et al. 2017).
 
     Anchors with no positive or no negative in the batch contribute nothing.
     """
 
-    def mine(self, labels, dist, margin, seed):
-        from keras import ops
-
-        pos, neg = _pair_masks(labels)
-        hardest_pos = ops.argmax(dist * pos - (1.0 - pos) * _BIG, axis=1)
-        hardest_neg = ops.argmin(dist + (1.0 - neg) * _BIG, axis=1)
+    def mine(self, labels, distances):
+        pos, neg = pair_masks(labels)
+        hardest_pos = ops.argmax(distances * pos - (1.0 - pos) * _BIG, axis=1)
+        hardest_neg = ops.argmin(distances + (1.0 - neg) * _BIG, axis=1)
         return _one_per_anchor(pos, neg, hardest_pos, hardest_neg)
 
 
+@keras.saving.register_keras_serializable(package="itemrec")
 class SemiHardMiner(TripletMiner):
     """Semi-hard negatives (FaceNet, Schroff, Kalenichenko & Philbin 2015).
 
     For each positive pair (a, p) the negative is the nearest ``n`` with
-    ``d_an > d_ap`` (semi-hard when also ``d_an < d_ap + margin``; if the nearest
-    such negative lies beyond the margin the triplet simply has loss 0). When no
-    negative is farther than the positive, we fall back, exactly as TF-Addons'
-    ``triplet_semihard_loss`` does, to the *farthest* negative of the anchor
-    (all its negatives are then closer than the positive; this is the mildest
-    of those hard negatives, not the hardest). The loss is the mean over every
-    positive pair whose anchor has a negative (TF-Addons divides by all
-    positive pairs; the two agree unless a batch holds a single class, where
-    ours gives 0).
+    ``d_an > d_ap`` (strictly; semi-hard when also ``d_an < d_ap + margin``, and if
+    the nearest such negative lies beyond the margin the triplet simply has loss 0,
+    so the rule needs no margin). When no negative is farther than the positive, we
+    fall back, exactly as TF-Addons' ``triplet_semihard_loss`` does, to the
+    *farthest* negative of the anchor. The loss is the mean over every positive
+    pair whose anchor has a negative (TF-Addons divides by all positive pairs; the
+    two agree unless a batch holds a single class, where ours gives 0).
     """
 
-    def mine(self, labels, dist, margin, seed):
-        from keras import ops
-
-        pos, neg = _pair_masks(labels)
-        d_ap = ops.expand_dims(dist, 2)  # [a, p, 1]
-        d_an = ops.expand_dims(dist, 1)  # [a, 1, n]
-        neg3 = ops.expand_dims(neg, 1)
-        outside = neg3 * ops.cast(ops.greater(d_an, d_ap), "float32")  # [a, p, n]
+    def mine(self, labels, distances):
+        pos, neg = pair_masks(labels)
+        d_ap = ops.expand_dims(distances, 2)  # [a, p, 1]
+        d_an = ops.expand_dims(distances, 1)  # [a, 1, n]
+        outside = ops.expand_dims(neg, 1) * ops.cast(ops.greater(d_an, d_ap), "float32")  # [a, p, n]
         has_outside = ops.cast(ops.greater(ops.sum(outside, axis=2), 0.0), "float32")  # [a, p]
         nearest_outside = ops.argmin(d_an + (1.0 - outside) * _BIG, axis=2)  # [a, p]
-        farthest_neg = ops.argmax(dist * neg - (1.0 - neg) * _BIG, axis=1)  # [a]
+        farthest_neg = ops.argmax(distances * neg - (1.0 - neg) * _BIG, axis=1)  # [a]
         farthest_neg = ops.broadcast_to(ops.expand_dims(farthest_neg, 1), ops.shape(nearest_outside))
         chosen = ops.where(ops.greater(has_outside, 0.0), nearest_outside, farthest_neg)
         valid = pos * ops.expand_dims(_has_any(neg), 1)
         return Triplets(pair_mask=valid, negatives=ops.cast(chosen, "int32"))
 
 
+@keras.saving.register_keras_serializable(package="itemrec")
 class RandomTripletMiner(TripletMiner):
     """One random positive and one random negative per anchor (the original
     experiment's random triplet generator, done inside the batch).
+
+    Args:
+        seed: the seed of the miner's own ``keras.random.SeedGenerator`` (``None``: random).
 
     For batches that already come as explicit (anchor, positive, negative)
     triples, call :class:`itemrec.losses.TripletLoss` on the stacked (B, 3, D)
     embeddings instead: no mining is needed then.
     """
 
-    needs_seed = True
-
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def mine(self, labels, dist, margin, seed):
-        from keras import ops, random
-
-        if seed is None:
-            raise ValueError("RandomTripletMiner needs a seed (a keras.random.SeedGenerator or an int)")
-        pos, neg = _pair_masks(labels)
-        scores = random.uniform(ops.shape(dist), minval=0.0, maxval=1.0, dtype="float32", seed=seed)
+    def mine(self, labels, distances):
+        pos, neg = pair_masks(labels)
+        scores = keras.random.uniform(ops.shape(distances), minval=0.0, maxval=1.0, dtype="float32",
+                                      seed=self.seed_generator)
         pick_pos = ops.argmax(scores * pos - (1.0 - pos), axis=1)
         pick_neg = ops.argmax(scores * neg - (1.0 - neg), axis=1)  # same draw, disjoint sets
         return _one_per_anchor(pos, neg, pick_pos, pick_neg)
@@ -189,10 +273,44 @@ class RandomTripletMiner(TripletMiner):
     def get_config(self) -> dict:
         return {"seed": self.seed}
 
-    def __repr__(self) -> str:
-        return f"RandomTripletMiner(seed={self.seed})"
+
+@keras.saving.register_keras_serializable(package="itemrec")
+class MultiSimilarityMiner(PairMiner):
+    """Multi-similarity pair mining (Wang, Han, Huang, Dong & Scott, CVPR 2019, eq. 7-8).
+
+    On a similarity ``S`` (larger is closer), keep a negative pair when
+    ``S_ij + ε > min_{k: y_k = y_i, k ≠ i} S_ik`` and a positive pair when
+    ``S_ij − ε < max_{k: y_k ≠ y_i} S_ik`` (an anchor without positives keeps no
+    negative, one without negatives keeps no positive). Called with a distance
+    (``inverted=False``) the same rule runs on ``S = −d``. Same pairs as
+    pytorch-metric-learning's ``MultiSimilarityMiner(epsilon)`` on cosine similarity.
+
+    Args:
+        epsilon: the margin ``ε`` ≥ 0.
+
+    Raises:
+        ValueError: ``epsilon`` < 0.
+    """
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        if float(epsilon) < 0:
+            raise ValueError(f"epsilon must be >= 0; got {epsilon}")
+        self.epsilon = float(epsilon)
+
+    def mine(self, labels, distances):
+        sim = -distances
+        pos, neg = pair_masks(labels)
+        hardest_pos = ops.min(ops.where(ops.greater(pos, 0.0), sim, _BIG), axis=1, keepdims=True)
+        hardest_neg = ops.max(ops.where(ops.greater(neg, 0.0), sim, -_BIG), axis=1, keepdims=True)
+        keep_neg = neg * ops.cast(ops.greater(sim + self.epsilon, hardest_pos), "float32")
+        keep_pos = pos * ops.cast(ops.less(sim - self.epsilon, hardest_neg), "float32")
+        return Pairs(keep_pos, keep_neg)
+
+    def get_config(self) -> dict:
+        return {"epsilon": self.epsilon}
 
 
+#: short names of itemrec's triplet miners (the old config vocabulary)
 MINERS: dict[str, type[TripletMiner]] = {
     "batch_all": BatchAllMiner,
     "batch_hard": BatchHardMiner,
@@ -201,18 +319,34 @@ MINERS: dict[str, type[TripletMiner]] = {
 }
 
 
-def get_miner(miner: str | TripletMiner) -> TripletMiner:
-    """A miner from its name (``batch_all``, ``batch_hard``, ``semi_hard``, ``random``) or itself."""
-    if isinstance(miner, TripletMiner):
-        return miner
-    if miner not in MINERS:
-        raise ValueError(f"unknown miner {miner!r}; choose one of {sorted(MINERS)}")
-    return MINERS[miner]()
+def get_miner(miner: Any, kind: type = Miner) -> Any:
+    """A miner from a short name (:data:`MINERS`), a serialised dict, an instance, or ``None``.
 
+    Args:
+        miner: ``"batch_all"``, ``"batch_hard"``, ``"semi_hard"``, ``"random"``; a
+            ``{"class_name": ..., "config": ...}`` dict (any registered miner, including
+            one defined outside itemrec); a :class:`Miner`; or ``None`` (returned as is).
+        kind: the base class required (:class:`TripletMiner` for triplet losses).
 
-def miner_name(miner: TripletMiner) -> str:
-    """The registry name of a miner instance."""
-    for name, cls in MINERS.items():
-        if type(miner) is cls:
-            return name
-    raise ValueError(f"miner {miner!r} is not a registered miner class")
+    Returns:
+        The miner, or ``None``.
+
+    Raises:
+        ValueError: unknown name or class, or a miner of the wrong kind.
+        TypeError: any other type.
+    """
+    if miner is None:
+        return None
+    if isinstance(miner, str):
+        if miner not in MINERS:
+            raise ValueError(f"unknown miner {miner!r}; choose one of {sorted(MINERS)} or pass a miner object")
+        miner = MINERS[miner]()
+    elif isinstance(miner, dict):
+        from itemrec.serialization import deserialize
+
+        miner = deserialize(miner, "miner")
+    if not isinstance(miner, Miner):
+        raise TypeError(f"miner must be a name, a serialised dict or a Miner; got {type(miner).__name__}")
+    if not isinstance(miner, kind):
+        raise ValueError(f"{type(miner).__name__} is not a {kind.__name__}")
+    return miner

@@ -42,7 +42,20 @@ EmbedFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class SceneResult:
-    """Everything :func:`cluster_scene` computed, row ``i`` of each array = box ``box_ids[i]``."""
+    """Everything :func:`cluster_scene` computed, row ``i`` of each array = box ``box_ids[i]``.
+
+    Attributes:
+        image_path: the shelf photo.
+        boxes: the boxes as clipped to the image, int pixels ``[id, x1, y1, x2, y2]``
+            (``x2``/``y2`` exclusive).
+        crops: (N, S, S, 3) uint8 fitted crops, S = ``crop_size``.
+        embeddings: (N, D) float32 embeddings of the crops.
+        clustering: the :class:`itemrec.clustering.ClusteringResult` (``labels``: cluster id
+            per box, ``-1`` = noise).
+        regions: cluster id -> its regions on the image, largest first.
+        overlay_path: where the overlay was saved, or ``None``.
+        params: the settings used (crop and closing settings plus the clustering's).
+    """
 
     image_path: Path
     boxes: pd.DataFrame
@@ -55,20 +68,37 @@ class SceneResult:
 
     @property
     def box_ids(self) -> list[str]:
+        """The box ids, in row order."""
         return self.boxes["id"].tolist()
 
     @property
     def labels(self) -> np.ndarray:
+        """(N,) int cluster id of each box (``-1`` = noise)."""
         return self.clustering.labels
 
     def labels_by_id(self) -> dict[str, int]:
-        """``{box id: cluster}`` (``-1`` = noise)."""
+        """The cluster of each box, by id.
+
+        Returns:
+            ``{box id: cluster}`` (``-1`` = noise).
+        """
         return {str(i): int(l) for i, l in zip(self.box_ids, self.clustering.labels)}
 
 
 # ----------------------------------------------------------------------------- regions
 def closing_kernel_size(image_shape: tuple[int, ...], closing_scale: float) -> int:
-    """Side of the square closing kernel: ``max(1, round(closing_scale * max(H, W)))``, made odd."""
+    """Side of the square closing kernel: ``max(1, round(closing_scale * max(H, W)))``, made odd.
+
+    Args:
+        image_shape: the image's ``(H, W, ...)``.
+        closing_scale: the kernel side as a fraction of the longer image side (≥ 0).
+
+    Returns:
+        The kernel side in pixels, odd, ≥ 1.
+
+    Raises:
+        ValueError: ``closing_scale`` < 0.
+    """
     if closing_scale < 0:
         raise ValueError(f"closing_scale must be >= 0, got {closing_scale}")
     k = max(1, int(round(closing_scale * max(int(image_shape[0]), int(image_shape[1])))))
@@ -83,13 +113,25 @@ def aggregate_clusters(
 ) -> dict[int, list[Region]]:
     """Regions of each cluster: union of its boxes, closed, split into connected components.
 
-    The closing uses a square kernel of side :func:`closing_kernel_size`:
-    1 % of the longer image side by default (33 px on the 3280 px test
-    shelf). That bridges gaps between facings of one product on a shelf but
+    The closing (dilation then erosion, Serra 1982) uses a square kernel of side
+    :func:`closing_kernel_size`: 1 % of the longer image side by default (33 px on the
+    3280 px test shelf). That bridges gaps between facings of one product on a shelf but
     not the 50-70 px between shelf rows there (at 2 %, 66 px, one cluster's
-    boxes on two shelf rows merged into a single region).
-    Noise (``-1``) gets no region. Returns ``{cluster: [Region, ...]}``
-    ordered by cluster id, regions largest first.
+    boxes on two shelf rows merged into a single region). Components are 8-connected; a
+    region lists the boxes whose centre lies in it. Noise (``-1``) gets no region.
+
+    Args:
+        image_shape: the image's ``(H, W, ...)``.
+        boxes: the N boxes (DataFrame or mapping, see :func:`itemrec.scene_boxes.boxes_frame`).
+        labels: (N,) integer cluster id per box, ``-1`` = noise.
+        closing_scale: the closing kernel's side as a fraction of the longer image side.
+
+    Returns:
+        ``{cluster: [Region, ...]}`` ordered by cluster id, regions largest first.
+
+    Raises:
+        ValueError: ``labels`` is not one integer per box, a box is empty, inverted or outside
+            the image, or ``closing_scale`` < 0.
     """
     import cv2
 
@@ -155,9 +197,23 @@ def backbone_embed_fn(
 
     :func:`itemrec.models.embedding.build_feature_extractor` (raw pixels ->
     the backbone's own preprocessing -> frozen backbone -> GAP) wrapped in an
-    :class:`itemrec.embedder.ImageEmbedder`. ``weights``: a local no-top
-    weights file (default for MobileNetV2: :func:`itemrec.settings.local_weights`).
-    Takes ``uint8 (N, S, S, 3)`` and returns ``float32 (N, D)`` (1280 for MobileNetV2).
+    :class:`itemrec.embedder.ImageEmbedder`.
+
+    Args:
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES`.
+        weights: a local no-top weights file (default for MobileNetV2:
+            :func:`itemrec.settings.local_weights`; required for other backbones).
+        input_size: the side S in pixels the crops are fitted to.
+        batch_size: inference batch size.
+
+    Returns:
+        A function taking ``uint8 (N, S, S, 3)`` and returning ``float32 (N, D)`` (D = 1280
+        for MobileNetV2).
+
+    Raises:
+        ValueError: no ``weights`` for a backbone other than MobileNetV2, or an unknown backbone.
+        FileNotFoundError: the weights file does not exist
+            (:class:`itemrec.settings.DataNotFoundError` for the default one).
     """
     from itemrec import settings
     from itemrec.embedder import ImageEmbedder
@@ -175,7 +231,18 @@ def backbone_embed_fn(
 
 
 def mobilenet_embed_fn(weights: str | os.PathLike | None = None, input_size: int = 160) -> EmbedFn:
-    """:func:`backbone_embed_fn` for the ImageNet MobileNetV2 (the frozen baseline of the scene tests)."""
+    """:func:`backbone_embed_fn` for the ImageNet MobileNetV2 (the frozen baseline of the scene tests).
+
+    Args:
+        weights: the local no-top weights file (default :func:`itemrec.settings.local_weights`).
+        input_size: the side S in pixels.
+
+    Returns:
+        ``uint8 (N, S, S, 3)`` -> ``float32 (N, 1280)``.
+
+    Raises:
+        FileNotFoundError: the weights file does not exist.
+    """
     return backbone_embed_fn("mobilenet_v2", weights, input_size)
 
 
@@ -198,14 +265,39 @@ def cluster_scene(
 ) -> SceneResult:
     """Crop, embed, cluster, aggregate and (with ``out_path``) draw a shelf scene.
 
-    ``boxes`` is a JSON path (``{id: {x1, x2, y1, y2}}``), a DataFrame
-    ``[id, x1, y1, x2, y2]`` or a mapping. ``embed_fn`` maps
-    ``uint8 (N, crop_size, crop_size, 3)`` to ``(N, D)`` features. Crops are
-    grown by ``pad`` px and fitted to squares with ``crop_mode``. Clustering
-    is :func:`itemrec.clustering.cluster_embeddings` (cosine) with the given
-    parameters; regions are :func:`aggregate_clusters`; the overlay
-    (:func:`draw_overlay`, long side capped at ``max_side``) is saved to
-    ``out_path``. ``progress`` shows a tqdm bar over the stages.
+    The packed-scenes recipe of the module docstring: crops grown by ``pad`` px and fitted to
+    squares, embedded, clustered with :func:`itemrec.clustering.cluster_embeddings` (HDBSCAN,
+    Campello et al. 2013, then OPTICS, Ankerst et al. 1999, on its noise), regions from
+    :func:`aggregate_clusters`, the overlay from :func:`itemrec.scene_draw.draw_overlay`.
+
+    Args:
+        image_path: the shelf photo.
+        boxes: a JSON path (``{id: {x1, x2, y1, y2}}``), a DataFrame ``[id, x1, y1, x2, y2]``
+            or a mapping, in pixels.
+        embed_fn: maps ``uint8 (N, crop_size, crop_size, 3)`` to ``(N, D)`` features.
+        crop_size: the side S of the fitted crops in pixels.
+        pad: pixels added around each box before cropping.
+        crop_mode: ``"pad"``, ``"crop"`` or ``"stretch"`` (see :func:`itemrec.scene_boxes.fit_crops`).
+        min_cluster_size: HDBSCAN's smallest cluster (≥ 2).
+        min_samples: HDBSCAN's ``min_samples`` (``None``: ``min_cluster_size``).
+        optics_on_noise: run OPTICS on HDBSCAN's noise.
+        closing_scale: the closing kernel as a fraction of the longer image side.
+        out_path: where to save the overlay (``.jpg``, ``.png``, ...); ``None`` draws nothing.
+        max_side: cap on the overlay's longer side in pixels.
+        progress: a tqdm bar over the stages.
+        **cluster_kwargs: more :func:`~itemrec.clustering.cluster_embeddings` arguments
+            (``metric``, ``optics_xi``, ...).
+
+    Returns:
+        The :class:`SceneResult`.
+
+    Raises:
+        BadImageError: the photo cannot be read.
+        FileNotFoundError: the boxes file does not exist.
+        ValueError: no boxes, a malformed or out-of-image box, ``embed_fn`` output that is not
+            (N, D), bad clustering parameters, or an overlay path with an unknown suffix.
+        TypeError: ``boxes`` of an unsupported type.
+        OSError: the overlay could not be written.
     """
     from tqdm.auto import tqdm
 

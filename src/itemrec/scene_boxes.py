@@ -19,9 +19,13 @@ BOX_COLUMNS = ("id", "x1", "y1", "x2", "y2")
 class Region:
     """One connected region of a cluster on the image.
 
-    ``mask`` covers ``bbox`` only (``mask.shape == (y2 - y1, x2 - x1)``);
-    ``contour`` is an OpenCV ``(K, 1, 2)`` int32 polygon in image coordinates;
-    ``box_ids`` are the boxes whose centre lies in the region.
+    Attributes:
+        cluster: the cluster id the region belongs to.
+        bbox: ``(x1, y1, x2, y2)`` in image pixels, ``x2``/``y2`` exclusive.
+        mask: bool (y2 - y1, x2 - x1) mask of the region within ``bbox``.
+        contour: an OpenCV ``(K, 1, 2)`` int32 polygon in image coordinates.
+        box_ids: the boxes whose centre lies in the region.
+        area: the region's area in pixels.
     """
 
     cluster: int
@@ -34,7 +38,19 @@ class Region:
 
 # ----------------------------------------------------------------------------- boxes
 def read_boxes_json(path: str | os.PathLike) -> pd.DataFrame:
-    """Boxes from a ``{id: {x1, x2, y1, y2}}`` JSON file as a DataFrame ``[id, x1, y1, x2, y2]``."""
+    """Boxes from a ``{id: {x1, x2, y1, y2}}`` JSON file as a DataFrame ``[id, x1, y1, x2, y2]``.
+
+    Args:
+        path: the JSON file (pixel coordinates).
+
+    Returns:
+        The boxes, as :func:`boxes_frame` normalises them.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be read or parsed, or a box is malformed.
+        TypeError: the JSON is not an object (from :func:`boxes_frame`).
+    """
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
@@ -48,9 +64,18 @@ def read_boxes_json(path: str | os.PathLike) -> pd.DataFrame:
 def boxes_frame(boxes: pd.DataFrame | Mapping[str, Mapping[str, float]], source: str = "boxes") -> pd.DataFrame:
     """Normalise boxes to a DataFrame ``[id, x1, y1, x2, y2]`` (ids as str, coordinates as float).
 
-    Accepts a DataFrame with those columns or a ``{id: {x1, x2, y1, y2}}``
-    mapping. Missing keys, non-numeric coordinates and duplicate ids are
-    errors naming the box.
+    Args:
+        boxes: a DataFrame with those columns (others dropped) or a
+            ``{id: {x1, x2, y1, y2}}`` mapping, pixel coordinates.
+        source: what error messages call the boxes.
+
+    Returns:
+        A new DataFrame with a fresh index.
+
+    Raises:
+        ValueError: a missing column or key, a non-numeric or non-finite coordinate, or a
+            duplicate id (the message names the box).
+        TypeError: ``boxes`` is neither a DataFrame nor a mapping.
     """
     if isinstance(boxes, pd.DataFrame):
         missing = [c for c in BOX_COLUMNS if c not in boxes.columns]
@@ -85,8 +110,21 @@ def boxes_frame(boxes: pd.DataFrame | Mapping[str, Mapping[str, float]], source:
 def clip_boxes(boxes: pd.DataFrame | Mapping, image_shape: tuple[int, ...], pad: int = 0) -> pd.DataFrame:
     """Integer pixel boxes grown by ``pad`` pixels and clipped to the image.
 
-    ``x2``/``y2`` are exclusive. A box that is inverted (``x2 <= x1`` or
-    ``y2 <= y1``) or that lies wholly outside the image is an error naming it.
+    Coordinates are rounded outwards (``floor`` for x1/y1, ``ceil`` for x2/y2); ``x2``/``y2``
+    are exclusive.
+
+    Args:
+        boxes: a DataFrame or mapping (see :func:`boxes_frame`).
+        image_shape: the image's ``(H, W, ...)``.
+        pad: pixels added on every side (≥ 0).
+
+    Returns:
+        The boxes with int coordinates inside ``[0, W] × [0, H]``.
+
+    Raises:
+        ValueError: ``pad`` < 0, a box is empty or inverted (``x2 <= x1`` or ``y2 <= y1``) or
+            lies wholly outside the image (the message names it); from :func:`boxes_frame`.
+        TypeError: from :func:`boxes_frame`.
     """
     frame = boxes_frame(boxes)
     if pad < 0:
@@ -114,7 +152,20 @@ def clip_boxes(boxes: pd.DataFrame | Mapping, image_shape: tuple[int, ...], pad:
 
 
 def crop_boxes(image: np.ndarray, boxes: pd.DataFrame | Mapping, pad: int = 0) -> list[np.ndarray]:
-    """The image under each box (grown by ``pad`` px, clipped to the image), in box order."""
+    """The image under each box (grown by ``pad`` px, clipped to the image), in box order.
+
+    Args:
+        image: (H, W, 3) uint8.
+        boxes: a DataFrame or mapping (see :func:`boxes_frame`).
+        pad: pixels added on every side (≥ 0).
+
+    Returns:
+        One (h, w, 3) uint8 copy per box.
+
+    Raises:
+        ValueError: an image that is not (H, W, 3) uint8, or from :func:`clip_boxes`.
+        TypeError: from :func:`boxes_frame`.
+    """
     image = _check_image(image)
     clipped = clip_boxes(boxes, image.shape, pad)
     return [
@@ -124,7 +175,21 @@ def crop_boxes(image: np.ndarray, boxes: pd.DataFrame | Mapping, pad: int = 0) -
 
 
 def fit_crops(crops: list[np.ndarray], size: int, mode: str = "pad") -> np.ndarray:
-    """Crops resized to ``(N, size, size, 3)`` uint8: ``"pad"`` (letterbox, aspect kept), ``"crop"`` or ``"stretch"``."""
+    """Crops resized to ``(N, size, size, 3)`` uint8.
+
+    Args:
+        crops: (h, w, 3) uint8 images.
+        size: the output side S in pixels.
+        mode: ``"pad"`` (letterbox, aspect kept; :func:`itemrec.data.images.fit_image`),
+            ``"crop"`` (centre crop, aspect kept) or ``"stretch"`` (OpenCV area resize to
+            S × S, aspect not kept).
+
+    Returns:
+        (N, S, S, 3) uint8.
+
+    Raises:
+        ValueError: an unknown ``mode``, or a crop that is not (h, w, 3).
+    """
     if mode not in ("pad", "crop", "stretch"):
         raise ValueError(f"crop mode must be 'pad', 'crop' or 'stretch', got {mode!r}")
     out = np.empty((len(crops), size, size, 3), dtype=np.uint8)

@@ -28,7 +28,20 @@ _QUALITATIVE = (
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
-    """``n`` distinct RGB colours: 35 qualitative ones, then golden-angle hues (never grey)."""
+    """``n`` distinct RGB colours: 35 qualitative ones, then golden-angle hues (never grey).
+
+    The qualitative ones are Sasha Trubetskoy's 20 distinct colours (less grey, white and
+    black), matplotlib's tab10 and Dark2 (less greys), so noise grey is never a cluster's.
+
+    Args:
+        n: how many colours (≥ 0).
+
+    Returns:
+        ``n`` (R, G, B) tuples of ints 0..255, distinct.
+
+    Raises:
+        ValueError: ``n`` < 0.
+    """
     if n < 0:
         raise ValueError(f"palette size must be >= 0, got {n}")
     colours = [tuple(int(h[i : i + 2], 16) for i in (1, 3, 5)) for h in _QUALITATIVE]
@@ -60,8 +73,27 @@ def draw_overlay(
     Cluster ``c`` gets ``palette(n)[c]`` for: a translucent fill of its
     regions (``alpha``), the region outlines, its boxes, and a filled label
     tag ``#c`` on each region. Noise boxes (label ``-1``) are thin grey
-    outlines. The long side is scaled down to ``max_side`` (if given) before
-    saving; JPEG files use ``jpeg_quality``. The returned array is the saved picture.
+    outlines. Line widths and text scale with the image size.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        boxes: the N boxes (DataFrame or mapping), pixels.
+        labels: (N,) integer cluster id per box, ``-1`` = noise.
+        regions: cluster -> regions, as :func:`itemrec.scene.aggregate_clusters` gives them.
+        out_path: the file to write; its suffix picks the format (.jpg, .jpeg, .png, .bmp,
+            .webp, .tif, .tiff); parents are created.
+        alpha: the fill's opacity in [0, 1].
+        max_side: scale the longer side down to this many pixels before saving (``None``:
+            full size).
+        jpeg_quality: JPEG quality, 0..100.
+
+    Returns:
+        The saved picture, (H', W', 3) uint8 RGB.
+
+    Raises:
+        ValueError: a bad image, boxes or labels; ``alpha`` outside [0, 1]; a cluster with
+            boxes but no regions; an unknown suffix.
+        OSError: OpenCV could not write the file.
     """
     import cv2
 

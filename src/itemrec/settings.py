@@ -24,7 +24,15 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The dataset root: ``root`` if given, else ``$ITEMREC_DATA``, else ``./data``."""
+    """The dataset root: ``root`` if given, else ``$ITEMREC_DATA``, else ``./data``.
+
+    Args:
+        root: an explicit root (``~`` expanded), overriding the environment.
+
+    Returns:
+        The root's path (relative paths stay relative to the working directory); it need
+        not exist.
+    """
     if root is not None:
         return Path(root).expanduser()
     return Path(os.environ.get("ITEMREC_DATA", "data")).expanduser()
@@ -33,8 +41,17 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 def dataset_dir(name: str, root: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
     """Folder of the named dataset under the dataset root.
 
-    Raises :class:`DataNotFoundError` naming the fix (``itemrec data fetch NAME``
-    or ``ITEMREC_DATA``) when it is missing and ``must_exist`` is set.
+    Args:
+        name: the dataset's folder name, e.g. one of :data:`DATASETS`.
+        root: the dataset root (default: :func:`data_root`).
+        must_exist: raise when the folder is missing (default True).
+
+    Returns:
+        ``<root>/<name>``.
+
+    Raises:
+        DataNotFoundError: the folder is missing and ``must_exist`` is set; the message names
+            the fix (``ITEMREC_DATA``, ``--data-root`` or ``itemrec data fetch NAME``).
     """
     path = data_root(root) / name
     if must_exist and not path.is_dir():
@@ -46,7 +63,17 @@ def dataset_dir(name: str, root: str | os.PathLike | None = None, must_exist: bo
 
 
 def weights_dir(root: str | os.PathLike | None = None) -> Path:
-    """Folder of local weight files (see module docstring for the lookup order)."""
+    """Folder of local weight files.
+
+    Lookup order: ``root``, then ``$ITEMREC_WEIGHTS``, then ``./weights`` if it is a folder,
+    then ``<dataset root>/../weights``.
+
+    Args:
+        root: an explicit folder (``~`` expanded), overriding everything else.
+
+    Returns:
+        The folder's path; it need not exist.
+    """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("ITEMREC_WEIGHTS")
@@ -59,7 +86,20 @@ def weights_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def local_weights(filename: str = MOBILENET_V2_WEIGHTS, root: str | os.PathLike | None = None) -> Path:
-    """Path of a local weights file, or :class:`DataNotFoundError` if it is absent."""
+    """Path of a local weights file under :func:`weights_dir`.
+
+    Args:
+        filename: the file's name (default the MobileNetV2 no-top ImageNet weights,
+            :data:`MOBILENET_V2_WEIGHTS`).
+        root: the weights folder (default: :func:`weights_dir`'s lookup).
+
+    Returns:
+        The file's path, which exists.
+
+    Raises:
+        DataNotFoundError: the file is absent; the message names ``ITEMREC_WEIGHTS`` and the
+            ``weights='imagenet'`` alternative.
+    """
     path = weights_dir(root) / filename
     if not path.is_file():
         raise DataNotFoundError(

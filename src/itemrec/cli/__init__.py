@@ -17,10 +17,20 @@ GROUPS = ("data", "train", "evaluate", "embed", "gallery", "serve", "scene", "de
 
 
 class CLIError(Exception):
-    """An error the user can fix; printed without a traceback, exit code 2."""
+    """An error the user can fix; :func:`main` prints it without a traceback and exits with code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``itemrec`` argument parser with every command group of :data:`GROUPS` registered.
+
+    A group whose module does not exist (not built yet) is left out.
+
+    Returns:
+        The ``argparse.ArgumentParser``; each (sub)command sets ``handler`` in its defaults.
+
+    Raises:
+        ModuleNotFoundError: a group module exists but one of its own imports is missing.
+    """
     parser = argparse.ArgumentParser(
         prog="itemrec",
         description="Open-set item recognition by embedding similarity against a gallery.",
@@ -45,6 +55,20 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``itemrec`` command line.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: the handler's (0 when it returns ``None``); 2 for no command (help is
+        printed), a :class:`CLIError` or a ``FileNotFoundError`` (message on stderr);
+        130 on Ctrl-C.
+
+    Raises:
+        SystemExit: from ``argparse`` for ``--help``, ``--version`` or malformed arguments
+            (code 2 for the latter).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

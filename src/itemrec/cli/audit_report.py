@@ -13,8 +13,22 @@ def load_audited(name: str, root: Path | None, load_named: Callable[[str, Path |
     """An :class:`~itemrec.data.records.ImageDataset` of a named dataset, a folder or a CSV manifest.
 
     A ``split/class`` tree gets classes named ``SPLIT/CLASS`` (as spelled on disk), so a photo in
-    two splits shows as an overlap of two classes; a folder-per-class tree or a named dataset is
-    read as before (:func:`itemrec.data.loaders.load_dataset`).
+    two splits shows as an overlap of two classes; a CSV manifest is read with
+    :func:`itemrec.data.layout.read_manifest`; a folder-per-class tree or a named dataset is
+    read by ``load_named``.
+
+    Args:
+        name: a dataset name, a folder or a ``.csv`` manifest.
+        root: the dataset root for named datasets (``None``: ``$ITEMREC_DATA``).
+        load_named: ``(name, root) -> ImageDataset`` for what is neither a manifest nor a
+            ``split/class`` tree.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        CLIError: the manifest or folder cannot be read as a layout (or does not exist);
+            whatever ``load_named`` raises otherwise.
     """
     from itemrec.data.layout import LayoutError, read_folder, read_manifest
 
@@ -45,7 +59,17 @@ def _dataset(data: Any, name: str) -> Any:
 
 
 def duplicates_dict(report: Any, top: int = 50) -> dict[str, Any]:
-    """JSON form of a :class:`~itemrec.data.near_duplicates.DuplicateReport` (the ``top`` class pairs)."""
+    """JSON form of a :class:`~itemrec.data.near_duplicates.DuplicateReport` (the ``top`` class pairs).
+
+    Args:
+        report: the report.
+        top: how many class pairs to list, most pairs first.
+
+    Returns:
+        ``max_distance_bits``, ``exact_pairs``, ``near_pairs``, ``n_a``, ``n_b``,
+        ``images_with_duplicate``, ``class_pairs`` (``top`` records), ``n_class_pairs``,
+        ``unreadable`` (at most 20), and ``images_of_b_with_duplicate`` between two sets.
+    """
     by = report.by_class()
     out = {"max_distance_bits": report.max_distance, **report.counts(), "n_a": report.n_a, "n_b": report.n_b,
            "images_with_duplicate": report.images_with_duplicate("a"),
@@ -57,7 +81,19 @@ def duplicates_dict(report: Any, top: int = 50) -> dict[str, Any]:
 
 
 def duplicate_lines(near: Any, cross: Any, name_a: str, name_b: str | None, top: int = 15) -> list[str]:
-    """The printed summary of the near-duplicate and cross-dataset reports (either may be ``None``)."""
+    """The printed summary of the near-duplicate and cross-dataset reports (either may be ``None``).
+
+    Args:
+        near: the within-dataset :class:`~itemrec.data.near_duplicates.DuplicateReport`, or ``None``.
+        cross: the report between the dataset and another, or ``None``.
+        name_a: the audited dataset's name.
+        name_b: the other dataset's name.
+        top: class pairs listed per report.
+
+    Returns:
+        The lines (indented, no trailing newlines); a hint to evaluate with
+        ``--exclude-near-duplicates`` when most near pairs are within a class.
+    """
     lines: list[str] = []
     if near is not None:
         c = near.counts()

@@ -12,6 +12,11 @@ DATASETS_HELP = "grocery-store, fashion-products, packed-scenes, celebrity-faces
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command group (fetch, audit, split, synthetic) to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "data",
         help="fetch, audit and split datasets",

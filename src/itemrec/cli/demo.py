@@ -9,6 +9,11 @@ from itemrec.cli import CLIError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` command to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "demo",
         help="offline end-to-end demo on the embedded synthetic catalogue",

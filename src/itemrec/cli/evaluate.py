@@ -13,6 +13,11 @@ from itemrec.training.summary import summary_lines  # noqa: F401  (re-exported: 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` command to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "evaluate",
         help="evaluate a run on its test split, or any model on your own labelled folder",

@@ -16,6 +16,11 @@ from itemrec.cli import CLIError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``scene`` command group (``scene cluster``) to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "scene",
         help="group identical products in a shelf photo",
@@ -104,6 +109,24 @@ def _embed_fn(args: argparse.Namespace):
 
 
 def cluster_command(args: argparse.Namespace) -> int:
+    """``itemrec scene cluster``: crop, embed and cluster the boxes of a shelf photo; draw the groups.
+
+    Prints the cluster counts (and ARI, NMI and purity against ``--truth``), writes the
+    overlay to ``--out`` and, with ``--json``, the labels, regions and settings.
+
+    Args:
+        args: the parsed arguments of ``scene cluster``.
+
+    Returns:
+        0.
+
+    Raises:
+        CLIError: a bad option (``--min-cluster-size`` < 2, ``--pad`` < 0, an ``--out``
+            suffix other than .jpg/.jpeg/.png, ``--weights`` with ``--model``, a crop size
+            that differs from the model's or is below 32), a missing image, boxes, model,
+            weights or truth file, unreadable boxes or truth, truth lacking a box, an
+            unreadable photo, or a clustering error.
+    """
     if args.min_cluster_size < 2:
         raise CLIError(f"--min-cluster-size must be at least 2, got {args.min_cluster_size}")
     if args.pad < 0:

@@ -12,6 +12,11 @@ from itemrec.cli import CLIError
 
 
 def register(subparsers: Any) -> None:
+    """Add the ``serve`` command to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     p = subparsers.add_parser(
         "serve",
         help="serve recognition over HTTP (JSON API and a web page)",

@@ -16,9 +16,24 @@ from itemrec.cli import CLIError
 def read_source(source: str | os.PathLike, empty: list[str] | None = None) -> list[dict[str, Any]]:
     """``[{item_id, name, paths, attributes}]`` from a folder-per-item tree or a CSV manifest.
 
-    A folder: one entry per sub-folder with image files (:data:`IMAGE_SUFFIXES`, TIFF and WebP
-    included); sub-folders without any are appended to ``empty`` when given. A CSV: ``path`` and
-    ``item_id`` (or ``class_name``, ``class`` or ``label``), optional ``name`` and ``attributes`` (JSON).
+    A folder: one entry per sub-folder with image files (:data:`itemrec.data.images.IMAGE_SUFFIXES`,
+    TIFF and WebP included; not recursive), its name the item id and name. A CSV: ``path`` and
+    ``item_id`` (or ``class_name``, ``class`` or ``label``), optional ``name`` and
+    ``attributes`` (a JSON object, read from the item's first row); relative paths are
+    relative to the CSV's folder.
+
+    Args:
+        source: the folder or ``.csv`` file.
+        empty: a list that sub-folders without images are appended to (``None``: not
+            reported).
+
+    Returns:
+        One dict per item, in folder-name or first-appearance order.
+
+    Raises:
+        CLIError: no sub-folder with images; a CSV without ``path`` or an id column, with
+            attributes that are not JSON, or with no rows; a source that is neither a folder
+            nor a ``.csv`` file.
     """
     from itemrec.data.layout import READABLE_SUFFIXES as IMAGE_SUFFIXES
 
@@ -66,7 +81,17 @@ def _read_csv(src: Path) -> list[dict[str, Any]]:
 
 
 def expand_images(items: list[str]) -> list[str]:
-    """Image files as given, folders expanded recursively (sorted); a missing path or an empty folder is a CLIError."""
+    """Image files as given, folders expanded recursively (sorted).
+
+    Args:
+        items: image files and folders.
+
+    Returns:
+        The image paths, in the order given.
+
+    Raises:
+        CLIError: a path does not exist, or a folder holds no images.
+    """
     from itemrec.data.layout import READABLE_SUFFIXES, image_files
 
     out: list[str] = []
@@ -85,9 +110,15 @@ def expand_images(items: list[str]) -> list[str]:
 
 
 def check_readable(entries: list[dict[str, Any]], progress: bool = True) -> tuple[list[dict[str, Any]], list, list[str]]:
-    """Decode every image of every entry first (:func:`itemrec.data.images.read_image`, in threads).
+    """Decode every image of every entry first (:func:`itemrec.data.images.read_image`, in 4 threads).
 
-    Returns ``(entries with only their readable paths, skipped [(path, reason)], item ids left with none)``.
+    Args:
+        entries: ``[{item_id, paths, ...}]`` as :func:`read_source` gives them.
+        progress: a progress bar.
+
+    Returns:
+        ``(entries with only their readable paths, skipped [(path, reason)], item ids left with none)``;
+        entries left with no readable path are dropped.
     """
     from concurrent.futures import ThreadPoolExecutor
 

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", type=Path, help="experiment config JSON file")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.batch_size=16 --set loss.name=triplet (values parsed as JSON)",
+        help="override a config value, e.g. --set train.batch_size=16 --set loss.config.margin=0.3 (values parsed as JSON)",
     )
     parser.add_argument("--name", help="run name (overrides the config's name)")
     parser.add_argument("--output-dir", help="where run folders go (overrides the config's output_dir)")

@@ -32,7 +32,18 @@ from itemrec.data.records import ImageDataset
 
 @dataclass
 class ClassOverlap:
-    """Two classes sharing ``n_shared`` distinct images (``files_a``/``files_b``: their files among them)."""
+    """Two classes sharing ``n_shared`` distinct images.
+
+    Attributes:
+        class_a: the first class's name (alphabetically).
+        class_b: the second class's name.
+        n_shared: distinct contents (SHA-1s) found in both.
+        files_a: files of ``class_a`` whose content is shared.
+        files_b: files of ``class_b`` whose content is shared.
+        count_a: all files of ``class_a``.
+        count_b: all files of ``class_b``.
+        jaccard: Jaccard index of the two classes' distinct-content sets, in (0, 1].
+    """
 
     class_a: str
     class_b: str
@@ -46,7 +57,27 @@ class ClassOverlap:
 
 @dataclass
 class AuditReport:
-    """What :func:`audit` found (see module docstring)."""
+    """What :func:`audit` found (see the module docstring).
+
+    Attributes:
+        name: the dataset's name.
+        n_images: files audited.
+        n_classes: classes (empty ones included).
+        class_counts: class name -> files.
+        distinct_images: distinct readable contents (SHA-1s).
+        within_class_duplicates: class -> extra copies (files minus distinct contents), only
+            classes that have some.
+        overlaps: class pairs sharing contents, most shared first.
+        duplicated_classes: pairs whose Jaccard index reaches ``duplicate_jaccard``.
+        mixed_classes: classes whose images are also in two or more other classes, or mostly
+            in another non-duplicate class.
+        unreadable: ``(path, reason)`` of each file that failed hashing or the check.
+        small_classes: non-empty classes with fewer than ``min_per_class`` files.
+        empty_classes: classes with no file.
+        min_per_class: the threshold used for ``small_classes``.
+        duplicate_groups: the paths of each content found more than once (across classes
+            too); left out of :meth:`to_dict` unless asked for.
+    """
 
     name: str
     n_images: int
@@ -65,6 +96,7 @@ class AuditReport:
 
     @property
     def n_within_duplicates(self) -> int:
+        """Extra copies within classes, summed over classes."""
         return int(sum(self.within_class_duplicates.values()))
 
     @property
@@ -73,6 +105,11 @@ class AuditReport:
         return not (self.within_class_duplicates or self.overlaps or self.unreadable or self.small_classes)
 
     def summary(self) -> str:
+        """A human-readable multi-line report (at most 20 unreadable files listed).
+
+        Returns:
+            The lines joined by newlines.
+        """
         lines = [
             f"audit of {self.name}: {self.n_images} images in {self.n_classes} classes "
             f"({self.distinct_images} distinct contents)",
@@ -105,7 +142,14 @@ class AuditReport:
         return "\n".join(lines)
 
     def to_dict(self, groups: bool = False) -> dict:
-        """Plain-data form; ``groups=True`` adds every duplicate group's paths (large)."""
+        """Plain-data form, with ``n_within_duplicates`` and ``ok`` added.
+
+        Args:
+            groups: add every duplicate group's paths (large) and their count.
+
+        Returns:
+            A JSON-serialisable dict.
+        """
         d = asdict(self)
         if not groups:
             d.pop("duplicate_groups")
@@ -116,11 +160,27 @@ class AuditReport:
         return d
 
     def to_json(self, indent: int | None = 1, groups: bool = False) -> str:
+        """:meth:`to_dict` as JSON.
+
+        Args:
+            indent: JSON indentation (``None``: one line).
+            groups: include the duplicate groups.
+
+        Returns:
+            The JSON text.
+        """
         return json.dumps(self.to_dict(groups), indent=indent)
 
 
 def file_sha1(path: str) -> str | None:
-    """SHA-1 hex digest of a file's bytes, read in 1 MiB blocks; ``None`` if it cannot be read."""
+    """SHA-1 hex digest of a file's bytes, read in 1 MiB blocks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The 40-character hex digest, or ``None`` if the file cannot be read (``OSError``).
+    """
     h = hashlib.sha1()
     try:
         with open(path, "rb") as fh:
@@ -158,16 +218,31 @@ def audit(
     workers: int = 8,
     progress: bool = False,
 ) -> AuditReport:
-    """Audit ``ds`` (see module docstring).
+    """Audit ``ds`` (see the module docstring).
 
-    ``check``: ``"header"`` (:func:`~itemrec.data.probe.probe_image`: header,
-    JPEG end marker, PNG CRCs; awkward formats fully decoded; fast),
-    ``"decode"`` (full :func:`~itemrec.data.images.read_image`) or ``None``.
-    Two classes are *duplicated* when the Jaccard index of their
-    distinct-content sets is at least ``duplicate_jaccard``; a class is
-    *mixed* when its images also appear in two or more other classes, or
-    when at least ``mixed_fraction`` of its files appear in another class
-    that is not its duplicate.
+    Two classes are *duplicated* when the Jaccard index of their distinct-content sets is at
+    least ``duplicate_jaccard``; a class is *mixed* when its images also appear in two or
+    more other classes, or when at least ``mixed_fraction`` of its files appear in another
+    class that is not its duplicate.
+
+    Args:
+        ds: the dataset.
+        check: ``"header"`` (:func:`~itemrec.data.probe.probe_image`: header, JPEG end marker,
+            PNG CRCs; awkward formats fully decoded; fast), ``"decode"`` (full
+            :func:`~itemrec.data.images.read_image`) or ``None`` (hash only).
+        min_per_class: classes with fewer files are reported as small (default 2: no
+            positive pair).
+        duplicate_jaccard: the Jaccard index, in [0, 1], from which two classes are duplicated.
+        mixed_fraction: the fraction of a class's files, in [0, 1], found in another class
+            that makes it mixed.
+        workers: threads for hashing and checking.
+        progress: progress bars.
+
+    Returns:
+        The :class:`AuditReport`.
+
+    Raises:
+        ValueError: ``check`` is not ``"header"``, ``"decode"`` or ``None``.
     """
     if check not in ("header", "decode", None):
         raise ValueError(f"check must be 'header', 'decode' or None, got {check!r}")

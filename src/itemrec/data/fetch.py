@@ -72,7 +72,14 @@ def _arrange_faces(srcs: list[Path], dest: Path) -> None:
 
 @dataclass(frozen=True)
 class Source:
-    """Where a dataset comes from: GitHub repositories (archived at HEAD) and how to lay them out."""
+    """Where a dataset comes from: GitHub repositories (archived at HEAD) and how to lay them out.
+
+    Attributes:
+        repos: ``owner/name`` of each repository, downloaded in this order.
+        arrange: ``(extracted top folders, destination)`` -> None: copies what the loaders
+            need into the destination; raises ``FileNotFoundError`` when an archive lacks it.
+        licence: the licence the source states (``"not stated"`` when none).
+    """
 
     repos: tuple[str, ...]
     arrange: Callable[[list[Path], Path], None]
@@ -80,6 +87,7 @@ class Source:
 
     @property
     def urls(self) -> list[str]:
+        """The ``https://github.com/<repo>/archive/HEAD.zip`` URL of each repository."""
         return [f"https://github.com/{r}/archive/HEAD.zip" for r in self.repos]
 
 
@@ -129,7 +137,24 @@ def _safe_extract(archive: Path, into: Path) -> Path:
 def fetch(name: str, root: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Download dataset ``name`` into ``<root>/<name>`` (root: ``$ITEMREC_DATA``); return that folder.
 
-    An existing non-empty folder is kept unless ``force``.
+    The archives are streamed to a temporary folder next to the destination, extracted
+    refusing absolute and ``..`` member paths, arranged, and renamed into place, so an
+    interrupted fetch leaves no half-filled dataset folder. Needs internet.
+
+    Args:
+        name: a key of :data:`SOURCES` (``grocery-store``, ``fashion-products``,
+            ``packed-scenes``, ``mnist``, ``celebrity-faces``).
+        root: the dataset root (default: :func:`itemrec.settings.data_root`).
+        force: download again even when the folder exists and is not empty (it is replaced).
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        ValueError: unknown ``name``, a download that is not a zip archive, or an unsafe
+            member path in it.
+        FileNotFoundError: an archive lacks the files the loaders need.
+        urllib.error.URLError: the download failed (no internet, HTTP error).
     """
     if name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; fetchable: {', '.join(sorted(SOURCES))}")

@@ -41,7 +41,15 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class BadImageError(ValueError):
-    """A file that cannot be read as an image; ``.path`` and ``.reason`` say which and why."""
+    """A file that cannot be read as an image; ``.path`` and ``.reason`` say which and why.
+
+    A ``ValueError``, so callers that treat bad input generically still catch it.
+
+    Args:
+        path: the file (or the name of an upload).
+        reason: why it failed (``"zero-byte file"``, ``"not an image (unrecognised format)"``,
+            ``"too many pixels: ..."``, ``"decompression bomb: ..."``, ...).
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = str(path)
@@ -253,7 +261,20 @@ def fit_image(
 
     ``mode="pad"``: scale by ``min(S_h/H, S_w/W)`` and centre on a ``fill``
     canvas (letterbox). ``mode="crop"``: scale by ``max(S_h/H, S_w/W)`` and
-    keep the centre. Bilinear (bicubic-free, antialiased by Pillow when shrinking).
+    keep the centre. Bilinear (antialiased by Pillow when shrinking).
+
+    Args:
+        img: (H, W, 3) image, H, W ≥ 1 (cast to uint8).
+        size: S for a square output, or (S_h, S_w), in pixels.
+        mode: ``"pad"`` (default) or ``"crop"``.
+        fill: the letterbox colour, 0..255 (grey level of all three channels; default black).
+
+    Returns:
+        (S_h, S_w, 3) uint8, a new array.
+
+    Raises:
+        ValueError: unknown ``mode``, an image that is not (H, W, 3) or is empty, or a
+            non-positive size.
     """
     if mode not in ("pad", "crop"):
         raise ValueError(f"fit_image mode must be 'pad' or 'crop', got {mode!r}")
@@ -289,11 +310,18 @@ def read_fitted(path: str | os.PathLike, size: int | tuple[int, int], mode: str 
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``fit_image(read_image(path), size, mode)``: the one decode + fit every consumer uses.
 
+    Args:
+        path: the image file.
+        size: S or (S_h, S_w) in pixels.
+        mode: ``"pad"`` or ``"crop"`` (see :func:`fit_image`).
+        max_pixels: the largest ``width * height`` accepted (checked from the header).
+
     Returns:
         ``(S_h, S_w, 3)`` uint8, pixel for pixel what ``fit_image(read_image(path), size, mode)`` gives.
 
     Raises:
-        BadImageError: as :func:`read_image`; ValueError: a bad ``size`` or ``mode``.
+        BadImageError: as :func:`read_image`.
+        ValueError: a bad ``size`` or ``mode``.
     """
     if mode not in ("pad", "crop"):
         raise ValueError(f"fit_image mode must be 'pad' or 'crop', got {mode!r}")
@@ -312,11 +340,24 @@ def load_images(
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Read and fit many images (:func:`read_fitted`) in ``workers`` parallel threads.
 
-    Returns ``(images (N, S, S, 3) uint8, keep_indices (N,) int64, skipped)``
-    where ``keep_indices[i]`` is the position in ``paths`` of ``images[i]``
-    (index your labels with it) and ``skipped`` lists ``(path, reason)`` for
-    the files left out, in input order. With ``strict=True`` the first bad file
-    (in input order) raises :class:`BadImageError` instead.
+    Args:
+        paths: the image files.
+        size: S or (S_h, S_w) in pixels.
+        mode: ``"pad"`` or ``"crop"``.
+        strict: raise on the first bad file (in input order) instead of skipping it.
+        max_pixels: the largest ``width * height`` accepted per image.
+        progress: a progress bar.
+        workers: decoding threads (default ``min(8, cpu_count)``; Pillow releases the GIL).
+
+    Returns:
+        ``(images, keep_indices, skipped)``: (M, S_h, S_w, 3) uint8 images of the M readable
+        files, (M,) int64 ``keep_indices`` where ``keep_indices[i]`` is the position in
+        ``paths`` of ``images[i]`` (index your labels with it), and ``(path, reason)`` for
+        each file left out, in input order.
+
+    Raises:
+        BadImageError: with ``strict=True``, the first bad file.
+        ValueError: a bad ``size`` or ``mode``.
     """
     from concurrent.futures import ThreadPoolExecutor
 

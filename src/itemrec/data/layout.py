@@ -38,13 +38,28 @@ class LayoutError(ValueError):
 
 
 def class_key(name: str) -> str:
-    """``"Green-Apple "`` -> ``"green_apple"``: case folded, ``-``/space/``.`` as ``_``, runs of ``_`` merged."""
+    """``"Green-Apple "`` -> ``"green_apple"``: case folded, ``-``/space/``.`` as ``_``, runs of ``_`` merged.
+
+    Args:
+        name: a class folder name or label.
+
+    Returns:
+        The key, without leading or trailing ``_``; the name itself when nothing would remain.
+    """
     key = re.sub(r"[\s\-.]+", "_", str(name).strip().casefold())
     return re.sub(r"_+", "_", key).strip("_") or str(name)
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
-    """Files under ``folder`` with a :data:`READABLE_SUFFIXES` suffix (hidden files skipped), sorted."""
+    """Files under ``folder`` with a :data:`READABLE_SUFFIXES` suffix (any case; hidden files skipped), sorted.
+
+    Args:
+        folder: the folder.
+        recursive: search sub-folders too.
+
+    Returns:
+        The image paths, sorted.
+    """
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES
                   and not p.name.startswith("."))
@@ -58,9 +73,13 @@ def _subdirs(folder: Path) -> list[Path]:
 class LabelledImages:
     """Labelled image paths in one of the layouts of the module docstring.
 
-    ``frame`` columns: ``path`` (str), ``key`` (:func:`class_key`), ``class_name`` (the first
-    spelling seen of that key), ``folder`` (the spelling of this row), ``split`` (``""`` when the
-    layout has none). ``empty_folders``: class folders holding no image file.
+    Attributes:
+        frame: columns ``path`` (str), ``key`` (:func:`class_key`), ``class_name`` (the first
+            spelling seen of that key), ``folder`` (the spelling of this row), ``split`` (``""``
+            when the layout has none).
+        layout: ``"folder-per-class"``, ``"split/class"`` or ``"manifest"``.
+        root: the folder or CSV read.
+        empty_folders: class folders holding no image file.
     """
 
     frame: pd.DataFrame
@@ -70,6 +89,7 @@ class LabelledImages:
 
     @property
     def splits(self) -> list[str]:
+        """The split names present, sorted (empty when the layout has none)."""
         return sorted(s for s in self.frame["split"].unique() if s)
 
     @property
@@ -84,15 +104,36 @@ class LabelledImages:
         return {k: sorted(v) for k, v in groups.items() if len(v) > 1}
 
     def names(self) -> dict[str, str]:
-        """Class key -> display name (first spelling)."""
+        """Class key -> display name (first spelling).
+
+        Returns:
+            The mapping, one entry per class.
+        """
         return dict(zip(self.frame["key"], self.frame["class_name"]))
 
     def in_split(self, splits: list[str] | None) -> pd.DataFrame:
-        """Rows of the given splits (all rows for ``None``)."""
+        """Rows of the given splits.
+
+        Args:
+            splits: split names, or ``None`` for all rows.
+
+        Returns:
+            The rows of :attr:`frame`.
+        """
         return self.frame if splits is None else self.frame[self.frame["split"].isin(splits)]
 
     def find_split(self, name: str) -> str:
-        """The split whose key equals ``class_key(name)``; :class:`LayoutError` naming the splits otherwise."""
+        """The split whose key equals ``class_key(name)`` (so ``validation`` finds ``Validation``).
+
+        Args:
+            name: the split wanted.
+
+        Returns:
+            The split's own spelling.
+
+        Raises:
+            LayoutError: no split matches; the message names the splits there are.
+        """
         for s in self.splits:
             if class_key(s) == class_key(name):
                 return s
@@ -111,6 +152,14 @@ def _frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
 
 def read_folder(root: str | os.PathLike) -> LabelledImages:
     """Read a folder-per-class or ``split/class`` tree (see the module docstring).
+
+    Images are searched recursively under each class folder.
+
+    Args:
+        root: the tree's root (``~`` expanded).
+
+    Returns:
+        The :class:`LabelledImages`.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -151,6 +200,12 @@ def read_folder(root: str | os.PathLike) -> LabelledImages:
 def read_manifest(path: str | os.PathLike) -> LabelledImages:
     """Read a CSV manifest with ``path`` and a label column (see the module docstring).
 
+    Args:
+        path: the CSV (``~`` expanded); relative image paths are relative to its folder.
+
+    Returns:
+        The :class:`LabelledImages` (layout ``"manifest"``).
+
     Raises:
         FileNotFoundError: the CSV does not exist.
         LayoutError: no ``path`` column, no label column, or no rows.
@@ -173,7 +228,18 @@ def read_manifest(path: str | os.PathLike) -> LabelledImages:
 
 
 def read_labelled(source: str | os.PathLike) -> LabelledImages:
-    """:func:`read_manifest` for a ``.csv`` file, :func:`read_folder` for a folder."""
+    """:func:`read_manifest` for a ``.csv`` file, :func:`read_folder` for a folder.
+
+    Args:
+        source: a ``.csv`` manifest or a folder.
+
+    Returns:
+        The :class:`LabelledImages`.
+
+    Raises:
+        LayoutError: ``source`` is a file that is not a ``.csv``, or the layout is not readable.
+        FileNotFoundError: ``source`` does not exist.
+    """
     p = Path(source).expanduser()
     if p.suffix.lower() == ".csv":
         return read_manifest(p)

@@ -54,12 +54,26 @@ def load_folder(
     representatives: str | os.PathLike | dict[str, str] | None = None,
     name: str | None = None,
 ) -> ImageDataset:
-    """A folder-per-class tree ``root/<class>/*.{jpg,jpeg,png,gif,bmp}``.
+    """A folder-per-class tree ``root/<class>/<image>`` (non-recursive within a class folder).
 
-    Class names are the sub-folder names, sorted; label = position. Empty
-    class folders are kept (zero rows). ``representatives`` is either a dict
-    ``class name -> image path`` or a folder holding ``<class name>.<ext>``
-    images (a catalogue); classes without one simply have none.
+    Class names are the sub-folder names, sorted; label = position. Images are the files
+    with an :data:`itemrec.data.images.IMAGE_SUFFIXES` suffix (JPEG, PNG, GIF, BMP, TIFF,
+    WebP; any case; hidden files skipped). Empty class folders are kept (a class name with
+    zero rows).
+
+    Args:
+        root: the tree's root (``~`` expanded, resolved to an absolute path).
+        representatives: a dict ``class name -> image path``, or a folder holding
+            ``<class name>.<ext>`` images (a catalogue); classes without one have none.
+        name: the dataset's name (default: the root folder's name).
+
+    Returns:
+        The :class:`ImageDataset`, absolute paths.
+
+    Raises:
+        FileNotFoundError: ``root``, the representatives folder or a representative image
+            does not exist.
+        ValueError: no class sub-folders, or representatives for classes that are not there.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
@@ -95,12 +109,24 @@ def load_folder(
 
 
 def load_grocery(root: str | os.PathLike | None = None) -> ImageDataset:
-    """The Grocery Store Dataset, all three splits (``split`` column: train/val/test).
+    """The Grocery Store Dataset (Klasson et al., WACV 2019), all three splits (``split`` column: train/val/test).
 
-    ``root`` is the repository folder (holding ``dataset/``) or ``dataset/``
-    itself. Labels and coarse labels come from the split files
+    Labels and coarse labels come from the split files
     (``train/Fruit/Apple/Golden-Delicious/x.jpg, 0, 0``), class names, coarse
     names and the iconic images (the representatives) from ``classes.csv``.
+
+    Args:
+        root: the repository folder (holding ``dataset/``) or ``dataset/`` itself
+            (default: ``$ITEMREC_DATA/grocery-store``).
+
+    Returns:
+        The :class:`ImageDataset` named ``grocery-store`` (81 classes, 43 coarse classes).
+
+    Raises:
+        DataNotFoundError: the folder, ``classes.csv`` or a split file is missing.
+        ValueError: ``classes.csv`` lacks a column or has gaps in its class/coarse ids; a
+            split-file line is malformed, has a class id out of range or a coarse id that
+            disagrees with ``classes.csv``.
     """
     base = _root("grocery-store", root)
     if (base / "dataset" / "classes.csv").is_file():
@@ -154,9 +180,22 @@ def load_fashion(
     """Fashion product photos labelled by a ``styles.csv`` column (default ``articleType``).
 
     Rows whose image ``images/<id>.jpg`` is missing are dropped, with a
-    warning giving the count; classes with fewer than ``min_count`` images are
-    dropped too. Both counts are in ``ds.frame.attrs`` (``n_missing_images``,
-    ``n_rare_dropped``). The other ``styles.csv`` columns are kept.
+    warning giving the count; rows with an empty label and classes with fewer than
+    ``min_count`` images are dropped too. Both counts are in ``ds.frame.attrs``
+    (``n_missing_images``, ``n_rare_dropped``, and ``label_column``). The other
+    ``styles.csv`` columns are kept. Class names are sorted; label = position.
+
+    Args:
+        root: the dataset folder (default: ``$ITEMREC_DATA/fashion-products``).
+        label_column: the ``styles.csv`` column giving the class.
+        min_count: the fewest images a class needs to stay.
+
+    Returns:
+        The :class:`ImageDataset` named ``fashion-products``.
+
+    Raises:
+        DataNotFoundError: the folder or ``styles.csv`` is missing.
+        ValueError: ``styles.csv`` lacks ``id`` or ``label_column``.
     """
     base = _root("fashion-products", root)
     styles = base / "styles.csv"
@@ -189,7 +228,18 @@ _IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension; images: 3 dimensions (ui
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an (optionally gzipped) idx file of unsigned bytes, validating its header."""
+    """Read an (optionally gzipped, by the ``.gz`` suffix) idx file of unsigned bytes, validating its header.
+
+    Args:
+        path: the idx file (magic 2049: 1-D labels; 2051: 3-D images).
+
+    Returns:
+        A uint8 array of the header's shape.
+
+    Raises:
+        ValueError: the file cannot be read, is too short, has an unknown magic number, or
+            its length disagrees with its header.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -212,7 +262,20 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_mnist(root: str | os.PathLike | None = None, split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
-    """MNIST digits: ``(images uint8 (N, 28, 28), labels int64 (N,))`` from the idx files."""
+    """MNIST digits (LeCun et al. 1998) from the idx files, gzipped or not.
+
+    Args:
+        root: the folder of the idx files (default: ``$ITEMREC_DATA/mnist``).
+        split: the file prefix, ``"t10k"`` (the 10,000 test digits; default) or ``"train"``.
+
+    Returns:
+        ``(images, labels)``: uint8 (N, 28, 28) pixels 0..255 and int64 (N,) digits 0..9.
+
+    Raises:
+        DataNotFoundError: the folder or an idx file is missing.
+        ValueError: a damaged idx file, images and labels swapped or of different counts,
+            or a label above 9.
+    """
     base = _root("mnist", root)
     img_path = base / f"{split}-images-idx3-ubyte.gz"
     lab_path = base / f"{split}-labels-idx1-ubyte.gz"
@@ -234,7 +297,19 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "t10k") -> tu
 
 
 def load_packed_scenes(root: str | os.PathLike | None = None) -> ImageDataset:
-    """The packed-scenes training crops, folder per class (``train/<class>/*.jpg``)."""
+    """The packed-scenes training crops, folder per class (``train/<class>/*.jpg``).
+
+    Args:
+        root: the dataset folder (default: ``$ITEMREC_DATA/packed-scenes``); its ``train/``
+            sub-folder is used when it has one.
+
+    Returns:
+        The :class:`ImageDataset` named ``packed-scenes``.
+
+    Raises:
+        DataNotFoundError: the folder is missing.
+        ValueError: no class sub-folders.
+    """
     base = _root("packed-scenes", root)
     return load_folder(base / "train" if (base / "train").is_dir() else base, name="packed-scenes")
 
@@ -242,8 +317,20 @@ def load_packed_scenes(root: str | os.PathLike | None = None) -> ImageDataset:
 def load_shelf(root: str | os.PathLike | None = None) -> tuple[Path, pd.DataFrame]:
     """The packed-scenes test shelf: ``(image path, boxes)`` with columns ``id, x1, y1, x2, y2``.
 
-    Boxes come from ``test/shelf.json`` (``{id: {x1, x2, y1, y2}}``) and are
-    checked: integer-valued, ``x1 < x2``, ``y1 < y2``, inside the image.
+    Boxes come from ``test/shelf.json`` (``{id: {x1, x2, y1, y2}}``, pixels) and are
+    checked with :func:`validate_boxes`.
+
+    Args:
+        root: the dataset folder (default: ``$ITEMREC_DATA/packed-scenes``).
+
+    Returns:
+        ``(path, boxes)``: the absolute path of ``shelf.jpeg`` and a DataFrame of int64 pixel
+        boxes, ``x2``/``y2`` exclusive.
+
+    Raises:
+        DataNotFoundError: the folder, ``shelf.jpeg`` or ``shelf.json`` is missing.
+        ValueError: the JSON is not an object of boxes, a box lacks a coordinate, or
+            :func:`validate_boxes` refuses the boxes.
     """
     from PIL import Image
 
@@ -270,7 +357,21 @@ def load_shelf(root: str | os.PathLike | None = None) -> tuple[Path, pd.DataFram
 
 
 def validate_boxes(boxes: pd.DataFrame, width: int, height: int, where: str = "boxes") -> pd.DataFrame:
-    """Check ``x1 < x2 <= width`` and ``y1 < y2 <= height``, all ``>= 0``, integer-valued; cast to int64."""
+    """Check ``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height``, integer-valued; cast to int64.
+
+    Args:
+        boxes: a DataFrame with ``id, x1, y1, x2, y2`` (pixels); changed in place.
+        width: the image width in pixels.
+        height: the image height in pixels.
+        where: what error messages call the boxes.
+
+    Returns:
+        ``boxes``, coordinates cast to int64.
+
+    Raises:
+        ValueError: a non-numeric or non-integer coordinate, an empty or inverted box, a box
+            outside the image, or duplicate ids (the message names up to 5 boxes).
+    """
     for c in ("x1", "y1", "x2", "y2"):
         vals = pd.to_numeric(boxes[c], errors="coerce")
         if vals.isna().any() or (vals != np.round(vals)).any():
@@ -292,7 +393,20 @@ def validate_boxes(boxes: pd.DataFrame, width: int, height: int, where: str = "b
 
 
 def load_faces(root: str | os.PathLike | None = None) -> ImageDataset:
-    """Celebrity faces, a folder per person; ``split`` is ``train``/``val`` from the file-name prefix."""
+    """Celebrity faces, a folder per person; ``split`` is ``train``/``val`` from the file-name prefix.
+
+    Files named ``train_*`` are in ``train``, ``val_*`` in ``val``, others in no split (``""``).
+
+    Args:
+        root: the dataset folder (default: ``$ITEMREC_DATA/celebrity-faces``).
+
+    Returns:
+        The :class:`ImageDataset` named ``celebrity-faces``.
+
+    Raises:
+        DataNotFoundError: the folder is missing.
+        ValueError: no person sub-folders.
+    """
     base = _root("celebrity-faces", root)
     ds = load_folder(base, name="celebrity-faces")
     names = ds.frame["path"].map(lambda p: Path(p).name)
@@ -311,8 +425,21 @@ LOADERS = {
 
 
 def load_dataset(name_or_folder: str | os.PathLike, root: str | os.PathLike | None = None) -> ImageDataset:
-    """A named dataset (``grocery-store``, ``fashion-products``, ``packed-scenes``,
-    ``celebrity-faces``, read from ``root`` / ``$ITEMREC_DATA``) or a folder-per-class tree."""
+    """A named dataset or a folder-per-class tree.
+
+    Args:
+        name_or_folder: ``grocery-store``, ``fashion-products``, ``packed-scenes``,
+            ``celebrity-faces``, or the path of a folder-per-class tree.
+        root: the dataset root holding the named dataset's folder (default ``$ITEMREC_DATA``).
+
+    Returns:
+        The :class:`ImageDataset`.
+
+    Raises:
+        ValueError: ``mnist`` (an array dataset: use :func:`load_mnist`), or neither a known
+            name nor an existing folder; from the loaders, malformed files.
+        DataNotFoundError: the named dataset's folder is missing.
+    """
     key = os.fspath(name_or_folder)
     if key in LOADERS:
         return LOADERS[key](None if root is None else settings.dataset_dir(key, root))

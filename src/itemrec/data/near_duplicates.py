@@ -40,12 +40,13 @@ def _phash(path: str) -> tuple[int | None, str | None]:
 
 def hash_files(paths: Sequence[str], progress: bool = False, workers: int = 4, desc: str = "hashing"
                ) -> tuple[list[str | None], np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """SHA-1 and perceptual hash of each file.
+    """SHA-1 and perceptual hash (``imagehash.phash``, 64 bits) of each file.
 
     Args:
         paths: N image files.
         progress: show a tqdm bar.
         workers: decoding threads (Pillow releases the GIL while decoding).
+        desc: the progress bar's label.
 
     Returns:
         ``(sha1 hex or None per file, phash (N,) uint64, readable (N,) bool, unreadable [(path, reason)])``;
@@ -73,15 +74,21 @@ def hash_files(paths: Sequence[str], progress: bool = False, workers: int = 4, d
 def near_pairs(a: np.ndarray, b: np.ndarray | None = None, max_distance: int = DEFAULT_MAX_DISTANCE,
                a_ok: np.ndarray | None = None, b_ok: np.ndarray | None = None, block: int = 2048
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index pairs of 64-bit hashes at most ``max_distance`` bits apart.
+    """Index pairs of 64-bit hashes at most ``max_distance`` bits apart (Hamming distance).
 
     Args:
-        a: (N,) uint64 hashes; b: (M,) uint64, or ``None`` for pairs within ``a`` (``i < j``).
+        a: (N,) uint64 hashes.
+        b: (M,) uint64 hashes, or ``None`` for pairs within ``a`` (``i < j``).
         max_distance: largest Hamming distance that counts, 0..64.
-        a_ok, b_ok: (N,)/(M,) bool masks of hashes to use (unreadable files: False).
+        a_ok: (N,) bool mask of the hashes of ``a`` to use (unreadable files: False).
+        b_ok: (M,) bool mask for ``b`` (default all; within ``a``: ``a_ok``).
+        block: rows of ``a`` compared at a time (memory ``block × M`` bytes).
 
     Returns:
         ``(i (P,), j (P,), distance (P,))`` int64, sorted by ``i`` then ``j``.
+
+    Raises:
+        ValueError: ``max_distance`` outside 0..64.
     """
     if not 0 <= max_distance <= 64:
         raise ValueError(f"max_distance must lie in 0..64 bits; got {max_distance}")
@@ -108,9 +115,13 @@ def near_pairs(a: np.ndarray, b: np.ndarray | None = None, max_distance: int = D
 class DuplicateReport:
     """Duplicate pairs found by :func:`find_duplicates`.
 
-    ``pairs`` columns: ``path_a``, ``class_a``, ``path_b``, ``class_b``, ``kind``
-    (``"exact"`` or ``"near"``), ``distance`` (bits; 0 for exact). ``n_a``/``n_b``: images
-    compared (``n_b`` is 0 within one set).
+    Attributes:
+        pairs: columns ``path_a``, ``class_a``, ``path_b``, ``class_b``, ``kind``
+            (``"exact"`` or ``"near"``), ``distance`` (bits; 0 for exact).
+        n_a: images of set A compared.
+        n_b: images of set B compared (0 within one set).
+        max_distance: the Hamming distance used, in bits.
+        unreadable: ``(path, reason)`` of the files that could not be decoded.
     """
 
     pairs: pd.DataFrame
@@ -120,20 +131,36 @@ class DuplicateReport:
     unreadable: list[tuple[str, str]]
 
     def images_with_duplicate(self, side: str = "a") -> int:
-        """How many distinct images of side ``a`` (or ``b``) are in at least one pair."""
+        """How many distinct images of side ``a`` (or ``b``) are in at least one pair.
+
+        Args:
+            side: ``"a"`` or ``"b"``; within one set both columns are side A, whatever is asked.
+
+        Returns:
+            The count.
+        """
         col = f"path_{side}"
         if self.n_b == 0:  # within one set, both columns are side a
             return int(pd.concat([self.pairs["path_a"], self.pairs["path_b"]]).nunique())
         return int(self.pairs[col].nunique())
 
     def by_class(self) -> pd.DataFrame:
-        """Pairs counted per (class_a, class_b, kind), most first."""
+        """Pairs counted per (class_a, class_b, kind), most first.
+
+        Returns:
+            A DataFrame with columns ``class_a``, ``class_b``, ``kind``, ``pairs``.
+        """
         if not len(self.pairs):
             return pd.DataFrame(columns=["class_a", "class_b", "kind", "pairs"])
         g = self.pairs.groupby(["class_a", "class_b", "kind"]).size().rename("pairs").reset_index()
         return g.sort_values(["pairs", "class_a", "class_b"], ascending=[False, True, True]).reset_index(drop=True)
 
     def counts(self) -> dict[str, int]:
+        """Exact and near pairs counted.
+
+        Returns:
+            ``{"exact_pairs": int, "near_pairs": int}``.
+        """
         k = self.pairs["kind"]
         return {"exact_pairs": int((k == "exact").sum()), "near_pairs": int((k == "near").sum())}
 
@@ -144,13 +171,20 @@ def find_duplicates(paths_a: Sequence[str], classes_a: Sequence[str], paths_b: S
     """Exact and near duplicates within set A (``paths_b`` None) or between sets A and B.
 
     Args:
-        paths_a, classes_a: N files and their class names; paths_b, classes_b: M files of B.
-        max_distance: perceptual-hash bits that may differ for a near pair.
+        paths_a: N files of A.
+        classes_a: their N class names.
+        paths_b: M files of B, or ``None`` to search within A.
+        classes_b: their M class names.
+        max_distance: perceptual-hash bits (0..64) that may differ for a near pair.
         progress: tqdm bars while hashing.
         hashes: precomputed :func:`hash_files` result for A (reused by callers that hash once).
 
     Returns:
-        :class:`DuplicateReport`; a pair with equal bytes is ``exact``, otherwise ``near``.
+        :class:`DuplicateReport`; a pair with equal bytes is ``exact`` (also when the files
+        do not decode), otherwise ``near``.
+
+    Raises:
+        ValueError: ``max_distance`` outside 0..64.
     """
     sha_a, ph_a, ok_a, bad = hashes if hashes is not None else hash_files(paths_a, progress, desc="hashing A")
     if paths_b is None:

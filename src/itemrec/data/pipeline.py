@@ -54,11 +54,19 @@ _PREPROCESS_MODULES = {
 class AugmentConfig:
     """Random augmentation applied per image (``0``/``False`` switches a part off).
 
-    ``crop_area``/``crop_ratio``: random resized crop (area fraction and
-    aspect range, as in Szegedy et al., "Going deeper with convolutions",
-    2015), resized back to the image size; ``rotation``: max degrees;
-    ``brightness`` (additive, on a 0..1 scale), ``contrast``, ``saturation``
-    (multiplicative ranges ``1 ± x``), ``hue`` (max shift, 0..0.5).
+    Applied in this order on 0..1 pixels, then clipped to [0, 1] and scaled back to 0..255.
+
+    Attributes:
+        flip: random horizontal flip.
+        rotation: the largest rotation in degrees (uniform in ±rotation, bilinear, black fill).
+        crop_area: random resized crop, the range of the crop's area as a fraction of the image
+            (Szegedy et al., "Going deeper with convolutions", CVPR 2015), resized back to
+            the image size; ``(1, 1)`` switches it off.
+        crop_ratio: the crop's aspect-ratio range (width / height).
+        brightness: the largest additive brightness change, on a 0..1 scale.
+        contrast: contrast factor range ``1 ± contrast``.
+        saturation: saturation factor range ``1 ± saturation``.
+        hue: the largest hue shift, 0..0.5.
     """
 
     flip: bool = True
@@ -72,7 +80,19 @@ class AugmentConfig:
 
 
 def preprocess_function(preprocess: None | str | Callable) -> Callable | None:
-    """Resolve ``preprocess`` (None, a callable, or a backbone name) to a callable on float32 0..255 batches."""
+    """Resolve ``preprocess`` to a callable on float32 0..255 batches.
+
+    Args:
+        preprocess: ``None``, a callable (returned as it is), or a backbone / Keras
+            applications module name (``"mobilenet_v2"``, ``"resnet50"``, ``"vgg16"``, ...;
+            case-insensitive, ``-`` read as ``_``) whose ``preprocess_input`` is used.
+
+    Returns:
+        The callable, or ``None``.
+
+    Raises:
+        ValueError: an unknown backbone name.
+    """
     if preprocess is None or callable(preprocess):
         return preprocess
     key = str(preprocess).lower().replace("-", "_")
@@ -172,6 +192,13 @@ def make_augmenter(cfg: AugmentConfig, size: tuple[int, int]) -> Callable:
 
     Stateless (``tf.image.stateless_*``): the same seed gives the same result.
     Used inside ``tf.data`` maps (TensorFlow ops).
+
+    Args:
+        cfg: what to apply (:class:`AugmentConfig`).
+        size: (S_h, S_w), the images' size in pixels (random crops are resized back to it).
+
+    Returns:
+        The augmentation function.
     """
     return _augmenter(cfg, (int(size[0]), int(size[1])))
 
@@ -235,16 +262,35 @@ def make_dataset(
     """A ``tf.data.Dataset`` of ``(images float32 (B, S, S, 3), labels int64 (B,))``.
 
     See the module docstring for the order of operations and the handling of
-    bad files. ``cache``: ``True`` keeps decoded uint8 images in memory, a
-    path caches them in files there. ``shuffle`` reshuffles every epoch
-    (seeded). ``batch_size=None`` yields single images. ``strict``: every file
-    is fully decoded up front and the first bad one raises
-    :class:`~itemrec.data.images.BadImageError`; otherwise bad files are skipped
-    with a warning (up front, or when the pipeline reaches them). The files the
-    pipeline skipped are in the returned dataset's ``skipped`` dict (path -> reason).
+    bad files. The files the pipeline skipped are in the returned dataset's ``skipped``
+    dict (path -> reason), filled as the pipeline reaches them.
+
+    Args:
+        paths: N image files.
+        labels: N integer labels.
+        image_size: S or (S_h, S_w) in pixels.
+        preprocess: ``None`` (float32 0..255), a callable on batches, or a backbone name
+            (see :func:`preprocess_function`).
+        augment: ``True`` for the default :class:`AugmentConfig`, a config, or ``False``.
+        batch_size: B; ``None`` yields single images.
+        shuffle: reshuffle every epoch (seeded).
+        seed: the seed of the shuffle and the augmentation.
+        cache: ``True`` keeps decoded uint8 images in memory, a path caches them in files
+            there, ``False`` decodes every epoch.
+        resize_mode: ``"pad"`` (letterbox) or ``"crop"`` (centre crop).
+        strict: every file is fully decoded up front and the first bad one raises;
+            otherwise bad files are skipped with a warning (up front, or when the
+            pipeline reaches them).
+        drop_remainder: drop a last, smaller batch.
+        max_pixels: the largest ``width * height`` accepted per image.
+        workers: threads for the up-front probe.
+
+    Returns:
+        The prefetched ``tf.data.Dataset``, with a ``skipped`` attribute.
 
     Raises:
-        ValueError: ``len(paths) != len(labels)``, a bad ``resize_mode``, or no readable image.
+        ValueError: ``len(paths) != len(labels)``, a bad ``resize_mode``, an unknown
+            ``preprocess`` name, or no readable image.
         BadImageError: ``strict`` and a file that cannot be decoded.
     """
     import tensorflow as tf
@@ -308,8 +354,30 @@ def make_pk_dataset(
     Either way a file that fails to decode is dropped (with its label) before
     the sampler is built, so a batch never comes up short.
 
+    Args:
+        paths: N image files.
+        labels: N integer labels.
+        image_size: S or (S_h, S_w) in pixels.
+        P: classes per batch.
+        K: images per class.
+        seed: the seed of the sampler and the augmentation.
+        n_batches: batches per epoch (default: the sampler's, images // (P*K)).
+        preprocess: ``None``, a callable on batches, or a backbone name.
+        augment: ``True``, an :class:`AugmentConfig`, or ``False``.
+        cache: decode every image once into memory (see above).
+        resize_mode: ``"pad"`` or ``"crop"``.
+        strict: raise on the first file that cannot be decoded instead of dropping it.
+        max_pixels: the largest ``width * height`` accepted per image.
+        workers: decoding / probing threads.
+
+    Returns:
+        The prefetched ``tf.data.Dataset`` of (P*K, S_h, S_w, 3) float32 batches and (P*K,)
+        int64 labels, its cardinality ``n_batches``.
+
     Raises:
-        ValueError: ``len(paths) != len(labels)`` or no readable image.
+        ValueError: ``len(paths) != len(labels)``, no readable image, a bad ``resize_mode``
+            or ``preprocess`` name; from :class:`PKSampler`, bad P/K or fewer than P classes
+            with two images.
         BadImageError: ``strict`` and a file that cannot be decoded.
     """
     import tensorflow as tf

@@ -92,8 +92,15 @@ def validate_files(
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Probe many files in parallel threads (see :func:`probe_image`).
 
+    Args:
+        paths: the image files.
+        max_pixels: the largest ``width * height`` accepted.
+        workers: probing threads (default ``min(8, cpu_count)``).
+        progress: a progress bar.
+        decode: decode every file fully (see :func:`probe_image`).
+
     Returns:
-        ``(keep_indices (n_ok,) int64, skipped [(path, reason)])``.
+        ``(keep_indices (n_ok,) int64, skipped [(path, reason)])``, both in input order.
     """
     from concurrent.futures import ThreadPoolExecutor
 

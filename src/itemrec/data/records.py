@@ -32,7 +32,24 @@ COLUMNS = ("path", "label", "class_name", "coarse_label", "split")
 
 @dataclass
 class ImageDataset:
-    """A labelled image collection (see module docstring)."""
+    """A labelled image collection (see the module docstring).
+
+    The frame is copied and normalised on construction: missing ``coarse_label`` /
+    ``split`` columns are added (``-1`` / ``""``), the known columns come first, the index
+    is reset.
+
+    Attributes:
+        frame: one row per image, with at least ``path``, ``label`` and ``class_name``.
+        class_names: the name of each label (index = label).
+        representatives: label to the path of its catalogue ("iconic") image, for the
+            classes that have one.
+        coarse_names: the name of each coarse label, or ``None``.
+        name: the dataset's name, used in messages and by splits (``"<name>/train"``).
+
+    Raises:
+        ValueError: a required column is missing, or a label lies outside
+            ``0..len(class_names)-1``.
+    """
 
     frame: pd.DataFrame
     class_names: list[str]
@@ -68,27 +85,43 @@ class ImageDataset:
 
     @property
     def paths(self) -> np.ndarray:
+        """(N,) object array of the image paths."""
         return self.frame["path"].to_numpy(dtype=object)
 
     @property
     def labels(self) -> np.ndarray:
+        """(N,) int64 class labels."""
         return self.frame["label"].to_numpy(dtype=np.int64)
 
     @property
     def coarse_labels(self) -> np.ndarray:
+        """(N,) int64 coarse labels (``-1`` = none)."""
         return self.frame["coarse_label"].to_numpy(dtype=np.int64)
 
     @property
     def n_classes(self) -> int:
+        """The number of class names (classes without images included)."""
         return len(self.class_names)
 
     def class_counts(self) -> pd.Series:
-        """Images per class name, every class listed (zero included)."""
+        """Images per class name, every class listed (zero included).
+
+        Returns:
+            A ``pandas.Series`` indexed by class name in label order.
+        """
         counts = self.frame["class_name"].value_counts()
         return counts.reindex(self.class_names, fill_value=0)
 
     def subset(self, mask: np.ndarray | pd.Series, name: str | None = None) -> "ImageDataset":
-        """Rows where ``mask`` is true; labels and class names are kept as they are."""
+        """Rows where ``mask`` is true; labels and class names are kept as they are.
+
+        Args:
+            mask: (N,) booleans.
+            name: the subset's name (default: this dataset's).
+
+        Returns:
+            A new :class:`ImageDataset`.
+        """
         mask = np.asarray(mask, dtype=bool)
         return ImageDataset(
             self.frame[mask].reset_index(drop=True),
@@ -99,7 +132,17 @@ class ImageDataset:
         )
 
     def split(self, name: str) -> "ImageDataset":
-        """Rows whose ``split`` column equals ``name``."""
+        """Rows whose ``split`` column equals ``name``.
+
+        Args:
+            name: a split name (``"train"``, ``"val"``, ``"test"``, ...).
+
+        Returns:
+            The subset, named ``<name>/<split>``.
+
+        Raises:
+            ValueError: no row is in that split; the message lists the splits present.
+        """
         mask = self.frame["split"] == name
         if not mask.any():
             raise ValueError(
@@ -109,7 +152,16 @@ class ImageDataset:
         return self.subset(mask, f"{self.name}/{name}")
 
     def with_classes(self, labels: np.ndarray | list[int], relabel: bool = False) -> "ImageDataset":
-        """Rows of the given classes; ``relabel`` maps them to ``0..len(labels)-1`` in the given order."""
+        """Rows of the given classes, optionally relabelled densely.
+
+        Args:
+            labels: the classes to keep.
+            relabel: map them to ``0..len(labels)-1`` in the given order (class names and
+                representatives follow); otherwise labels stay as they are.
+
+        Returns:
+            A new :class:`ImageDataset`.
+        """
         labels = [int(x) for x in labels]
         sub = self.subset(self.frame["label"].isin(labels).to_numpy())
         if not relabel:
@@ -121,7 +173,17 @@ class ImageDataset:
         return ImageDataset(frame, [self.class_names[i] for i in labels], reps, self.coarse_names, self.name)
 
     def representative_arrays(self, labels: np.ndarray | list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(paths, labels) of the catalogue images, for ``labels`` (default: all that have one)."""
+        """(paths, labels) of the catalogue images.
+
+        Args:
+            labels: the classes wanted, in order (default: all that have one, sorted).
+
+        Returns:
+            ``(paths, labels)``: an object array of paths and an int64 array of labels.
+
+        Raises:
+            ValueError: a requested class has no representative image.
+        """
         keys = sorted(self.representatives) if labels is None else [int(x) for x in labels]
         missing = [k for k in keys if k not in self.representatives]
         if missing:
@@ -130,7 +192,14 @@ class ImageDataset:
 
     # -- manifests -------------------------------------------------------------
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the manifest CSV and a JSON sidecar with class names and representatives."""
+        """Write the manifest CSV and a JSON sidecar (``<stem>.meta.json``) with class names and representatives.
+
+        Args:
+            path: the CSV file (parents created).
+
+        Returns:
+            ``path`` as a ``Path``.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.frame.to_csv(path, index=False)
@@ -145,7 +214,18 @@ class ImageDataset:
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike) -> "ImageDataset":
-        """Read a manifest written by :meth:`to_csv`."""
+        """Read a manifest written by :meth:`to_csv`.
+
+        Args:
+            path: the CSV file; its ``.meta.json`` sidecar must be next to it.
+
+        Returns:
+            The :class:`ImageDataset` (its name defaults to the file's stem).
+
+        Raises:
+            FileNotFoundError: the CSV or its sidecar does not exist.
+            ValueError: the table is not a valid dataset (see the class).
+        """
         path = Path(path)
         frame = pd.read_csv(path, keep_default_na=False, dtype={"split": str, "class_name": str})
         meta = json.loads(_sidecar(path).read_text())

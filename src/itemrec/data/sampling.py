@@ -22,16 +22,25 @@ import numpy as np
 class PKSampler:
     """Iterable of index batches: ``P`` distinct classes × ``K`` indices each (``P*K`` per batch).
 
-    Classes are visited in a shuffled cycle so that all of them appear about
-    equally often; within a class ``K`` indices are drawn without replacement,
-    or with replacement (after taking each image once) when the class has
-    fewer than ``K`` images. Classes with fewer than 2 images have no positive
-    pair and are excluded with a warning. Batches are arranged class by class:
-    ``batch[p*K:(p+1)*K]`` share a label.
+    The batch construction of Hermans, Beyer & Leibe (2017). Classes are visited in a
+    shuffled cycle so that all of them appear about equally often; within a class ``K``
+    indices are drawn without replacement, or with replacement (after taking each image
+    once) when the class has fewer than ``K`` images. Classes with fewer than 2 images have
+    no positive pair and are excluded with a warning. Batches are arranged class by class:
+    ``batch[p*K:(p+1)*K]`` share a label. Each ``iter()`` continues the seeded random stream,
+    so epochs differ but the whole sequence is reproducible from ``seed``; ``len()`` is
+    ``n_batches``.
 
-    ``n_batches`` per iteration defaults to ``n_eligible_images // (P*K)``
-    (at least 1). Each ``iter()`` continues the seeded random stream, so
-    epochs differ but the whole sequence is reproducible from ``seed``.
+    Args:
+        labels: (N,) integer class labels.
+        P: classes per batch (≥ 1).
+        K: images per class (≥ 1).
+        seed: the seed of the random stream.
+        n_batches: batches per iteration; default ``n_eligible_images // (P*K)`` (at least 1).
+
+    Raises:
+        ValueError: ``labels`` not 1-D, P or K below 1, or fewer than P classes with at
+            least 2 images.
     """
 
     def __init__(self, labels: np.ndarray, P: int, K: int, seed: int = 0, n_batches: int | None = None) -> None:
@@ -61,6 +70,7 @@ class PKSampler:
 
     @property
     def batch_size(self) -> int:
+        """``P * K``, the indices in every batch."""
         return self.P * self.K
 
     def __len__(self) -> int:
@@ -93,11 +103,24 @@ class PKSampler:
 
 
 def random_triplets(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``(n, 3)`` int64 index triplets (anchor, positive, negative).
+    """``(n, 3)`` int64 index triplets (anchor, positive, negative), drawn without mining.
 
     Anchors are drawn uniformly from the samples whose class has at least two
     images; the positive uniformly from the anchor's class minus the anchor;
-    the negative uniformly from all samples of other classes.
+    the negative uniformly from all samples of other classes (the offline triplets of
+    Schroff et al., FaceNet, CVPR 2015, without their mining).
+
+    Args:
+        labels: (N,) integer class labels.
+        n: the number of triplets (≥ 0).
+        seed: the seed of the draws.
+
+    Returns:
+        (n, 3) int64 indices into ``labels``.
+
+    Raises:
+        ValueError: ``labels`` not 1-D, ``n`` < 0, fewer than 2 classes, or no class with at
+            least 2 images.
     """
     labels = np.asarray(labels).astype(np.int64)
     if labels.ndim != 1:

@@ -27,14 +27,27 @@ def class_disjoint_split(
     unseen_classes: Sequence[int] | Sequence[str] | None = None,
     seed: int = 0,
 ) -> tuple[ImageDataset, ImageDataset]:
-    """Split by class: ``(seen, unseen)`` with no class in both.
+    """Split by class: ``(seen, unseen)`` with no class in both (the open-set protocol).
 
-    Either give ``unseen_classes`` (labels or class names) or let
-    ``round(unseen_fraction * n_present)`` of the classes that have images be
-    drawn with ``numpy.random.default_rng(seed)``. Labels are kept (not
-    renumbered) so both halves index the same ``class_names``; use
-    :meth:`ImageDataset.with_classes` with ``relabel=True`` for a dense
-    training label range.
+    Either give ``unseen_classes`` or let ``round(unseen_fraction * n_present)`` of the
+    classes that have images be drawn with ``numpy.random.default_rng(seed)``. Labels are
+    kept (not renumbered) so both halves index the same ``class_names``; use
+    :meth:`ImageDataset.with_classes` with ``relabel=True`` for a dense training label range.
+
+    Args:
+        ds: the dataset.
+        unseen_fraction: the fraction of classes held out, strictly in (0, 1); used only
+            without ``unseen_classes``.
+        unseen_classes: the held-out classes, as labels or class names.
+        seed: the seed of the class draw.
+
+    Returns:
+        ``(seen, unseen)`` datasets named ``<name>/seen`` and ``<name>/unseen``.
+
+    Raises:
+        ValueError: an unknown class name or a label out of range; ``unseen_fraction``
+            outside (0, 1) or rounding to no class or to all of them; a split with one side
+            empty.
     """
     present = np.unique(ds.labels)
     if unseen_classes is not None:
@@ -74,8 +87,22 @@ def stratified_split(
     """Closed-set split: a copy of ``ds`` whose ``split`` column holds ``names``.
 
     Each part keeps the class proportions (scikit-learn ``train_test_split``
-    with ``stratify``, applied part by part). Every class needs at least one
-    image per non-empty part; classes too small for that raise ``ValueError``.
+    with ``stratify``, applied part by part, part k seeded ``seed + k``); part sizes are
+    ``round(fraction * N)`` images, the last part takes the rest.
+
+    Args:
+        ds: the dataset.
+        fractions: one positive fraction per part, summing to 1 (default 0.7, 0.15, 0.15).
+        seed: the base seed.
+        names: the part names written to the ``split`` column.
+
+    Returns:
+        A new :class:`ImageDataset` with the same classes and the ``split`` column set.
+
+    Raises:
+        ValueError: ``fractions`` and ``names`` differ in length, fractions not positive or
+            not summing to 1, a class with fewer images than parts, or a part scikit-learn
+            cannot stratify.
     """
     from sklearn.model_selection import train_test_split
 
@@ -111,8 +138,17 @@ def stratified_split(
 def grocery_open_set(ds: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
     """``(train_classes_ds, unseen_classes_ds)`` of the Grocery Store set using :data:`GROCERY_UNSEEN`.
 
-    Works on the whole set or any of its splits (every row is kept on one
-    side); raises if ``ds`` does not have the 81 Grocery classes.
+    Works on the whole set or any of its splits (every row is kept on one side).
+
+    Args:
+        ds: the Grocery Store dataset (Klasson et al., WACV 2019) or one of its splits, with
+            its 81 fine classes.
+
+    Returns:
+        ``(seen, unseen)`` as :func:`class_disjoint_split` gives them.
+
+    Raises:
+        ValueError: ``ds`` does not have 81 classes, or a side would be empty.
     """
     if ds.n_classes != 81:
         raise ValueError(f"grocery_open_set needs the 81 Grocery Store classes; {ds.name} has {ds.n_classes}")

@@ -36,7 +36,23 @@ _SYLLABLES = ("ka", "lo", "mi", "zu", "ra", "ve", "to", "sa", "ni", "po", "ce", 
 
 @dataclass
 class ProductSpec:
-    """What a synthetic product looks like (drawn by :func:`itemrec.data.synthetic_draw.draw_sprite`)."""
+    """What a synthetic product looks like (drawn by :func:`itemrec.data.synthetic_draw.draw_sprite`).
+
+    Attributes:
+        name: ``p<index>_<brand>_<variant>_<shape>``, unique.
+        family: the family index; variants of a family share shape, colours and pattern.
+        shape: one of :data:`SHAPES`.
+        body: the package's main colour, RGB 0..255.
+        second: the pattern colour, RGB 0..255.
+        accent: the logo, text and lid colour, RGB 0..255 (differs between variants).
+        pattern: one of :data:`PATTERNS`.
+        n_stripes: the pattern's repeat count (2..7).
+        logo: one of :data:`LOGOS`.
+        logo_pos: the logo centre as fractions (x, y) of the body's width and height.
+        text: the printed brand name (upper case, at most 6 letters).
+        aspect: width / height of the body.
+        height: the body's height as a fraction of the sprite canvas.
+    """
 
     name: str
     family: int
@@ -55,8 +71,16 @@ class ProductSpec:
 
 @dataclass
 class SyntheticCatalogue:
-    """Rendered catalogue: ``photos`` (N,S,S,3) uint8 with ``labels`` (N,), one clean
-    ``catalogue`` image per product (label = index) and the product ``names``."""
+    """A rendered catalogue (:func:`render_catalogue`).
+
+    Attributes:
+        photos: (N, S, S, 3) uint8 shelf-like photos, product by product.
+        labels: (N,) int64 product index of each photo.
+        catalogue: (n_products, S, S, 3) uint8, one clean image per product on white
+            (label = index).
+        names: the product names (:attr:`ProductSpec.name`), label = index.
+        specs: the :class:`ProductSpec` of each product.
+    """
 
     photos: np.ndarray
     labels: np.ndarray
@@ -76,7 +100,21 @@ def _hsv_colour(rng: np.random.Generator, h: float | None = None, s: float | Non
 
 
 def make_specs(n_products: int, seed: int = 0) -> list[ProductSpec]:
-    """Product specifications: families of 1–3 variants sharing shape, colours and pattern."""
+    """Product specifications: families of 1–3 variants sharing shape, colours and pattern.
+
+    Variants differ in accent colour (hues a third of the colour wheel apart), sometimes
+    logo and stripe count, and name. Deterministic in ``seed``.
+
+    Args:
+        n_products: how many products (≥ 1); the last family may be cut short.
+        seed: the random seed.
+
+    Returns:
+        ``n_products`` :class:`ProductSpec`, in index order.
+
+    Raises:
+        ValueError: ``n_products`` < 1.
+    """
     if n_products < 1:
         raise ValueError(f"n_products must be >= 1, got {n_products}")
     rng = np.random.default_rng([seed, 7919])
@@ -212,6 +250,18 @@ def render_catalogue(n_products: int = 20, photos_per_product: int = 10, image_s
 
     Photos are ordered product by product (labels ``0,0,…,1,1,…``). The same
     arguments always give the same arrays.
+
+    Args:
+        n_products: how many products (≥ 1).
+        photos_per_product: photos per product (≥ 0).
+        image_size: side S of the square images in pixels (≥ 16).
+        seed: the random seed.
+
+    Returns:
+        The :class:`SyntheticCatalogue`.
+
+    Raises:
+        ValueError: ``n_products`` < 1, ``photos_per_product`` < 0 or ``image_size`` < 16.
     """
     if photos_per_product < 0:
         raise ValueError(f"photos_per_product must be >= 0, got {photos_per_product}")
@@ -249,6 +299,21 @@ def write_catalogue(
     Layout: ``out_dir/photos/<name>/<name>_<k>.jpg`` (folder per class) and
     ``out_dir/catalogue/<name>.jpg`` (the representatives). Same seed →
     byte-identical files.
+
+    Args:
+        out_dir: the folder to write into (created; ``~`` expanded).
+        n_products: how many products (≥ 1).
+        photos_per_product: photos per product (≥ 0).
+        image_size: side S of the square images in pixels (≥ 16; default 96).
+        seed: the random seed.
+        quality: JPEG quality, 1..95.
+
+    Returns:
+        The :class:`ImageDataset` named ``synthetic``, absolute paths, one representative
+        per class.
+
+    Raises:
+        ValueError: as :func:`render_catalogue`.
     """
     import pandas as pd
     from PIL import Image

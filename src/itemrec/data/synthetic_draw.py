@@ -76,7 +76,15 @@ def _draw_logo(d, kind: str, cx: float, cy: float, r: float, colour) -> None:
 
 
 def draw_sprite(spec: ProductSpec, R: int) -> np.ndarray:
-    """RGBA uint8 (R, R, 4) sprite of the product on a transparent canvas."""
+    """RGBA uint8 (R, R, 4) sprite of the product on a transparent canvas.
+
+    Args:
+        spec: what to draw.
+        R: the canvas side in pixels (the renderer uses ``max(128, 2 S)``).
+
+    Returns:
+        (R, R, 4) uint8: shaded RGB, alpha 255 inside the package outline and 0 outside.
+    """
     from PIL import Image, ImageDraw, ImageFont
 
     mask, (x0, y0, x1, y1) = _body_mask(spec, R)

@@ -40,7 +40,16 @@ import pandas as pd
 
 @dataclass
 class DigitSplits:
-    """Grey 28×28 uint8 digits and labels of each part."""
+    """Grey 28×28 uint8 digits and labels of each part.
+
+    Attributes:
+        x_train: (N_train, 28, 28) uint8 digits, ink bright.
+        y_train: (N_train,) int64 digits 0..9.
+        x_val: (N_val, 28, 28) validation digits.
+        y_val: (N_val,) their labels.
+        x_test: (N_test, 28, 28) test digits.
+        y_test: (N_test,) their labels.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -50,13 +59,33 @@ class DigitSplits:
     y_test: np.ndarray
 
     def sizes(self) -> dict[str, int]:
+        """Digits per part.
+
+        Returns:
+            ``{"train": n, "val": n, "test": n}``.
+        """
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
 def split_digits(
     images: np.ndarray, labels: np.ndarray, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0, limit: int | None = None
 ) -> DigitSplits:
-    """Stratified train/val/test parts in ``fractions`` (seeded); ``limit`` first draws that many digits (stratified)."""
+    """Stratified train/val/test parts in ``fractions`` (scikit-learn ``train_test_split``, seeded).
+
+    Args:
+        images: (N, H, W) digits.
+        labels: (N,) labels.
+        fractions: three positive fractions summing to 1 (default 0.6, 0.2, 0.2).
+        seed: the seed (the val/test cut uses ``seed + 1``).
+        limit: first draw this many digits (stratified); ``None`` or ≥ N: all.
+
+    Returns:
+        The :class:`DigitSplits`.
+
+    Raises:
+        ValueError: ``images`` not (N, H, W) with N labels, bad ``fractions``, or a class too
+            small to stratify (from scikit-learn).
+    """
     from sklearn.model_selection import train_test_split
 
     x, y = np.asarray(images), np.asarray(labels, dtype=np.int64)
@@ -74,7 +103,17 @@ def split_digits(
 
 
 def to_rgb(images: np.ndarray) -> np.ndarray:
-    """Grey ``(N, H, W)`` uint8 images as ``(N, H, W, 3)``, the input of the small CNN."""
+    """Grey ``(N, H, W)`` uint8 images as ``(N, H, W, 3)``, the input of the small CNN.
+
+    Args:
+        images: (N, H, W) grey images.
+
+    Returns:
+        (N, H, W, 3), the grey level repeated on three channels.
+
+    Raises:
+        ValueError: ``images`` is not 3-D.
+    """
     x = np.asarray(images)
     if x.ndim != 3:
         raise ValueError(f"expected grey images (N, H, W); got shape {x.shape}")
@@ -82,9 +121,18 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
 
 
 def write_digits(splits: "DigitSplits", root: str | os.PathLike) -> Path:
-    """The digits of ``splits`` as RGB PNG files under ``root`` and a manifest CSV with their split; returns it.
+    """The digits of ``splits`` as RGB PNG files under ``root`` and a manifest CSV with their split.
 
-    Files are named by split and index, so writing the same splits again rewrites the same files.
+    Files are ``root/<split>/<index>_<label>.png``, so writing the same splits again rewrites
+    the same files; the manifest is ``root/digits.csv`` (with its ``.meta.json``), classes
+    ``"0"`` … ``"9"``.
+
+    Args:
+        splits: the digits.
+        root: the folder to write (created).
+
+    Returns:
+        The manifest's path.
     """
     import pandas as pd
     from PIL import Image
@@ -120,15 +168,23 @@ def digit_config(
 ) -> Any:
     """The triplet network of the module docstring as an :class:`itemrec.training.ExperimentConfig`.
 
+    All layers train from scratch with Adam for a fixed number of epochs (``monitor="last"``);
+    the miner is ``random`` and the distance squared L2 (Schroff et al. 2015).
+
     Args:
         name: run name (stem; see :func:`itemrec.training.runs.keyed`).
         output_dir: where runs go.
         manifest: a :func:`write_digits` CSV.
         margin: the hinge margin on squared L2 distances of unit embeddings (``d ∈ [0, 4]``).
-        embedding_dim, filters: the network.
+        embedding_dim: the embedding width (default 10).
+        filters: the small CNN's block filters.
         n_triplets: random triplets per epoch: ``ceil(n_triplets / (p · k))`` steps of ``p`` digits × ``k``
             images, each image the anchor of one triplet.
-        epochs, learning_rate, seed: training (all layers from scratch, Adam, a fixed number of epochs).
+        epochs: training epochs.
+        p: digit classes per batch.
+        k: images per class in a batch.
+        learning_rate: Adam's learning rate.
+        seed: weights and batches.
 
     Returns:
         The validated config.
@@ -145,7 +201,9 @@ def digit_config(
         "split": {"kind": "given"},
         "model": {"backbone": "small_cnn", "weights": None, "input_size": 28, "cnn_filters": [int(f) for f in filters],
                   "head": "mlp", "hidden": None, "dropout": 0.0, "embedding_dim": int(embedding_dim)},
-        "loss": {"name": "triplet", "margin": float(margin), "miner": "random", "distance": "squared_l2"},
+        "loss": {"class_name": "TripletLoss", "config": {
+            "margin": float(margin), "miner": {"class_name": "RandomTripletMiner", "config": {"seed": int(seed)}},
+            "distance": "squared_l2"}},
         "train": {"frozen_epochs": 0, "finetune_epochs": int(epochs), "finetune_layers": "all",
                   "finetune_lr": float(learning_rate), "p": int(p), "k": int(k), "steps_per_epoch": steps,
                   "monitor": "last", "tensorboard": False},
@@ -153,12 +211,38 @@ def digit_config(
 
 
 def embed_digits(model: Any, images: np.ndarray) -> np.ndarray:
-    """Embeddings (N, D) float32 of grey digit-like images by a run's :class:`itemrec.embedder.ImageEmbedder`."""
+    """Embeddings (N, D) float32 of grey digit-like images by a run's :class:`itemrec.embedder.ImageEmbedder`.
+
+    Args:
+        model: the embedder (its ``embed_arrays`` takes uint8 RGB images).
+        images: (N, 28, 28) grey images (cast to uint8).
+
+    Returns:
+        (N, D) float32.
+
+    Raises:
+        ValueError: ``images`` is not 3-D.
+    """
     return np.asarray(model.embed_arrays(to_rgb(np.asarray(images, np.uint8))), dtype=np.float32)
 
 
 def triplet_accuracy(embeddings: np.ndarray, labels: np.ndarray, n: int = 5000, seed: int = 0) -> float:
-    """Fraction of ``n`` random triplets with ``‖a − p‖² < ‖a − n‖²``."""
+    """Fraction of ``n`` random triplets with ``‖a − p‖² < ‖a − n‖²``.
+
+    Triplets from :func:`itemrec.data.sampling.random_triplets`.
+
+    Args:
+        embeddings: (N, D) embeddings.
+        labels: (N,) labels.
+        n: how many triplets.
+        seed: the seed of the draw.
+
+    Returns:
+        The fraction, in [0, 1].
+
+    Raises:
+        ValueError: fewer than 2 classes, or no class with two images.
+    """
     from itemrec.data.sampling import random_triplets
 
     e = np.asarray(embeddings, dtype=np.float64)
@@ -170,6 +254,18 @@ def triplet_accuracy(embeddings: np.ndarray, labels: np.ndarray, n: int = 5000, 
 
 @dataclass
 class MarginRun:
+    """One margin of :func:`margin_sweep`, scored on the validation digits.
+
+    Attributes:
+        margin: the triplet margin.
+        model: the run's :class:`itemrec.embedder.ImageEmbedder`.
+        history: logged value -> one entry per epoch (``loss``, ``active_fraction``, ...).
+        recall_at_1: validation Recall@1 (leave-one-out, cosine), in [0, 1].
+        map_at_r: validation MAP@R (Musgrave et al. 2020), in [0, 1].
+        triplet_accuracy: :func:`triplet_accuracy` on the validation digits.
+        seconds: training time (NaN when not recorded).
+    """
+
     margin: float
     model: Any
     history: dict[str, list[float]]
@@ -181,9 +277,22 @@ class MarginRun:
 
 @dataclass
 class MarginSweep:
+    """The runs of :func:`margin_sweep`.
+
+    Attributes:
+        runs: one :class:`MarginRun` per margin, in sweep order.
+    """
+
     runs: list[MarginRun] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
+        """One row per margin.
+
+        Returns:
+            pandas.DataFrame with ``margin``, ``val_recall_at_1``, ``val_map_at_r``,
+            ``val_triplet_accuracy``, ``final_loss``, ``final_active_fraction`` (NaN when not
+            logged) and ``seconds``.
+        """
         return pd.DataFrame(
             [dict(margin=r.margin, val_recall_at_1=r.recall_at_1, val_map_at_r=r.map_at_r,
                   val_triplet_accuracy=r.triplet_accuracy, final_loss=r.history["loss"][-1],
@@ -192,6 +301,18 @@ class MarginSweep:
         )
 
     def best(self, metric: str = "map_at_r") -> MarginRun:
+        """The run with the highest ``metric``.
+
+        Args:
+            metric: a :class:`MarginRun` attribute: ``"map_at_r"`` (default), ``"recall_at_1"``
+                or ``"triplet_accuracy"``.
+
+        Returns:
+            The best :class:`MarginRun` (the first one on ties).
+
+        Raises:
+            ValueError: the sweep is empty.
+        """
         if not self.runs:
             raise ValueError("empty sweep")
         return max(self.runs, key=lambda r: getattr(r, metric))
@@ -230,7 +351,7 @@ def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5,
     sweep = MarginSweep()
     for m in it:
         res = run_or_load(keyed(digit_config("digits", out_dir, manifest, margin=float(m), **config_kwargs),
-                                ("loss.margin",)), progress=progress)
+                                ("loss.config.margin",)), progress=progress)
         model = ImageEmbedder.load(res.run_dir / "embedding.keras")
         emb = embed_digits(model, splits.x_val)
         rep = retrieval_report(emb, splits.y_val, ks=(1,), metric="cosine")
@@ -241,7 +362,19 @@ def margin_sweep(splits: DigitSplits, margins: Sequence[float] = (0.1, 0.2, 0.5,
 
 
 def softmax_classifier(embeddings: np.ndarray, labels: np.ndarray, c: float = 10.0, seed: int = 0) -> Any:
-    """Softmax (multinomial logistic) regression on embeddings; ``predict_proba`` gives the class probabilities."""
+    """Softmax (multinomial logistic) regression on embeddings; ``predict_proba`` gives the class probabilities.
+
+    scikit-learn's ``LogisticRegression`` (L2 penalty, lbfgs, at most 2000 iterations).
+
+    Args:
+        embeddings: (N, D) training embeddings.
+        labels: (N,) labels.
+        c: the inverse regularisation strength ``C``.
+        seed: its random state.
+
+    Returns:
+        The fitted ``LogisticRegression``.
+    """
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=float(c), max_iter=2000, random_state=seed).fit(np.asarray(embeddings, np.float64), labels)
@@ -249,7 +382,13 @@ def softmax_classifier(embeddings: np.ndarray, labels: np.ndarray, c: float = 10
 
 @dataclass
 class GiniExperiment:
-    """Rejection of non-digits by Gini impurity; ``report`` holds the rates and the ROC."""
+    """Rejection of non-digits by Gini impurity; ``report`` holds the rates and the ROC.
+
+    Attributes:
+        report: the :class:`itemrec.evaluation.RejectionReport` (threshold, rejection rates, ROC).
+        in_impurity: (n,) Gini impurity ``1 − Σ p²`` of the test digits, in [0, 1 − 1/C].
+        out_impurity: (m,) that of the non-digit glyphs.
+    """
 
     report: Any  # itemrec.evaluation.RejectionReport
     in_impurity: np.ndarray  # test digits
@@ -263,7 +402,24 @@ def gini_rejection(
     out_embeddings: np.ndarray,
     target_in_rejection: float = 0.05,
 ) -> GiniExperiment:
-    """Fit τ on validation digits (reject ``target_in_rejection`` of them), report on test digits vs ``out``."""
+    """Fit τ on validation digits (reject ``target_in_rejection`` of them), report on test digits vs ``out``.
+
+    An input is rejected as "not a digit" when the Gini impurity ``1 − Σ p_i²`` of its
+    softmax probabilities exceeds τ.
+
+    Args:
+        classifier: fitted, with ``predict_proba`` (n, d) -> (n, C).
+        val_embeddings: (n_val, d) validation digits (fit τ).
+        test_embeddings: (n, d) test digits.
+        out_embeddings: (m, d) non-digits (glyphs).
+        target_in_rejection: the fraction of validation digits to reject, in [0, 1).
+
+    Returns:
+        The :class:`GiniExperiment`.
+
+    Raises:
+        ValueError: ``target_in_rejection`` outside [0, 1).
+    """
     from itemrec.evaluation import fit_gini_threshold, gini_impurity, gini_rejection_report
 
     p_val, p_in, p_out = (classifier.predict_proba(np.asarray(e, np.float64)) for e in (val_embeddings, test_embeddings, out_embeddings))
@@ -303,7 +459,15 @@ def original_gini_rule(classifier: Any, test_embeddings: np.ndarray, out_embeddi
 
 
 def plot_rejection(exp: GiniExperiment, path: str | os.PathLike | None = None):
-    """Histograms of the Gini impurity of digits and non-digits with τ, and the ROC of impurity as a non-digit score."""
+    """Histograms of the Gini impurity of digits and non-digits with τ, and the ROC of impurity as a non-digit score.
+
+    Args:
+        exp: the :class:`GiniExperiment`.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from itemrec.plots._common import maybe_save, new_figure
 
     r = exp.report
@@ -331,7 +495,17 @@ def plot_rejection(exp: GiniExperiment, path: str | os.PathLike | None = None):
 
 
 def plot_samples(digits: np.ndarray, letters: np.ndarray, n: int = 12, path: str | os.PathLike | None = None):
-    """Two rows of grey 28×28 images: ``n`` MNIST digits above ``n`` non-digit glyphs."""
+    """Two rows of grey 28×28 images: ``n`` MNIST digits above ``n`` non-digit glyphs.
+
+    Args:
+        digits: (N, 28, 28) digits (the first ``n`` drawn).
+        letters: (M, 28, 28) glyphs (the first ``n`` drawn).
+        n: images per row.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from itemrec.plots._common import maybe_save, new_figure
 
     fig = new_figure(0.8 * n, 1.9)

@@ -36,7 +36,24 @@ from itemrec.faces import FaceCrops, LooRetrieval, crop_faces, detect_faces, loo
 
 @dataclass
 class FaceRetrievalResult:
-    """Everything :func:`run_face_retrieval` computed; row ``i`` of each array is ``crops.paths[i]``."""
+    """Everything :func:`run_face_retrieval` computed; row ``i`` of each array is ``crops.paths[i]``.
+
+    Attributes:
+        crops: the face crops (:class:`itemrec.faces.FaceCrops`) of the readable photos.
+        labels: (N,) person label of each crop.
+        class_names: the people's names, label = index.
+        embeddings: (N, D) float32 frozen-backbone embeddings (centred when asked).
+        loo: leave-one-out precision@k of the crops (cosine).
+        whole_photo_loo: the same on the uncropped photos, or ``None``.
+        clustering: the HDBSCAN + OPTICS :class:`itemrec.clustering.ClusteringResult`.
+        density_scores: its :class:`itemrec.clustering.ClusterQuality` against the people
+            (ARI, NMI, purity, cluster and noise counts).
+        agglomerative_labels: (N,) int64 Ward clusters, told the number of people.
+        agglomerative_scores: their :class:`~itemrec.clustering.ClusterQuality`.
+        dropped: photos whose crop is not a face (``faces_only``).
+        photo_detection_rate: the fraction of photos with a detected face, before any was
+            dropped (``None``: use ``crops.detection_rate``).
+    """
 
     crops: FaceCrops
     labels: np.ndarray
@@ -52,6 +69,13 @@ class FaceRetrievalResult:
     photo_detection_rate: float | None = None  # faces found among all photos, before any was dropped
 
     def summary(self) -> dict[str, float]:
+        """The headline numbers.
+
+        Returns:
+            ``n_photos``, ``n_people``, ``detection_rate``, ``loo_precision_at_k`` for each k,
+            ``hdbscan_optics_ari``/``_clusters``/``_noise``, ``agglomerative_ari``,
+            ``n_dropped_not_faces`` and, when computed, ``whole_photo_loo_precision_at_1``.
+        """
         out = {
             "n_photos": int(len(self.labels)),
             "n_people": int(len(np.unique(self.labels))),
@@ -70,7 +94,22 @@ class FaceRetrievalResult:
 
 
 def frozen_embedder(size: int = 160, weights: str | os.PathLike | None = None, backbone: str = "mobilenet_v2") -> Any:
-    """Raw pixels → backbone preprocessing → frozen ImageNet backbone → GAP (local weights by default)."""
+    """Raw pixels → backbone preprocessing → frozen ImageNet backbone → GAP (local weights by default).
+
+    Args:
+        size: the input side S in pixels.
+        weights: a local no-top weights file (default :func:`itemrec.settings.local_weights`,
+            the MobileNetV2 one).
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES` matching the weights.
+
+    Returns:
+        The Keras feature extractor, (N, S, S, 3) raw pixels → (N, D) (D = 1280 for MobileNetV2).
+
+    Raises:
+        DataNotFoundError: no ``weights`` given and the default file is absent.
+        FileNotFoundError: ``weights`` names a missing file.
+        ValueError: an unknown backbone or a size below its minimum.
+    """
     from itemrec import settings
     from itemrec.models.embedding import build_feature_extractor
 
@@ -78,13 +117,30 @@ def frozen_embedder(size: int = 160, weights: str | os.PathLike | None = None, b
 
 
 def centred(embeddings: np.ndarray, center: bool = True) -> np.ndarray:
-    """``embeddings`` minus their mean row (unchanged when ``center`` is False), float32."""
+    """``embeddings`` minus their mean row (unchanged when ``center`` is False), float32.
+
+    Args:
+        embeddings: (N, D).
+        center: subtract the mean.
+
+    Returns:
+        (N, D) float32.
+    """
     e = np.asarray(embeddings, dtype=np.float32)
     return e - e.mean(axis=0, keepdims=True) if center else e
 
 
 def per_person(ds: ImageDataset, n: int | None, seed: int = 0) -> ImageDataset:
-    """At most ``n`` photos of each person (seeded draw, order kept); ``None`` keeps all."""
+    """At most ``n`` photos of each person (seeded draw, order kept); ``None`` keeps all.
+
+    Args:
+        ds: the photos.
+        n: photos kept per person, or ``None``.
+        seed: the seed of the draw.
+
+    Returns:
+        The subset (:func:`itemrec.experiments.packed_scenes.cap_per_class`).
+    """
     from itemrec.experiments.packed_scenes import cap_per_class
 
     return cap_per_class(ds, n, seed)
@@ -94,9 +150,16 @@ def face_check(crops: FaceCrops, min_size_fraction: float = 0.3) -> np.ndarray:
     """Which crops hold a face: bool (N,).
 
     A crop passes when the photo's detection found a face (not the centre-crop
-    fallback) **and** the detector finds a face again inside the crop itself,
-    at least ``min_size_fraction`` of the crop's side (a true face fills its crop;
-    a false detection on the photo rarely survives the second look).
+    fallback) **and** the Haar detector (Viola & Jones 2001) finds a face again inside the
+    crop itself, at least ``min_size_fraction`` of the crop's side (a true face fills its
+    crop; a false detection on the photo rarely survives the second look).
+
+    Args:
+        crops: the face crops.
+        min_size_fraction: the smallest face side, as a fraction of the crop's side.
+
+    Returns:
+        (N,) bool.
     """
     return np.array([bool(found) and len(detect_faces(img, min_size_fraction=min_size_fraction)) > 0
                      for img, found in zip(crops.images, crops.detected)], dtype=bool)
@@ -121,8 +184,26 @@ def run_face_retrieval(
 ) -> FaceRetrievalResult:
     """Crop faces, embed them with the frozen backbone, score retrieval and clustering (module docstring).
 
-    ``faces_only`` drops the crops that are not faces (:func:`face_check`) before anything is
-    embedded, as the original kept only detected faces; their photos are listed in ``dropped``.
+    Args:
+        ds: the photos, labelled by person.
+        size: the crop (and input) side S in pixels.
+        margin: the margin added around a detected face, as a fraction of its side.
+        weights: the backbone's local weights file (default: the MobileNetV2 one).
+        ks: the k of precision@k; those above N − 1 are dropped.
+        min_cluster_size: HDBSCAN's smallest cluster.
+        center: subtract the mean embedding before comparing (module docstring).
+        compare_whole_photo: also score the uncropped photos (letterboxed to S).
+        faces_only: drop the crops that are not faces (:func:`face_check`) before anything
+            is embedded, as the original kept only detected faces; their photos are listed
+            in ``dropped``.
+        progress: progress bars.
+
+    Returns:
+        The :class:`FaceRetrievalResult`.
+
+    Raises:
+        ValueError: fewer than 3 readable (kept) photos, or embeddings with a zero row.
+        DataNotFoundError: the default weights file is absent.
     """
     from sklearn.cluster import AgglomerativeClustering
 
@@ -160,7 +241,16 @@ def run_face_retrieval(
 
 
 def plot_face_crops(result: FaceRetrievalResult, per_row: int = 8, path: str | os.PathLike | None = None):
-    """Up to ``per_row`` crops of each person, one row each; red frames mark centre-crop fallbacks."""
+    """Up to ``per_row`` crops of each person, one row each; red frames mark centre-crop fallbacks.
+
+    Args:
+        result: the :class:`FaceRetrievalResult`.
+        per_row: crops per person.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from itemrec.plots._common import maybe_save, new_figure
 
     people = np.unique(result.labels)

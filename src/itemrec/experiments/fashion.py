@@ -59,8 +59,24 @@ def fashion_splits(
     Classes with fewer than ``min_count`` images are dropped; ``max_per_class``
     keeps a seeded random sample of each remaining class; the split is
     stratified (every class in every part) with ``numpy``/scikit-learn seeds
-    from ``seed``. ``root`` is the ``fashion-products`` folder (default under
-    ``$ITEMREC_DATA``). Labels are dense ``0..C-1``; names in ``train.class_names``.
+    from ``seed``. Labels are dense ``0..C-1``; names in ``train.class_names``.
+
+    Args:
+        root: the ``fashion-products`` folder (default under ``$ITEMREC_DATA``).
+        label_column: the ``styles.csv`` column giving the class (default ``articleType``).
+        min_count: the fewest images a class needs to stay.
+        max_per_class: images kept per class (``None``: all).
+        val_fraction: the validation part, a fraction of all images in (0, 1).
+        test_fraction: the test part, a fraction of all images in (0, 1).
+        seed: the seed of the sampling and the split.
+
+    Returns:
+        The ``SplitData`` (kind ``"closed"``).
+
+    Raises:
+        ConfigError: an invalid data or split setting.
+        DataNotFoundError: the dataset folder or ``styles.csv`` is missing.
+        ValueError: malformed ``styles.csv``, no images left, or a class too small to stratify.
     """
     from itemrec.training.config import DataConfig, SplitConfig
     from itemrec.training.data import load_experiment_data, make_splits
@@ -103,26 +119,37 @@ def fashion_config(
 ) -> Any:
     """The :class:`itemrec.training.ExperimentConfig` of one fashion classifier (see the module docstring).
 
+    The run's retrieval scores use L2 distance (``eval.metric``): the trunk ends in a ReLU
+    layer whose output can be all zero, where cosine distance is undefined. The schedule is
+    trained as given: a backbone without weights keeps random frozen features in phase 1
+    (VGG16 offline: a floor); the small CNN from scratch is ``frozen_epochs=0``,
+    ``finetune_layers="all"``. The split is always 15 % validation, 15 % test.
+
     Args:
         name: run name (the folder is ``output_dir/name``; see :func:`itemrec.training.runs.keyed`).
         output_dir: where runs go.
-        backbone, weights: the backbone and its weights (``"local"``, ``"imagenet"``, ``None``, a file).
-        head: ``"fc"`` or ``"bn_dropout"``; ``hidden`` units, ``dropout`` (``bn_dropout`` only).
-        root, label_column, min_count, max_per_class: the data (:func:`fashion_splits`).
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES`.
+        weights: the backbone's weights (``"local"``, ``"imagenet"``, ``None``, a file).
+        head: ``"fc"`` (Dense(hidden, ReLU)) or ``"bn_dropout"``.
+        root: the dataset folder (:func:`fashion_splits`).
+        label_column: the ``styles.csv`` label column.
+        min_count: the fewest images a class needs to stay.
+        max_per_class: images kept per class (``None``: all).
         input_size: pixels of the square input.
-        optimizer, lr, frozen_epochs: phase 1 (backbone frozen, cached features).
-        finetune_epochs, finetune_lr, finetune_layers: phase 2.
+        optimizer: ``"adam"``, ``"sgd"`` or ``"rmsprop"`` (both phases).
+        lr: phase 1's learning rate (backbone frozen, cached features).
+        frozen_epochs: phase 1's epochs.
+        finetune_epochs: phase 2's epochs (0: no fine-tuning).
+        finetune_lr: phase 2's learning rate.
+        finetune_layers: top layers of the backbone that train in phase 2, or ``"all"``.
         batch_size: images per step.
+        hidden: units of the head's hidden layer.
+        dropout: the dropout rate of ``bn_dropout`` (the ``fc`` head has none).
         feature_cache_dir: shared frozen-feature cache (default ``output_dir/.feature_cache``).
         seed: split, weights and batches.
 
     Returns:
         The validated config.
-
-    The run's retrieval scores use L2 distance (``eval.metric``): the trunk ends in a ReLU
-    layer whose output can be all zero, where cosine distance is undefined. The schedule is trained as given: a backbone without weights keeps random frozen features in
-    phase 1 (VGG16 offline: a floor); the small CNN from scratch is ``frozen_epochs=0``,
-    ``finetune_layers="all"``.
 
     Raises:
         ValueError: an unknown head.
@@ -141,7 +168,7 @@ def fashion_config(
         "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
                   "head": "mlp" if head == "fc" else "bn_dropout", "hidden": int(hidden), "embedding_dim": None,
                   "dropout": 0.0 if head == "fc" else float(dropout), "l2_normalize": False},
-        "loss": {"name": "softmax"},
+        "loss": {"class_name": "SoftmaxLoss", "config": {}},
         "train": {"optimizer": optimizer, "frozen_epochs": int(frozen_epochs), "frozen_lr": float(lr),
                   "finetune_epochs": int(finetune_epochs), "finetune_lr": float(finetune_lr),
                   "finetune_layers": finetune_layers, "batch_size": int(batch_size), "monitor": "val_loss",
@@ -152,7 +179,17 @@ def fashion_config(
 
 
 class RunClassifier:
-    """A finished classifier run as a model of raw pixels (N, S, S, 3) 0..255 → logits (N, C)."""
+    """A finished classifier run as a model of raw pixels (N, S, S, 3) 0..255 → logits (N, C).
+
+    Loads ``<run_dir>/model.keras`` (an :class:`itemrec.models.MetricLearningModel` whose
+    softmax loss holds the classifier).
+
+    Args:
+        run_dir: the run folder.
+
+    Raises:
+        ValueError: ``model.keras`` is missing or not a Keras model file (from Keras's loader).
+    """
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         import keras
@@ -164,7 +201,16 @@ class RunClassifier:
         self.model = keras.saving.load_model(self.run_dir / "model.keras", compile=False)
 
     def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
-        """Logits of ``images`` (float32 or uint8 pixels), float32 (N, C)."""
+        """Logits of ``images`` (float32 or uint8 pixels), float32 (N, C).
+
+        Args:
+            images: (N, S, S, 3) raw pixels 0..255.
+            batch_size: inference batch size.
+            verbose: Keras's ``predict`` verbosity.
+
+        Returns:
+            (N, C) float32 logits (apply a softmax for probabilities).
+        """
         import keras
 
         emb = self.model.embedding_model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=verbose)
@@ -173,7 +219,14 @@ class RunClassifier:
 
 @dataclass
 class ClassifierResult:
-    """One trained classifier run and its test scores."""
+    """One trained classifier run and its test scores.
+
+    Attributes:
+        name: the run's name.
+        run: the :class:`itemrec.training.RunResult`.
+        report: the :class:`itemrec.evaluation.ClassificationReport` on the test split.
+        model: the run as a :class:`RunClassifier`.
+    """
 
     name: str
     run: Any  # itemrec.training.RunResult
@@ -197,8 +250,13 @@ class ClassifierResult:
         return out
 
     def metrics(self) -> dict[str, float]:
-        """Test accuracy, top-5, macro/weighted F1, best validation loss (overall, frozen and
-        fine-tuned phase; NaN for a phase that did not run) and training seconds."""
+        """The headline numbers of the run.
+
+        Returns:
+            ``accuracy``, ``top5_accuracy``, ``f1_macro``, ``f1_weighted`` (test, in [0, 1]),
+            ``best_val_loss`` overall, ``best_val_loss_frozen`` and ``best_val_loss_finetuned``
+            (NaN for a phase that did not run), and ``seconds`` of training.
+        """
         r, h = self.report, self.history
         per_phase = {f"best_val_loss_{name}": float(h.loc[h["phase"] == n, "val_loss"].min()) if (h["phase"] == n).any()
                      else float("nan") for n, name in ((1, "frozen"), (2, "finetuned"))}
@@ -209,7 +267,20 @@ class ClassifierResult:
 
 
 def run_classifier(config: Any, progress: bool = False) -> ClassifierResult:
-    """Train (or read back) ``config`` with :func:`itemrec.training.runs.run_or_load` and score its test split."""
+    """Train (or read back) ``config`` with :func:`itemrec.training.runs.run_or_load` and score its test split.
+
+    Args:
+        config: a :func:`fashion_config` config.
+        progress: progress bars.
+
+    Returns:
+        The :class:`ClassifierResult` (test accuracy, top-5 and F1 over the test images that
+        could be read).
+
+    Raises:
+        ConfigError: the run folder holds another training config.
+        FileNotFoundError: a split manifest or the model is missing from the run folder.
+    """
     from itemrec import evaluation as ev
     from itemrec.training.data import SplitData
     from itemrec.training.features import decode_images
@@ -263,10 +334,24 @@ def sweep_head(
 
 def predict_images(model: Any, paths: list[str | os.PathLike], input_size: int, class_names: list[str],
                    top: int = 3, resize_mode: str = "pad") -> Any:
-    """Softmax predictions of single image files: one row per readable image.
+    """Softmax predictions of single image files: one row per image.
 
-    Columns ``path``, ``predicted``, ``probability`` and ``top`` (the ``top``
-    best ``(class, probability)`` pairs). Unreadable files raise, naming them.
+    Args:
+        model: anything with ``predict(images float32 (N, S, S, 3), verbose=0) -> (N, C)``
+            logits, e.g. a :class:`RunClassifier`.
+        paths: image files.
+        input_size: side S in pixels the images are fitted to.
+        class_names: the C class names, in label order.
+        top: how many best classes to list per image.
+        resize_mode: ``"pad"`` or ``"crop"``.
+
+    Returns:
+        pandas.DataFrame with columns ``path``, ``predicted``, ``probability`` and ``top``
+        (the ``top`` best ``(class, probability)`` pairs, probabilities rounded to 4 digits).
+
+    Raises:
+        ValueError: an unreadable file (named), or a model whose class count differs from
+            ``class_names``.
     """
     import pandas as pd
 
@@ -288,7 +373,21 @@ def predict_images(model: Any, paths: list[str | os.PathLike], input_size: int, 
 
 def plot_predictions(table: Any, true_names: list[str] | None = None, thumb: int = 96,
                      path: str | os.PathLike | None = None) -> Any:
-    """The images of :func:`predict_images` with their predicted class (green when it matches ``true_names``)."""
+    """The images of :func:`predict_images` with their predicted class (green when it matches ``true_names``).
+
+    Args:
+        table: the DataFrame :func:`predict_images` returned.
+        true_names: the true class of each row (``None``: titles in black, no verdict).
+        thumb: the side in pixels each image is drawn at.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (up to 6 images per row).
+
+    Raises:
+        ValueError: an empty table, or ``true_names`` of another length.
+        FileNotFoundError: an image path no longer exists.
+    """
     from itemrec.plots._common import load_image, maybe_save, new_figure
 
     n = len(table)

@@ -190,6 +190,10 @@ def grocery_config(
             f"Ask for it explicitly: epochs=0, finetune_epochs={int(epochs) + int(finetune_epochs)}, "
             f"finetune_layers='all', finetune_lr={lr}"
         )
+    from itemrec.training.loss_config import convert_old_loss
+
+    loss_spec, moved = convert_old_loss({"name": loss, "margin": float(margin), "miner": miner, "lam": float(lam),
+                                         "alpha": float(alpha)}, int(seed), warn=False)
     train = {
         "optimizer": optimizer,
         "frozen_epochs": int(epochs),
@@ -203,6 +207,7 @@ def grocery_config(
         "tensorboard": False,
         "feature_monitor": bool(feature_monitor),
         "monitor_classes": int(monitor_classes),
+        "finetune_lam": None if finetune_lam is None else float(finetune_lam),
     }
     return ExperimentConfig.from_dict({
         "name": name,
@@ -212,8 +217,7 @@ def grocery_config(
         "split": {"kind": "open", "seed": int(seed)},
         "model": {"backbone": backbone, "weights": weights, "input_size": int(input_size),
                   "embedding_dim": int(embedding_dim), "hidden": hidden, "dropout": float(dropout)},
-        "loss": {"name": loss, "margin": float(margin), "miner": miner, "lam": float(lam),
-                 "finetune_lam": None if finetune_lam is None else float(finetune_lam), "alpha": float(alpha)},
+        "loss": loss_spec,
         "train": train,
         "eval": {"cmc_draws": int(cmc_draws), "far_targets": list(far_targets)},
     })

@@ -103,11 +103,26 @@ def head_config(
                   "input_size": int(input_size), "head": head, "embedding_dim": None if untrained else int(embedding_dim),
                   "hidden": hidden, "dropout": 0.0 if untrained else float(dropout),
                   "l2_normalize": untrained or scale is not None},
-        "loss": {"name": "softmax"} if scale is None else {"name": "cosine", "scale": float(scale)},
+        "loss": head_loss(scale),
         "train": {"frozen_epochs": 0 if untrained else int(epochs), "finetune_epochs": 0,
                   "frozen_lr": float(learning_rate), "batch_size": int(batch_size), "monitor": "last",
                   "tensorboard": False},
     })
+
+
+def head_loss(scale: float | None) -> dict:
+    """The serialised loss of a head: plain softmax, or normalised softmax at ``scale``.
+
+    Args:
+        scale: the cosine head's scale ``s`` (the original's λ), or ``None`` for ``Dense`` + softmax.
+
+    Returns:
+        ``{"class_name": "SoftmaxLoss", "config": {...}}``.
+    """
+    if scale is None:
+        return {"class_name": "SoftmaxLoss", "config": {}}
+    return {"class_name": "SoftmaxLoss", "config": {"head": {"class_name": "CosineSoftmax",
+                                                             "config": {"scale": float(scale)}}}}
 
 
 def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -205,10 +220,9 @@ def scale_sweep(
         it = tqdm(settings, desc="heads", unit="head")
     runs = []
     for s in it:
-        loss = {"name": "softmax"} if s is None else {"name": "cosine", "scale": float(s)}
-        config = base.with_overrides({"loss": {**base.to_dict()["loss"], **loss}, "model.l2_normalize": s is not None})
+        config = base.with_overrides({"loss": head_loss(s), "model.l2_normalize": s is not None})
         name = "softmax (baseline)" if s is None else f"cosine softmax λ={s:g}"
-        runs.append(_head_run(name, s, keyed(config, ("loss.name",) + (("loss.scale",) if s else ())), progress))
+        runs.append(_head_run(name, s, keyed(config, ("loss.config.head.config.scale",) if s else ()), progress))
     frozen_cfg = base.with_overrides({"model.head": "none", "model.embedding_dim": None, "model.dropout": 0.0,
                                       "model.l2_normalize": True, "train.frozen_epochs": 0,
                                       "name": f"{base.name}_frozen"})

@@ -10,7 +10,7 @@ only that run is then evaluated on the test split (:func:`evaluate_choice`).
 From the shell::
 
     python -m itemrec.experiments.open_set configs/grocery_open_linear.json \\
-        --set loss.name=proxy_anchor --grid train.frozen_lr=1e-4,3e-4,1e-3 --test
+        --set loss.class_name=ProxyAnchorLoss --grid train.frozen_lr=1e-4,3e-4,1e-3 --test
 
 prints the validation score of every combination, the choice, and (with
 ``--test``) the chosen run's test metrics. Runs are named

@@ -54,7 +54,18 @@ CONTENT = "content"  # the column :func:`clean_crops` adds: SHA-1 of the file's 
 
 # ----------------------------------------------------------------------------- cleaning
 def content_hashes(paths: Sequence[str | os.PathLike], workers: int = 8) -> np.ndarray:
-    """SHA-1 hex digest of each file's bytes (threads for the I/O); an unreadable file raises naming it."""
+    """SHA-1 hex digest of each file's bytes (threads for the I/O).
+
+    Args:
+        paths: the files.
+        workers: reading threads.
+
+    Returns:
+        (N,) object array of 40-character hex digests, in input order.
+
+    Raises:
+        OSError: a file cannot be read; the message names it.
+    """
 
     def sha1(p: str) -> str:
         h = hashlib.sha1()
@@ -72,7 +83,16 @@ def content_hashes(paths: Sequence[str | os.PathLike], workers: int = 8) -> np.n
 
 @dataclass
 class CleanedCrops:
-    """What :func:`clean_crops` did; ``dataset`` has the extra column ``content`` (SHA-1)."""
+    """What :func:`clean_crops` did; ``dataset`` has the extra column ``content`` (SHA-1).
+
+    Attributes:
+        dataset: the cleaned crops, labels dense ``0..n-1`` in class-name order.
+        merged: merged class -> the class it was merged into.
+        dropped_classes: the mixed classes dropped.
+        n_ambiguous: files dropped because their content still had two labels.
+        n_files_in: files before cleaning.
+        report: the :class:`itemrec.data.audit.AuditReport` the cleaning followed.
+    """
 
     dataset: ImageDataset
     merged: dict[str, str]  # merged class -> the class it was merged into
@@ -82,6 +102,12 @@ class CleanedCrops:
     report: Any = field(default=None, repr=False)
 
     def summary(self) -> str:
+        """One line saying what changed.
+
+        Returns:
+            Files and distinct contents before and after, the merges, the dropped classes and the
+            dropped ambiguous files.
+        """
         ds = self.dataset
         n_distinct = ds.frame[CONTENT].nunique()
         merged = ", ".join(f"{a} -> {b}" for a, b in self.merged.items()) or "none"
@@ -95,11 +121,22 @@ class CleanedCrops:
 def clean_crops(ds: ImageDataset, report: Any = None, drop_mixed: bool = True, hashes: np.ndarray | None = None) -> CleanedCrops:
     """Merge duplicated classes, drop mixed classes and ambiguous contents, relabel ``0..n-1``.
 
-    ``report`` is an :class:`itemrec.data.audit.AuditReport` of ``ds`` (made
-    here when None, without the decode check); ``hashes`` the files' SHA-1
-    (computed when None). Duplicated pairs are merged into the alphabetically
-    first class name (chains a=b=c merge into one). Copies are kept: use
-    :func:`dedupe` where they must go.
+    Duplicated pairs are merged into the alphabetically first class name (chains a=b=c
+    merge into one). Copies are kept: use :func:`dedupe` where they must go.
+
+    Args:
+        ds: the crops.
+        report: an :class:`itemrec.data.audit.AuditReport` of ``ds`` (made here when
+            ``None``, without the readability check).
+        drop_mixed: drop the report's mixed classes.
+        hashes: the files' SHA-1 (computed when ``None``).
+
+    Returns:
+        The :class:`CleanedCrops`; the dataset is named ``<name>/clean``.
+
+    Raises:
+        ValueError: ``hashes`` has another length than ``ds``.
+        OSError: a file cannot be read for hashing.
     """
     from itemrec.data.audit import audit
 
@@ -143,13 +180,35 @@ def _content(ds: ImageDataset) -> np.ndarray:
 
 
 def dedupe(ds: ImageDataset) -> ImageDataset:
-    """One file per content (the first), e.g. to score without trivial exact-copy matches."""
+    """One file per content (the first), e.g. to score without trivial exact-copy matches.
+
+    Args:
+        ds: a dataset with the ``content`` column (:func:`clean_crops`).
+
+    Returns:
+        The subset, named ``<name>/dedupe``.
+
+    Raises:
+        ValueError: ``ds`` has no ``content`` column.
+    """
     keep = ~pd.Series(_content(ds)).duplicated().to_numpy()
     return ds.subset(keep, f"{ds.name}/dedupe")
 
 
 def cap_per_class(ds: ImageDataset, max_per_class: int | None, seed: int = 0) -> ImageDataset:
-    """At most ``max_per_class`` files of each class, drawn with ``numpy.random.default_rng(seed)``; order kept."""
+    """At most ``max_per_class`` files of each class, drawn with ``numpy.random.default_rng(seed)``; order kept.
+
+    Args:
+        ds: the dataset.
+        max_per_class: files kept per class (≥ 1), or ``None`` to keep all.
+        seed: the seed of the draw.
+
+    Returns:
+        The subset (``ds`` itself for ``None``).
+
+    Raises:
+        ValueError: ``max_per_class`` < 1.
+    """
     if max_per_class is None:
         return ds
     if max_per_class < 1:
@@ -168,10 +227,24 @@ def duplicate_safe_split(
 ) -> tuple[ImageDataset, ImageDataset]:
     """``(train, test)`` with every content group (identical files) wholly on one side.
 
-    ``groups`` defaults to the ``content`` column. The test part is one fold
-    of ``StratifiedGroupKFold(n_splits=round(1 / test_fraction), shuffle=True,
-    random_state=seed)``, so it holds about ``test_fraction`` of the files
+    The test part is one fold of ``StratifiedGroupKFold(n_splits=round(1 / test_fraction),
+    shuffle=True, random_state=seed)``, so it holds about ``test_fraction`` of the files
     with the class proportions kept as far as whole groups allow.
+
+    Args:
+        ds: the dataset.
+        test_fraction: the test part's share, in (0, 0.5].
+        seed: the fold shuffle's seed.
+        groups: (N,) group of each file (default: the ``content`` column).
+
+    Returns:
+        ``(train, test)``, named ``<name>/train`` and ``<name>/test``.
+
+    Raises:
+        ValueError: ``test_fraction`` outside (0, 0.5], ``groups`` of the wrong length or
+            missing ``content`` column, or fewer groups than folds.
+        AssertionError: a group crossed the split (cannot happen with ``StratifiedGroupKFold``;
+            a guard).
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -195,7 +268,19 @@ def duplicate_safe_split(
 
 
 def per_file_split(ds: ImageDataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
-    """The naive split, file by file (stratified): copies of one image can land on both sides."""
+    """The naive split, file by file (stratified): copies of one image can land on both sides.
+
+    Args:
+        ds: the dataset.
+        test_fraction: the test part's share, in (0, 1).
+        seed: scikit-learn's random state.
+
+    Returns:
+        ``(train, test)``.
+
+    Raises:
+        ValueError: a class too small to stratify (from scikit-learn).
+    """
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(ds))
@@ -206,7 +291,20 @@ def per_file_split(ds: ImageDataset, test_fraction: float = 0.3, seed: int = 0) 
 
 
 def leaked(train: ImageDataset, test: ImageDataset, train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None) -> int:
-    """Number of ``test`` files whose content (group) also occurs in ``train``."""
+    """Number of ``test`` files whose content (group) also occurs in ``train``.
+
+    Args:
+        train: the training part.
+        test: the test part.
+        train_groups: groups of the training files (default: its ``content`` column).
+        test_groups: groups of the test files (default: its ``content`` column).
+
+    Returns:
+        The count (0 for a duplicate-safe split).
+
+    Raises:
+        ValueError: a default group column is missing.
+    """
     tg = set((_content(train) if train_groups is None else np.asarray(train_groups, dtype=object)).tolist())
     qg = _content(test) if test_groups is None else np.asarray(test_groups, dtype=object)
     return int(sum(g in tg for g in qg.tolist()))
@@ -225,11 +323,28 @@ def backbone_features(
 ) -> tuple[np.ndarray, Any]:
     """Frozen-backbone GAP features of image files, ``(features (N, D), extractor model)``.
 
-    ``weights`` defaults to the local MobileNetV2 file (:func:`itemrec.settings.local_weights`);
-    ``extractor`` reuses a model from an earlier call (it must be that backbone
-    with those weights at ``input_size``). With ``cache_dir`` the features go
-    through :class:`itemrec.training.features.FeatureCache` (keyed on the
-    files, weights and settings). Unreadable files raise.
+    With ``cache_dir`` the features go through :class:`itemrec.training.features.FeatureCache`
+    (keyed on the files, weights and settings).
+
+    Args:
+        paths: N image files.
+        input_size: the side S in pixels images are letterboxed to.
+        weights: the backbone's local weights (default: the MobileNetV2 file,
+            :func:`itemrec.settings.local_weights`).
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES`.
+        cache_dir: the feature cache folder (``None``: no cache).
+        extractor: a model from an earlier call to reuse (it must be that backbone with
+            those weights at ``input_size``).
+        batch_size: inference batch size.
+        progress: progress bars.
+
+    Returns:
+        ``(features, extractor)``: (N, D) float32 and the model used.
+
+    Raises:
+        ValueError: ``extractor`` takes another input size, or some files are unreadable.
+        DataNotFoundError: no ``weights`` given and the default file is absent.
+        FileNotFoundError: an image or the weights file cannot be accessed.
     """
     from itemrec import settings
     from itemrec.models.embedding import build_feature_extractor
@@ -254,7 +369,18 @@ def backbone_features(
 
 # ----------------------------------------------------------------------------- shelf
 def read_hand_labels(path: str | os.PathLike) -> dict[str, str]:
-    """``{box id: product}`` from a hand-label file ``{"labels": {id: product}, ...}``."""
+    """``{box id: product}`` from a hand-label file ``{"labels": {id: product}, ...}``.
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        Box id -> product name, both as strings.
+
+    Raises:
+        ValueError: the file is not JSON, or has no non-empty ``labels`` object.
+        FileNotFoundError: the file does not exist.
+    """
     import json
     from pathlib import Path
 
@@ -269,7 +395,16 @@ def read_hand_labels(path: str | os.PathLike) -> dict[str, str]:
 def score_against_hand_labels(box_ids: Sequence[str], clusters: np.ndarray, hand_labels: dict[str, str]) -> Any:
     """:func:`itemrec.clustering.clustering_scores` (ARI, NMI, purity; noise as singletons) of a shelf clustering.
 
-    Every box must have a hand label; a missing one is an error naming it.
+    Args:
+        box_ids: the N boxes, in cluster-label order.
+        clusters: (N,) cluster id per box, ``-1`` = noise.
+        hand_labels: box id -> product (:func:`read_hand_labels`).
+
+    Returns:
+        The :class:`itemrec.clustering.ClusterQuality`.
+
+    Raises:
+        ValueError: a box has no hand label (the message names up to 5).
     """
     from itemrec.clustering import clustering_scores
 

@@ -74,14 +74,27 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def gpu_available() -> bool:
-    """Whether TensorFlow sees a GPU."""
+    """Whether TensorFlow sees a GPU.
+
+    Returns:
+        True when ``tf.config.list_physical_devices("GPU")`` is not empty.
+    """
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def mode(notebook: str, quick: bool, gpu: bool | None = None) -> str:
-    """``"quick"``, else ``"gpu"`` when the notebook has GPU sizes and a GPU is there (``gpu=None``: ask TensorFlow), else ``"full"``.
+    """The mode a notebook runs in.
+
+    Args:
+        notebook: ``"01"`` ... ``"05"``.
+        quick: the notebook's ``QUICK`` flag.
+        gpu: whether a GPU is there (``None``: ask TensorFlow, :func:`gpu_available`).
+
+    Returns:
+        ``"quick"`` when ``quick``, else ``"gpu"`` when the notebook has GPU sizes and a GPU
+        is there, else ``"full"``.
 
     Raises:
         KeyError: an unknown notebook.
@@ -98,8 +111,17 @@ def mode(notebook: str, quick: bool, gpu: bool | None = None) -> str:
 def sizes(notebook: str, quick: bool, gpu: bool | None = None, which: str | None = None) -> dict[str, Any]:
     """A copy of the sizes of ``notebook`` in the mode :func:`mode` picks (or the mode named by ``which``).
 
+    Args:
+        notebook: ``"01"`` ... ``"05"``.
+        quick: the notebook's ``QUICK`` flag.
+        gpu: whether a GPU is there (``None``: ask TensorFlow).
+        which: a mode to take instead of :func:`mode`'s choice (``"quick"``, ``"full"``, ``"gpu"``).
+
+    Returns:
+        Parameter name -> value; lists and dicts are copies, so a notebook may change them.
+
     Raises:
-        KeyError: an unknown notebook or mode.
+        KeyError: an unknown notebook, or a mode it has no preset for.
     """
     chosen = which or mode(notebook, quick, gpu)
     if chosen not in PRESETS.get(notebook, {}):
@@ -112,12 +134,27 @@ def papermill_parameters(notebook: str, quick: bool, gpu: bool | None = None, **
     """What to inject with papermill to run ``notebook`` in a mode: ``QUICK``, every size, then ``extra``.
 
     ``papermill.execute_notebook(path, out, parameters=papermill_parameters("02", False, OUT_DIR="/tmp/02"))``.
+
+    Args:
+        notebook: ``"01"`` ... ``"05"``.
+        quick: the ``QUICK`` value to inject.
+        gpu: whether a GPU is there (``None``: ask TensorFlow).
+        **extra: more parameters, injected last (they override sizes of the same name).
+
+    Returns:
+        The parameters dict.
+
+    Raises:
+        KeyError: an unknown notebook.
     """
     return {"QUICK": bool(quick), **sizes(notebook, quick, gpu), **extra}
 
 
 def settings(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """Every parameter a notebook ran with (its upper-case names) and the mode those values match.
+
+    Only names in upper case, not starting with ``_``, other than ``SIZES``, with plain values
+    (str, numbers, bools, ``None``, lists, tuples as lists, dicts) are recorded.
 
     Args:
         notebook: ``"01"`` ... ``"05"``.
@@ -126,6 +163,9 @@ def settings(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``{"mode": "quick" | "full" | "gpu" | "custom", "parameters": {NAME: value}}``; ``custom``
         when the sizes equal no preset (a size was changed in the parameters cell).
+
+    Raises:
+        KeyError: an unknown notebook.
     """
     simple = (str, int, float, bool, type(None), list, tuple, dict)
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in namespace.items()

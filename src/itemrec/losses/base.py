@@ -19,6 +19,8 @@ class MetricLoss(keras.layers.Layer):
     """
 
     metric_names: tuple[str, ...] = ()
+    #: whether the loss holds one learnable vector per class that :meth:`set_class_vectors` can start
+    has_class_vectors: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -30,6 +32,17 @@ class MetricLoss(keras.layers.Layer):
 
     def call(self, embeddings: Any, labels: Any = None, training: bool = False) -> Any:
         return self.compute(embeddings, labels, training=bool(training))[0]
+
+    def set_class_vectors(self, values: Any) -> None:
+        """Start the per-class vectors (anchors, proxies) at ``values`` (n_classes, D).
+
+        Args:
+            values: (n_classes, D) class vectors.
+
+        Raises:
+            TypeError: this loss has no class vectors.
+        """
+        raise TypeError(f"{type(self).__name__} has no class vectors")
 
     def build_for(self, embedding_dim: int) -> None:
         """Create the weights for embeddings of size ``embedding_dim`` (no-op when built)."""
@@ -43,6 +56,32 @@ class MetricLoss(keras.layers.Layer):
 
     def compute_output_shape(self, *args: Any, **kwargs: Any) -> tuple:
         return ()
+
+
+def check_range(name: str, value: Any, low: float = 0.0, high: float | None = None, open_low: bool = False) -> float:
+    """``float(value)`` if it lies in ``[low, high]`` (``(low, high]`` with ``open_low``), else ``ValueError``.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the number.
+        low: the lower bound.
+        high: the upper bound, or ``None``.
+        open_low: exclude ``low`` itself.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        ValueError: not a number, or out of range (the message names the argument and the bound).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if value < low or (open_low and value == low):
+        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low:g}; got {value:g}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}; got {value:g}")
+    return value
 
 
 def flat_labels(labels: Any, what: str = "labels") -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.losses.base import MetricLoss, flat_labels
+from itemrec.losses.base import MetricLoss, check_range, flat_labels
 from itemrec.losses.cosine import CosineSoftmax
 
 
@@ -33,7 +33,12 @@ def _make_head(n_classes: int | None, head: Any) -> keras.layers.Layer:
             raise ValueError("give n_classes or a head layer")
         return keras.layers.Dense(int(n_classes), dtype="float32", name="classifier")
     if isinstance(head, dict):
-        return keras.saving.deserialize_keras_object(head)
+        if "module" in head:  # keras.saving.serialize_keras_object's form (older saved models)
+            return keras.saving.deserialize_keras_object(head)
+        from itemrec.serialization import deserialize
+
+        defaults = {} if n_classes is None else {"n_classes": int(n_classes)}
+        return deserialize(head, "classifier head", **defaults)
     if not isinstance(head, keras.layers.Layer):
         raise TypeError(f"head must be a Keras layer; got {type(head).__name__}")
     return head
@@ -50,9 +55,18 @@ def _head_classes(head: keras.layers.Layer) -> int:
 class SoftmaxLoss(MetricLoss):
     """Sparse categorical cross-entropy on ``head(embeddings)`` (the baseline).
 
-    ``head`` defaults to ``Dense(n_classes)``; pass ``CosineSoftmax``,
-    ``ArcFace`` or ``CosFace`` for the normalised variants (their margin uses
-    the labels during training). Diagnostics: ``ce`` and ``accuracy``.
+    Args:
+        n_classes: number of training classes (needed unless ``head`` is a layer).
+        head: ``None`` for ``Dense(n_classes)``; or a cosine head (``CosineSoftmax``,
+            ``ArcFace``, ``CosFace``, whose margin uses the labels during training) as a
+            layer or as its ``{"class_name", "config"}`` dict, to which ``n_classes``
+            is added when the dict lacks it.
+
+    Diagnostics: ``ce`` and ``accuracy``.
+
+    Raises:
+        ValueError: neither ``n_classes`` nor a head; a head whose class count cannot be read.
+        TypeError: ``head`` is not a layer or a dict.
     """
 
     metric_names: tuple[str, ...] = ("ce", "accuracy")
@@ -65,6 +79,25 @@ class SoftmaxLoss(MetricLoss):
     def build(self, input_shape: tuple) -> None:
         if not self.head.built:
             self.head.build(input_shape)
+
+    @property
+    def has_class_vectors(self) -> bool:
+        """``True`` with a cosine head, whose anchors :meth:`set_class_vectors` can set."""
+        return isinstance(self.head, CosineSoftmax)
+
+    def set_class_vectors(self, values: Any) -> None:
+        """Set the cosine head's class anchors (:meth:`CosineSoftmax.set_anchors`).
+
+        Args:
+            values: (n_classes, D) class vectors; row ``c`` is class ``c``.
+
+        Raises:
+            TypeError: the head is a plain ``Dense`` classifier (no class vectors).
+            ValueError: ``values`` of the wrong shape.
+        """
+        if not self.has_class_vectors:
+            raise TypeError(f"{type(self).__name__} with a {type(self.head).__name__} head has no class vectors")
+        self.head.set_anchors(values)
 
     def logits(self, embeddings: Any, labels: Any = None) -> Any:
         """(B, n_classes) float32 logits; cosine heads apply their margin when ``labels`` are given."""
@@ -86,7 +119,16 @@ class SoftmaxLoss(MetricLoss):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(n_classes=self.n_classes, head=keras.saving.serialize_keras_object(self.head))
+        plain = isinstance(self.head, keras.layers.Dense) and self.head.name == "classifier"
+        if plain:
+            head = None  # the default Dense(n_classes)
+        else:
+            from itemrec.serialization import serialize
+
+            head = serialize(self.head)
+            for key in ("n_classes", "name", "trainable", "dtype"):  # the loss's n_classes; the layer's defaults
+                head["config"].pop(key, None)
+        config.update(n_classes=self.n_classes, head=head)
         return config
 
 
@@ -118,10 +160,8 @@ class CenterLoss(SoftmaxLoss):
         super().__init__(n_classes=n_classes, head=head, **kwargs)
         if reduction not in ("mean", "sum"):
             raise ValueError(f"CenterLoss reduction must be 'mean' or 'sum'; got {reduction!r}")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"CenterLoss alpha must lie in [0, 1]; got {alpha}")
-        self.alpha = float(alpha)
-        self.lam = float(lam)
+        self.alpha = check_range("alpha", alpha, 0.0, 1.0)
+        self.lam = check_range("lam", lam)
         self.reduction = reduction
 
     def build(self, input_shape: tuple) -> None:

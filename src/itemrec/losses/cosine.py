@@ -25,7 +25,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import l2_normalize
-from itemrec.losses.base import class_vectors
+from itemrec.losses.base import check_range, class_vectors
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
@@ -38,8 +38,8 @@ class CosineSoftmax(keras.layers.Layer):
         if int(n_classes) < 1:
             raise ValueError(f"n_classes must be >= 1; got {n_classes}")
         self.n_classes = int(n_classes)
-        self.scale = float(scale)
-        self.margin = float(margin)
+        self.scale = check_range("scale", scale, open_low=True)
+        self.margin = check_range("margin", margin)
 
     def build(self, input_shape: tuple) -> None:
         dim = int(input_shape[-1])

@@ -37,8 +37,13 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.distances import check_metric, l2_normalize, pairwise_distances
-from itemrec.losses.base import MetricLoss, flat_labels, safe_mean
+from itemrec.distances import CosineSimilarity, Distance, get_distance, l2_normalize
+from itemrec.losses.base import MetricLoss, check_range, flat_labels, safe_mean
+from itemrec.mining import MultiSimilarityMiner, PairMiner, get_miner, pair_masks
+from itemrec.reducers import Reducer, get_reducer
+from itemrec.serialization import serialize
+
+__all__ = ["MultiSimilarityLoss", "ContrastiveLoss", "MultiSimilarityMiner", "cosine_similarity", "log1p_sum_exp"]
 
 _BIG = 1e9
 
@@ -52,67 +57,16 @@ def log1p_sum_exp(x: Any, mask: Any, axis: int = -1) -> Any:
     return ops.squeeze(top + ops.log(total), axis=axis)
 
 
-def pair_masks(labels: Any) -> tuple[Any, Any]:
-    """(B, B) float32 masks of the positive pairs (same label, ``i ≠ j``) and the negative pairs."""
-    labels = ops.reshape(labels, (-1,))
-    same = ops.cast(ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0)), "float32")
-    pos = same * (1.0 - ops.eye(ops.shape(labels)[0], dtype="float32"))
-    return pos, 1.0 - same
-
-
 def cosine_similarity(embeddings: Any) -> Any:
-    """(B, B) cosine similarity of the rows of ``embeddings`` (B, D), in float32."""
-    x = l2_normalize(ops.cast(embeddings, "float32"))
-    return ops.matmul(x, ops.transpose(x))
+    """(B, B) cosine similarity of the rows of ``embeddings`` (B, D), in float32.
 
+    Args:
+        embeddings: (B, D).
 
-@keras.saving.register_keras_serializable(package="itemrec")
-class MultiSimilarityMiner:
-    """Multi-similarity pair mining (Wang et al. 2019, eq. 7-8); see the module docstring.
-
-    ``miner(embeddings (B, D), labels (B,)) -> (pos_mask, neg_mask)``, both (B, B)
-    float32 with no gradient; :meth:`mine` does the same from a similarity matrix.
-    Same pairs as pytorch-metric-learning's ``MultiSimilarityMiner(epsilon)``.
-
-    Raises:
-        ValueError: ``epsilon`` < 0.
+    Returns:
+        (B, B) float32 tensor, values in [−1, 1].
     """
-
-    def __init__(self, epsilon: float = 0.1) -> None:
-        if float(epsilon) < 0:
-            raise ValueError(f"epsilon must be >= 0; got {epsilon}")
-        self.epsilon = float(epsilon)
-
-    def __call__(self, embeddings: Any, labels: Any) -> tuple[Any, Any]:
-        return self.mine(cosine_similarity(embeddings), flat_labels(labels))
-
-    def mine(self, sim: Any, labels: Any) -> tuple[Any, Any]:
-        """Masks for the (B, B) cosine similarities ``sim`` and labels (B,)."""
-        sim = ops.stop_gradient(ops.cast(sim, "float32"))
-        pos, neg = pair_masks(labels)
-        hardest_pos = ops.min(ops.where(ops.greater(pos, 0.0), sim, _BIG), axis=1, keepdims=True)
-        hardest_neg = ops.max(ops.where(ops.greater(neg, 0.0), sim, -_BIG), axis=1, keepdims=True)
-        keep_neg = neg * ops.cast(ops.greater(sim + self.epsilon, hardest_pos), "float32")
-        keep_pos = pos * ops.cast(ops.less(sim - self.epsilon, hardest_neg), "float32")
-        return keep_pos, keep_neg
-
-    def get_config(self) -> dict:
-        return {"epsilon": self.epsilon}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "MultiSimilarityMiner":
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        return f"MultiSimilarityMiner(epsilon={self.epsilon})"
-
-
-def _get_pair_miner(miner: Any) -> MultiSimilarityMiner | None:
-    if miner is None or isinstance(miner, MultiSimilarityMiner):
-        return miner
-    if isinstance(miner, dict):
-        return keras.saving.deserialize_keras_object(miner)
-    raise TypeError(f"miner must be a MultiSimilarityMiner, its serialised dict or None; got {type(miner).__name__}")
+    return CosineSimilarity().pairwise(embeddings)
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
@@ -123,15 +77,17 @@ class MultiSimilarityLoss(MetricLoss):
         alpha: positive-pair scale ``α`` (> 0).
         beta: negative-pair scale ``β`` (> 0).
         base: similarity offset ``λ``.
-        miner: a :class:`MultiSimilarityMiner` (its serialised dict works too), or
-            ``None`` for every pair of the batch.
+        miner: a :class:`itemrec.mining.PairMiner` such as
+            :class:`~itemrec.mining.MultiSimilarityMiner` (its serialised dict works
+            too), or ``None`` for every pair of the batch. It is called on the cosine
+            similarity (``inverted=True``).
 
     ``compute(embeddings (B, D), labels (B,))``. Diagnostics: ``pos_pairs`` and
     ``neg_pairs`` (mined pairs per anchor), ``mean_pos_sim`` and ``mean_neg_sim``
     (mean ``S`` over the mined pairs).
 
     Raises:
-        ValueError: ``alpha`` or ``beta`` not > 0; labels missing.
+        ValueError: ``alpha`` or ``beta`` not > 0; a miner that is not a pair miner; labels missing.
         TypeError: ``miner`` of another type.
     """
 
@@ -142,7 +98,7 @@ class MultiSimilarityLoss(MetricLoss):
         alpha: float = 2.0,
         beta: float = 50.0,
         base: float = 0.5,
-        miner: Any = MultiSimilarityMiner(0.1),
+        miner: Any = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -150,8 +106,8 @@ class MultiSimilarityLoss(MetricLoss):
             raise ValueError(f"alpha and beta must be > 0; got {alpha}, {beta}")
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.base = float(base)
-        self.miner = _get_pair_miner(miner)
+        self.base = check_range("base", base, -1.0, 1.0)
+        self.miner = get_miner(MultiSimilarityMiner(0.1) if miner == "default" else miner, PairMiner)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
         labels = flat_labels(labels)
@@ -159,7 +115,7 @@ class MultiSimilarityLoss(MetricLoss):
         if self.miner is None:
             pos, neg = pair_masks(labels)
         else:
-            pos, neg = self.miner.mine(sim, labels)
+            pos, neg = self.miner(labels, sim, inverted=True)
         pos_term = log1p_sum_exp(-self.alpha * (sim - self.base), pos) / self.alpha
         neg_term = log1p_sum_exp(self.beta * (sim - self.base), neg) / self.beta
         loss = ops.mean(pos_term + neg_term)
@@ -176,8 +132,7 @@ class MultiSimilarityLoss(MetricLoss):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        miner = None if self.miner is None else keras.saving.serialize_keras_object(self.miner)
-        config.update(alpha=self.alpha, beta=self.beta, base=self.base, miner=miner)
+        config.update(alpha=self.alpha, beta=self.beta, base=self.base, miner=serialize(self.miner))
         return config
 
 
@@ -188,34 +143,39 @@ class ContrastiveLoss(MetricLoss):
     Args:
         pos_margin: positive pairs cost ``[d − pos_margin]_+``.
         neg_margin: negative pairs cost ``[neg_margin − d]_+``.
-        distance: a metric of :func:`itemrec.distances.pairwise_distances` applied
+        distance: a :class:`itemrec.distances.Distance` (or its dict or name) applied
             to the L2-normalised embeddings: ``"l2"`` (default, in [0, 2]),
-            ``"squared_l2"``, ``"mse"`` or ``"cosine"`` (``1 − cos``, in [0, 2]).
+            ``"squared_l2"``, ``"mse"`` or ``"cosine"`` (``1 − cos``, in [0, 2]); not a
+            similarity.
+        reducer: how each of the two terms is averaged over its pairs:
+            ``"avg_non_zero"`` (default, pytorch-metric-learning's) or ``"mean"``.
 
     ``compute(embeddings (B, D), labels (B,))``. Diagnostics: ``pos_loss`` and
     ``neg_loss`` (the two terms), ``d_pos`` and ``d_neg`` (mean distance over the
     positive / negative pairs).
 
     Raises:
-        ValueError: unknown ``distance``; labels missing.
+        ValueError: unknown ``distance`` or ``reducer``, an inverted (similarity) distance; labels missing.
     """
 
     metric_names = ("pos_loss", "neg_loss", "d_pos", "d_neg")
 
-    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: str = "l2", **kwargs: Any) -> None:
+    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: str | dict | Distance = "l2",
+                 reducer: str | dict | Reducer = "avg_non_zero", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.pos_margin = float(pos_margin)
-        self.neg_margin = float(neg_margin)
-        self.distance = check_metric(distance)
+        self.pos_margin = check_range("pos_margin", pos_margin)
+        self.neg_margin = check_range("neg_margin", neg_margin)
+        self.distance = get_distance(distance)
+        if self.distance.inverted:
+            raise ValueError(f"ContrastiveLoss needs a distance (smaller is closer); {self.distance!r} is a similarity")
+        self.reducer = get_reducer(reducer)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
         labels = flat_labels(labels)
-        dist = pairwise_distances(l2_normalize(ops.cast(embeddings, "float32")), metric=self.distance)
+        dist = self.distance.pairwise(l2_normalize(ops.cast(embeddings, "float32")))
         pos, neg = pair_masks(labels)
-        pos_losses = ops.relu(dist - self.pos_margin) * pos
-        neg_losses = ops.relu(self.neg_margin - dist) * neg
-        pos_loss = safe_mean(ops.sum(pos_losses), ops.sum(ops.cast(ops.greater(pos_losses, 0.0), "float32")))
-        neg_loss = safe_mean(ops.sum(neg_losses), ops.sum(ops.cast(ops.greater(neg_losses, 0.0), "float32")))
+        pos_loss = self.reducer(ops.relu(dist - self.pos_margin), pos)
+        neg_loss = self.reducer(ops.relu(self.neg_margin - dist), neg)
         frozen = ops.stop_gradient(dist)
         metrics = {
             "pos_loss": pos_loss,
@@ -227,5 +187,6 @@ class ContrastiveLoss(MetricLoss):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(pos_margin=self.pos_margin, neg_margin=self.neg_margin, distance=self.distance)
+        config.update(pos_margin=self.pos_margin, neg_margin=self.neg_margin, distance=serialize(self.distance),
+                      reducer=serialize(self.reducer))
         return config

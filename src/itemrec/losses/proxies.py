@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from itemrec.distances import l2_normalize
-from itemrec.losses.base import MetricLoss, class_vectors, flat_labels
+from itemrec.losses.base import MetricLoss, check_range, class_vectors, flat_labels
 from itemrec.losses.pairs import log1p_sum_exp
 
 
@@ -58,7 +58,7 @@ class ProxyAnchorLoss(MetricLoss):
         if float(alpha) <= 0:
             raise ValueError(f"alpha must be > 0; got {alpha}")
         self.n_classes = int(n_classes)
-        self.margin = float(margin)
+        self.margin = check_range("margin", margin)
         self.alpha = float(alpha)
 
     def build(self, input_shape: tuple) -> None:
@@ -69,6 +69,16 @@ class ProxyAnchorLoss(MetricLoss):
             initializer=keras.initializers.VarianceScaling(2.0, mode="fan_in", distribution="untruncated_normal"),
             trainable=True,
         )
+
+    has_class_vectors = True
+
+    def set_class_vectors(self, values: Any) -> None:
+        """Set the proxies (:meth:`set_proxies`).
+
+        Args:
+            values: (n_classes, D) class vectors; row ``c`` is class ``c``.
+        """
+        self.set_proxies(values)
 
     def set_proxies(self, values: Any) -> None:
         """Assign the proxies from an array (n_classes, D), building the layer for that D if needed.

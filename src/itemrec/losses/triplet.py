@@ -7,9 +7,10 @@ For a mined triplet (a, p, n) with distances ``d_ap = d(x_a, x_p)`` and
   ``ℓ = max(d_ap − d_an + margin, 0)``;
 * soft margin (Hermans, Beyer & Leibe 2017): ``ℓ = log(1 + exp(d_ap − d_an))``.
 
-The batch loss is the mean of ``ℓ`` over the mined triplets (``reduction=
-"mined"``) or over the active ones, ``ℓ > 0`` (``"active"``); ``None`` takes the
-miner's default (batch-all: active; the others: mined). A batch with no valid
+The batch loss is the mean of ``ℓ`` over the mined triplets
+(:class:`~itemrec.reducers.MeanReducer`) or over the active ones, ``ℓ > 0``
+(:class:`~itemrec.reducers.AvgNonZeroReducer`); ``reducer=None`` takes the miner's
+default (batch-all: active; the others: every mined triplet). A batch with no valid
 triplet (for instance a single class) gives loss 0.
 
 Diagnostics: ``d_ap`` and ``d_an`` (means over mined triplets) and
@@ -23,11 +24,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.distances import check_metric, paired_distances, pairwise_distances
-from itemrec.losses.base import MetricLoss, flat_labels, safe_mean
-from itemrec.mining import MINERS, TripletMiner, get_miner, miner_name
-
-REDUCTIONS = ("mined", "active")
+from itemrec.distances import Distance, get_distance
+from itemrec.losses.base import MetricLoss, check_range, flat_labels, safe_mean
+from itemrec.mining import TripletMiner, get_miner
+from itemrec.reducers import Reducer, get_reducer
+from itemrec.serialization import serialize
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
@@ -35,15 +36,22 @@ class TripletLoss(MetricLoss):
     """Triplet loss; see the module docstring.
 
     Args:
-        margin: hinge margin (ignored with ``soft_margin``).
-        miner: a :class:`itemrec.mining.TripletMiner` or its name.
-        distance: ``"squared_l2"``, ``"l2"``, ``"cosine"`` or ``"mse"``.
+        margin: hinge margin (ignored with ``soft_margin``), in the distance's units.
+        miner: a :class:`itemrec.mining.TripletMiner`, its serialised dict or a short
+            name (``"batch_all"``, ``"batch_hard"``, ``"semi_hard"``, ``"random"``).
+        distance: a :class:`itemrec.distances.Distance`, its serialised dict or a name
+            (``"squared_l2"``, ``"l2"``, ``"cosine"``, ``"mse"``; a similarity such as
+            ``"cosine_similarity"`` works too: ``d_ap − d_an`` is then ``s_an − s_ap``).
         soft_margin: use ``softplus(d_ap − d_an)`` instead of the hinge.
-        reduction: ``"mined"``, ``"active"`` or ``None`` (the miner's default).
+        reducer: a :class:`itemrec.reducers.Reducer`, its dict or name (``"mean"``,
+            ``"avg_non_zero"``), or ``None`` for the miner's default.
 
     ``compute(embeddings, labels)`` takes (B, D) embeddings with (B,) labels, or
     stacked explicit triples (B, 3, D) = (anchor, positive, negative) with no
     labels, as the original random triplet generator produces.
+
+    Raises:
+        ValueError: ``margin`` < 0; unknown miner, distance or reducer; a miner that is not a triplet miner.
     """
 
     metric_names = ("d_ap", "d_an", "active_fraction")
@@ -51,48 +59,65 @@ class TripletLoss(MetricLoss):
     def __init__(
         self,
         margin: float = 0.2,
-        miner: str | TripletMiner = "batch_all",
-        distance: str = "squared_l2",
+        miner: str | dict | TripletMiner = "batch_all",
+        distance: str | dict | Distance = "squared_l2",
         soft_margin: bool = False,
-        reduction: str | None = None,
-        seed: int | None = None,
+        reducer: str | dict | Reducer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.margin = float(margin)
-        self.miner = get_miner(miner)
-        self.distance = check_metric(distance)
+        self.margin = check_range("margin", margin)
+        self.miner = get_miner(miner, TripletMiner)
+        self.distance = get_distance(distance)
         self.soft_margin = bool(soft_margin)
-        if reduction is not None and reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS} or None")
-        self.reduction = reduction
-        self.seed = seed
-        if self.miner.needs_seed:
-            self.seed_generator = keras.random.SeedGenerator(getattr(self.miner, "seed", None) if seed is None else seed)
+        self.reducer = get_reducer(reducer)
+        if getattr(self.miner, "seed_generator", None) is not None:
+            self.miner_seed_generator = self.miner.seed_generator  # tracked by the layer (saved, distributed)
 
     @property
-    def effective_reduction(self) -> str:
-        return self.reduction or self.miner.reduction
+    def effective_reducer(self) -> Reducer:
+        """The reducer in use: :attr:`reducer`, else the miner's default."""
+        return self.reducer or get_reducer(self.miner.default_reducer)
 
     def per_triplet(self, diff: Any) -> Any:
-        """``ℓ`` as a function of ``d_ap − d_an``."""
+        """``ℓ`` as a function of ``d_ap − d_an``.
+
+        Args:
+            diff: tensor of ``d_ap − d_an``.
+
+        Returns:
+            ``softplus(diff)`` with a soft margin, else ``max(diff + margin, 0)``.
+        """
         if self.soft_margin:
             return ops.softplus(diff)
         return ops.relu(diff + self.margin)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """Loss and diagnostics (``d_ap``, ``d_an``, ``active_fraction``) of a batch.
+
+        Args:
+            embeddings: (B, D) with ``labels``, or stacked triples (B, 3, D).
+            labels: integer (B,), ignored for stacked triples.
+            training: unused (the loss is the same in both modes).
+
+        Returns:
+            ``(loss, diagnostics)``, float32 scalars.
+
+        Raises:
+            ValueError: embeddings of another rank, or (B, k, D) with k ≠ 3; labels missing for (B, D).
+        """
         emb = ops.cast(embeddings, "float32")
+        sign = -1.0 if self.distance.inverted else 1.0  # "smaller is closer" for the hinge
         if len(emb.shape) == 3:
             if emb.shape[1] != 3:
                 raise ValueError(f"stacked triples must have shape (B, 3, D); got {tuple(emb.shape)}")
-            d_ap = paired_distances(emb[:, 0], emb[:, 1], self.distance)
-            d_an = paired_distances(emb[:, 0], emb[:, 2], self.distance)
+            d_ap = sign * self.distance.paired(emb[:, 0], emb[:, 1])
+            d_an = sign * self.distance.paired(emb[:, 0], emb[:, 2])
             mask = ops.ones_like(d_ap)
         elif len(emb.shape) == 2:
             labels = flat_labels(labels)
-            dist = pairwise_distances(emb, metric=self.distance)
-            seed = self.seed_generator if self.miner.needs_seed else None
-            mined = self.miner(labels, dist, self.margin, seed)
+            dist = sign * self.distance.pairwise(emb)
+            mined = self.miner(labels, dist)
             if mined.mask is not None:  # dense: every (a, p, n)
                 mask = mined.mask
                 d_ap = ops.expand_dims(dist, 2)  # [a, p, 1]
@@ -104,33 +129,44 @@ class TripletLoss(MetricLoss):
         else:
             raise ValueError(f"TripletLoss needs embeddings (B, D) or stacked triples (B, 3, D); got {tuple(emb.shape)}")
         losses = self.per_triplet(d_ap - d_an) * mask
-        mined = ops.sum(mask)
+        n_mined = ops.sum(mask)
         active = ops.sum(mask * ops.cast(ops.greater(losses, 1e-16), "float32"))
-        denom = active if self.effective_reduction == "active" else mined
-        loss = safe_mean(ops.sum(losses), denom)
+        loss = self.effective_reducer(losses, mask)
         metrics = {
-            "d_ap": safe_mean(ops.sum(ops.stop_gradient(mask * d_ap)), mined),
-            "d_an": safe_mean(ops.sum(ops.stop_gradient(mask * d_an)), mined),
-            "active_fraction": safe_mean(active, mined),
+            "d_ap": safe_mean(ops.sum(ops.stop_gradient(mask * d_ap)), n_mined) * sign,
+            "d_an": safe_mean(ops.sum(ops.stop_gradient(mask * d_an)), n_mined) * sign,
+            "active_fraction": safe_mean(active, n_mined),
         }
         return loss, metrics
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            margin=self.margin,
-            miner=miner_name(self.miner),
-            miner_config=self.miner.get_config(),
-            distance=self.distance,
-            soft_margin=self.soft_margin,
-            reduction=self.reduction,
-            seed=self.seed,
-        )
+        config.update(margin=self.margin, miner=serialize(self.miner), distance=serialize(self.distance),
+                      soft_margin=self.soft_margin, reducer=serialize(self.reducer))
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> "TripletLoss":
+        """Rebuild from :meth:`get_config`; reads the older format too.
+
+        Args:
+            config: the layer config (older files: ``miner`` a name with ``miner_config``,
+                ``distance`` a name, ``reduction``, ``seed``).
+
+        Returns:
+            A new loss.
+        """
         config = dict(config)
-        name = config.pop("miner")
-        miner_config = config.pop("miner_config", {}) or {}
-        return cls(miner=MINERS[name](**miner_config), **config)
+        miner_config = config.pop("miner_config", None)
+        seed = config.pop("seed", None)
+        if "reduction" in config:
+            config["reducer"] = config.pop("reduction")
+        from itemrec.mining import MINERS
+
+        miner = config.get("miner")
+        if isinstance(miner, str) and miner in MINERS and (miner_config is not None or seed is not None):  # older
+            miner_config = dict(miner_config or {})
+            if config["miner"] == "random" and miner_config.get("seed") is None:
+                miner_config["seed"] = seed
+            config["miner"] = MINERS[config["miner"]](**miner_config)
+        return cls(**config)

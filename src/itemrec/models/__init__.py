@@ -35,8 +35,11 @@ __all__ = list(_WHERE) + ["register_custom_objects"]
 
 
 def register_custom_objects() -> None:
-    """Import every module that registers itemrec's Keras objects (layers, losses,
-    the trainer), so ``keras.saving.load_model`` can rebuild a saved itemrec model."""
+    """Import every module that registers itemrec's Keras objects (layers, losses, the trainer).
+
+    So ``keras.saving.load_model`` can rebuild a saved itemrec model: the registrations
+    (``@keras.saving.register_keras_serializable(package="itemrec")``) run on import.
+    """
     for module in ("itemrec.models.layers", "itemrec.models.adapters", "itemrec.models.metric_learning",
                    "itemrec.losses"):
         importlib.import_module(module)

@@ -88,7 +88,8 @@ class LinearAdapter(_AnchoredLayer):
         decay_to_init: L2-SP strength λ (see the module docstring).
 
     Raises:
-        ValueError: unknown ``init``; identity with ``units`` ≠ D; ``units`` > D for PCA.
+        ValueError: unknown ``init``; ``units`` < 1; ``decay_to_init`` < 0 (here); identity
+            with ``units`` ≠ D; ``units`` > D for PCA (when the layer is built).
     """
 
     def __init__(self, units: int | None = None, init: str = "identity", decay_to_init: float = 0.0,
@@ -102,9 +103,25 @@ class LinearAdapter(_AnchoredLayer):
         self.init = init
 
     def output_dim(self, input_dim: int) -> int:
+        """The output width for an input width.
+
+        Args:
+            input_dim: D, the input features' width.
+
+        Returns:
+            ``units``, or ``input_dim`` when ``units`` is ``None``.
+        """
         return self.units or input_dim
 
     def build(self, input_shape: tuple) -> None:
+        """Create ``W`` (D, units) and ``b`` (units,) and their anchors ``θ₀`` (Keras's hook).
+
+        Args:
+            input_shape: (..., D).
+
+        Raises:
+            ValueError: ``init="identity"`` with ``units`` ≠ D, or ``init="pca"`` with ``units`` > D.
+        """
         d = int(input_shape[-1])
         units = self.output_dim(d)
         if self.init == "identity" and units != d:
@@ -119,8 +136,19 @@ class LinearAdapter(_AnchoredLayer):
         """Set (and anchor) ``W`` to the top principal directions of ``features`` (N, D), ``b = −μ W``.
 
         Principal directions by SVD of the centred features (scikit-learn's
-        ``PCA`` convention for the signs). Raises ``ValueError`` for fewer
-        than ``units`` rows or the wrong width.
+        ``PCA`` convention for the signs), so the adapter computes the centred projection
+        ``(x − μ) W``; the new weights become the L2-SP anchor (:meth:`reset_anchor`). Builds the
+        layer first if needed.
+
+        Args:
+            features: (N, D) training features, N ≥ ``units``; cast to float64 for the fit.
+
+        Returns:
+            This layer, for chaining.
+
+        Raises:
+            ValueError: ``features`` is not 2-D, its width is not the layer's D, or it has fewer
+                than ``units`` rows.
         """
         from sklearn.decomposition import PCA
 
@@ -156,7 +184,7 @@ class ResidualAdapter(_AnchoredLayer):
         decay_to_init: L2-SP strength λ (see the module docstring).
 
     Raises:
-        ValueError: ``hidden`` < 1.
+        ValueError: ``hidden`` < 1 or ``decay_to_init`` < 0.
     """
 
     def __init__(self, hidden: int = 256, decay_to_init: float = 0.0, **kwargs: Any) -> None:

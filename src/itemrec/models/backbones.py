@@ -15,7 +15,17 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What itemrec knows about a backbone."""
+    """What itemrec knows about a backbone.
+
+    Attributes:
+        name: the key in :data:`BACKBONES`.
+        constructor: the ``keras.applications`` attribute that builds it (``"InceptionV3"``);
+            ``""`` for ``small_cnn``.
+        module: the ``keras.applications`` submodule holding its ``preprocess_input``
+            (``"resnet"``); ``""`` for ``small_cnn``.
+        default_size: the input side S (pixels) used when none is given.
+        min_size: the smallest input side Keras accepts for it (pixels).
+    """
 
     name: str
     constructor: str  # attribute of keras.applications ("" for small_cnn)
@@ -38,7 +48,17 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` of ``name`` or a ``ValueError`` listing the choices."""
+    """The :class:`BackboneSpec` of a backbone name.
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+
+    Returns:
+        Its :class:`BackboneSpec`.
+
+    Raises:
+        ValueError: unknown ``name``; the message lists the choices.
+    """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name]
@@ -48,6 +68,16 @@ def preprocess_input_for(name: str) -> Callable[[Any], Any]:
     """The backbone's own ``keras.applications.<module>.preprocess_input`` (small_cnn: x / 255).
 
     NumPy inputs are copied first (Keras would modify them in place).
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+
+    Returns:
+        A function of raw pixels (..., S, S, 3) in 0..255 (NumPy array or tensor) giving the
+        backbone's input, same shape, float.
+
+    Raises:
+        ValueError: unknown ``name`` (from :func:`backbone_spec`).
     """
     spec = backbone_spec(name)
     if name == "small_cnn":
@@ -82,7 +112,19 @@ def _check_weights(weights: str | os.PathLike | None) -> str | None:
 
 
 def small_cnn(input_size: int = 64, filters: tuple[int, ...] = (32, 64, 128, 256), name: str = "small_cnn") -> Any:
-    """The original experiment's CNN: blocks of conv 3×3 → BatchNorm → ReLU → max-pool 2×2."""
+    """The original experiment's CNN: blocks of conv 3×3 → BatchNorm → ReLU → max-pool 2×2.
+
+    Each block halves the side, so the output is (B, S / 2^k, S / 2^k, filters[-1]) for k
+    blocks (4 × 4 × 256 for the defaults); inputs are (B, S, S, 3) pixels scaled to [0, 1].
+
+    Args:
+        input_size: side S of the square input in pixels (default 64).
+        filters: the output channels of each block, in order (default (32, 64, 128, 256)).
+        name: the model's name.
+
+    Returns:
+        A headless ``keras.Model`` with random weights.
+    """
     import keras
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -99,16 +141,25 @@ def build_backbone(name: str = "mobilenet_v2", input_size: int | None = None, we
                    filters: tuple[int, ...] | None = None) -> Any:
     """A headless backbone ``keras.Model`` taking preprocessed (S, S, 3) images.
 
+    The output is the last convolutional feature map (B, s, s, C), e.g. C = 1280 for
+    MobileNetV2 and for InceptionV3 cut after ``mixed8``; pool it (:func:`attach_head`) for
+    features.
+
     Args:
-        name: a key of :data:`BACKBONES`.
+        name: a key of :data:`BACKBONES` (default ``"mobilenet_v2"``).
         input_size: side S in pixels (default: the backbone's default size);
             must be at least the backbone's minimum.
         weights: ``"imagenet"``, ``None`` or a local weights file path
             (small_cnn: ``None`` or a path to a ``.weights.h5`` file).
         filters: small_cnn only: the filters of its blocks (``None``: (32, 64, 128, 256)).
 
+    Returns:
+        The backbone model (weights loaded, all layers trainable: see :func:`set_trainable`).
+
     Raises:
-        ValueError: ``filters`` for another backbone, or an input size below the minimum.
+        ValueError: unknown ``name``; ``filters`` for another backbone; an input size below
+            the minimum; ``weights="imagenet"`` for small_cnn.
+        FileNotFoundError: ``weights`` names a file that does not exist.
     """
     import keras
 
@@ -162,12 +213,21 @@ def _is_bn(layer: Any) -> bool:
 def set_trainable(backbone: Any, mode: str | int = "frozen") -> Any:
     """Freeze or unfreeze a backbone in place and return it.
 
-    ``mode``: ``"frozen"`` (nothing trains), ``"all"`` (every non-BN layer
-    trains) or an int N (the top N weighted layers train). BatchNormalization
-    layers always stay non-trainable, so with the backbone called as
+    BatchNormalization layers always stay non-trainable, so with the backbone called as
     ``backbone(x, training=False)`` (as :func:`build_embedding_model` does,
     following the Keras transfer-learning guide) they keep using their
     ImageNet moving statistics while the rest fine-tunes.
+
+    Args:
+        backbone: the ``keras.Model`` to change.
+        mode: ``"frozen"`` (nothing trains; the default), ``"all"`` (every non-BN layer
+            trains) or an int N ≥ 0 (the top N layers that hold weights train; 0 is frozen).
+
+    Returns:
+        ``backbone`` itself.
+
+    Raises:
+        ValueError: ``mode`` is none of these (a negative int or a bool included).
     """
     layers = [layer for layer in backbone.layers if layer.weights]
     if mode == "frozen":

@@ -34,22 +34,40 @@ def build_head(
 ) -> keras.Model:
     """The embedding head on pooled features (B, feature_dim) → (B, embedding_dim).
 
-    ``kind="mlp"``: ``hidden=None`` or 0 skips the hidden ReLU layer; ``activation`` is
-    applied to the embedding layer's output before the optional L2 normalisation.
-    ``embedding_dim=None`` skips the embedding layer too: the (normalised)
-    features themselves are the embedding, the untrained baseline.
+    ``kind="mlp"``: Dropout → Dense(``hidden``, ReLU) → Dense(``embedding_dim``) →
+    ``activation`` → L2 normalisation; ``hidden=None`` or 0 skips the hidden layer and
+    ``embedding_dim=None`` skips the embedding layer too: the (normalised) features
+    themselves are the embedding, the untrained baseline.
     ``kind="linear"``: :class:`itemrec.models.adapters.LinearAdapter` to ``embedding_dim``
-    (``None``: ``feature_dim``) starting at ``init`` (identity, pca, random);
+    (``None``: ``feature_dim``) starting at ``init``;
     ``kind="residual"``: :class:`itemrec.models.adapters.ResidualAdapter` with a
     ``hidden``-wide bottleneck (output ``feature_dim``). Both start at the frozen
-    features and take ``decay_to_init`` (L2-SP). ``dropout`` precedes every kind.
+    features and take ``decay_to_init`` (L2-SP, Li et al. 2018); ``activation`` is not used.
     ``kind="bn_dropout"``: BatchNorm → Dropout → Dense(``hidden``, ReLU) → BatchNorm →
     Dropout (Ioffe & Szegedy 2015; Srivastava et al. 2014), then the embedding layer
     unless ``embedding_dim`` is None: the classifier trunk of notebook 03, whose
     logits come from the loss's classifier.
 
+    Args:
+        feature_dim: D, the width of the pooled backbone features.
+        embedding_dim: E, the embedding width (default 128); ``None`` as described above.
+        dropout: dropout rate in [0, 1) at the head's input (default 0.2).
+        hidden: width of the hidden ReLU layer (mlp; default 512) or of the residual
+            bottleneck / bn_dropout hidden layer (``None`` or 0: 256 there).
+        activation: ``"linear"``, ``"prelu"`` or ``"sigmoid"`` on the embedding layer's output.
+        l2_normalize: end with :class:`itemrec.models.layers.L2Normalize` (unit-norm rows).
+        name: the model's name.
+        kind: ``"mlp"``, ``"linear"``, ``"residual"`` or ``"bn_dropout"``.
+        init: the linear adapter's start: ``"identity"``, ``"pca"`` or ``"random"``.
+        decay_to_init: the adapters' L2-SP strength λ ≥ 0.
+
+    Returns:
+        The head ``keras.Model`` (features in, embeddings out).
+
     Raises:
-        ValueError: unknown ``kind``/``activation``, ``dropout`` outside [0, 1).
+        ValueError: unknown ``kind``/``activation``, ``dropout`` outside [0, 1); from the
+            adapters: an unknown ``init``, a negative ``decay_to_init``, identity ``init``
+            with ``embedding_dim`` ≠ ``feature_dim``.
     """
     from itemrec.models.adapters import LinearAdapter, ResidualAdapter
 
@@ -104,11 +122,25 @@ def attach_head(
 ) -> keras.Model:
     """Join ``[preprocess →] backbone → GAP [→ head]`` into one model taking raw pixels.
 
-    ``bn_inference`` calls the backbone with ``training=False`` so its
-    BatchNormalization layers use their moving statistics even during ``fit``
-    (the Keras transfer-learning recipe); set it False to train BN statistics,
-    as for a small CNN trained from scratch. ``head=None`` gives the feature
-    extractor whose outputs :func:`build_head` models are trained on.
+    Args:
+        backbone_model: the backbone; its input shape (S, S, 3) becomes the model's.
+        head: a :func:`build_head` model, or ``None`` for the feature extractor whose
+            (B, D) outputs heads are trained on.
+        preprocess: a backbone name whose ``preprocess_input`` is put in front
+            (:class:`itemrec.models.layers.BackbonePreprocess`), so the model takes raw
+            0..255 pixels; ``None`` for none.
+        bn_inference: call the backbone with ``training=False`` so its
+            BatchNormalization layers use their moving statistics even during ``fit``
+            (the Keras transfer-learning recipe); False trains BN statistics,
+            as for a small CNN trained from scratch.
+        name: the model's name.
+
+    Returns:
+        The joined ``keras.Model``: (B, S, S, 3) → (B, D) features or (B, E) embeddings.
+        Global average pooling is added only when the backbone's output is 4-D.
+
+    Raises:
+        ValueError: the head's input width differs from the backbone's feature width.
     """
     shape = tuple(backbone_model.input_shape[1:])
     inputs = keras.Input(shape, name="image")
@@ -128,7 +160,21 @@ def attach_head(
 def build_feature_extractor(
     backbone: str = "mobilenet_v2", input_size: int = 160, weights: Any = "imagenet"
 ) -> keras.Model:
-    """Raw pixels → preprocessing → frozen backbone → GAP features (for caching)."""
+    """Raw pixels → preprocessing → frozen backbone → GAP features (for caching).
+
+    Args:
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES`.
+        input_size: side S of the square input in pixels (default 160).
+        weights: ``"imagenet"``, ``None`` or a local weights file path.
+
+    Returns:
+        A frozen ``keras.Model`` (B, S, S, 3) raw 0..255 pixels → (B, D) pooled features,
+        named ``"<backbone>_features"``.
+
+    Raises:
+        ValueError: unknown backbone or ``input_size`` below its minimum.
+        FileNotFoundError: ``weights`` names a missing file.
+    """
     base = set_trainable(build_backbone(backbone, input_size, weights), "frozen")
     return attach_head(base, None, preprocess=backbone, bn_inference=True, name=f"{backbone}_features")
 
@@ -147,10 +193,30 @@ def build_embedding_model(
 ) -> keras.Model:
     """The full embedding model taking raw (0..255) pixels of size ``input_size``.
 
-    ``trainable`` goes to :func:`set_trainable` (default: ``"frozen"`` for
-    pretrained weights, ``"all"`` with ``weights=None``); ``bn_inference`` defaults to
-    True for pretrained backbones (``weights`` given) and False for a backbone
-    trained from scratch.
+    Backbone (:func:`itemrec.models.backbones.build_backbone`) → GAP → an ``mlp``
+    :func:`build_head`.
+
+    Args:
+        backbone: a key of :data:`itemrec.models.backbones.BACKBONES`.
+        input_size: side S of the square input in pixels (default 160).
+        weights: ``"imagenet"``, ``None`` (random init) or a local weights file path.
+        embedding_dim: E, the embedding width (default 128).
+        dropout: dropout rate in [0, 1) before the head.
+        hidden: width of the head's hidden ReLU layer (``None``/0: none).
+        activation: ``"linear"``, ``"prelu"`` or ``"sigmoid"`` on the embedding.
+        l2_normalize: unit-normalise the embeddings.
+        trainable: the backbone's :func:`itemrec.models.backbones.set_trainable` mode
+            (default: ``"frozen"`` for pretrained weights, ``"all"`` with ``weights=None``).
+        bn_inference: run the backbone's BatchNorm in inference mode (default: True for
+            pretrained weights, False for a backbone trained from scratch).
+
+    Returns:
+        The ``keras.Model`` (B, S, S, 3) → (B, E).
+
+    Raises:
+        ValueError: unknown backbone/activation, bad ``input_size``, ``dropout`` or
+            ``trainable`` (from the builders).
+        FileNotFoundError: ``weights`` names a missing file.
     """
     if trainable is None:
         trainable = "frozen" if weights is not None else "all"
@@ -164,10 +230,17 @@ def build_embedding_model(
 def build_classifier(embedding_model: keras.Model, n_classes: int, head: keras.layers.Layer | None = None) -> keras.Model:
     """``embedding_model`` followed by a classifier head giving float32 logits.
 
-    ``head`` defaults to ``Dense(n_classes)``; a cosine head
-    (:class:`itemrec.losses.CosineSoftmax` and its margin variants) gives
+    A cosine head (:class:`itemrec.losses.CosineSoftmax` and its margin variants) gives
     margin-free ``s·cos θ`` logits here: train margins with
     :class:`itemrec.models.MetricLearningModel`, which passes the labels.
+
+    Args:
+        embedding_model: raw pixels (B, S, S, 3) → embeddings (B, E).
+        n_classes: C, the number of classes (used only by the default head).
+        head: a layer mapping (B, E) to (B, C) logits; default ``Dense(n_classes)`` in float32.
+
+    Returns:
+        The ``keras.Model`` (B, S, S, 3) → (B, C) logits, named ``"classifier_model"``.
     """
     head = head or keras.layers.Dense(int(n_classes), dtype="float32", name="classifier")
     inputs = keras.Input(tuple(embedding_model.input_shape[1:]), name="image")

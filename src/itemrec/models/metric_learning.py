@@ -33,7 +33,18 @@ class MetricLearningModel(keras.Model):
 
     ``x`` are images (B, S, S, 3) with labels ``y`` (B,), or for a
     :class:`itemrec.losses.TripletLoss` on explicit triples, (B, 3, S, S, 3)
-    stacks of (anchor, positive, negative) with ``y=None``.
+    stacks of (anchor, positive, negative) with ``y=None``. Calling the model gives the
+    embeddings (B, E), or (B, 3, E) for stacked triples.
+
+    Args:
+        embedding_model: the inference model (raw pixels → (B, E) embeddings); its output
+            width E builds the loss's own weights (classifier heads, centres).
+        metric_loss: the :class:`itemrec.losses.MetricLoss` to minimise; its
+            ``metric_names`` diagnostics are logged next to ``loss``.
+        **kwargs: ``keras.Model`` arguments (``name``, ...).
+
+    Raises:
+        TypeError: ``metric_loss`` is not an itemrec ``MetricLoss``.
     """
 
     def __init__(self, embedding_model: keras.Model, metric_loss: MetricLoss, **kwargs: Any) -> None:
@@ -57,6 +68,28 @@ class MetricLearningModel(keras.Model):
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
     ) -> Any:
+        """The metric loss of a batch (plus any layer losses), scaled per replica; updates the diagnostics.
+
+        Keras's hook, called from its own ``train_step``/``test_step``. The diagnostics of
+        ``metric_loss.compute`` are batch means, each fed to its ``keras.metrics.Mean`` weighted
+        by the batch size, so an epoch's logged value is a mean over samples.
+
+        Args:
+            x: the inputs (unused: the loss sees the embeddings).
+            y: labels (B,) or ``None`` for stacked triples.
+            y_pred: the embeddings (B, E) or (B, 3, E).
+            sample_weight: must be ``None``.
+            training: whether the loss may update its state (centre-loss centres).
+
+        Returns:
+            The scalar float32 loss, divided by the replica count under a multi-replica
+            ``tf.distribute`` strategy (the rule Keras's compiled losses follow).
+
+        Raises:
+            ValueError: ``sample_weight`` (or ``class_weight``) was given: metric losses mix the
+                samples of a batch, so per-sample weights have no meaning; balance classes in the
+                sampler instead.
+        """
         if sample_weight is not None:
             raise ValueError(
                 "MetricLearningModel does not support sample_weight/class_weight: metric losses mix "

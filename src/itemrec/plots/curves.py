@@ -37,10 +37,22 @@ def plot_history(
 ):
     """Per-epoch curves, one panel per group of series, side by side.
 
-    ``history``: a Keras ``History``, a dict of per-epoch lists, or a DataFrame.
-    ``panels``: the series of each panel, e.g. ``[["softmax_loss"], ["center_loss"]]``
-    to put softmax and center loss side by side. By default each series gets a
-    panel shared with its ``val_`` twin.
+    Args:
+        history: a Keras ``History``, a dict of per-epoch lists (all the same length), or a
+            DataFrame with one row per epoch; epochs are drawn 1-based.
+        panels: the series of each panel, e.g. ``[["softmax_loss"], ["center_loss"]]``
+            to put softmax and center loss side by side. By default each series gets a
+            panel shared with its ``val_`` twin.
+        title: a title over all panels.
+        path: where to save the figure too (format by extension); parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (4.2 inches wide per panel).
+
+    Raises:
+        ValueError: the series have different lengths, there are no epochs, or ``panels``
+            names a series the history lacks.
+        TypeError: ``history`` is none of the accepted types.
     """
     frame = _history_frame(history)
     if panels is None:
@@ -72,7 +84,18 @@ def plot_cmc(
 ):
     """CMC curves of several models on one axis, with their 95% interval bands.
 
-    ``results`` maps a model name to a :class:`itemrec.evaluation.CMCResult`.
+    Args:
+        results: model name to a :class:`itemrec.evaluation.CMCResult` (its ``ranks``,
+            ``mean`` identification rate in [0, 1] and ``ci_low``/``ci_high``); the first
+            result's ranks label the x axis.
+        title: the axis title.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``; each legend entry gives the model's rank-1 rate.
+
+    Raises:
+        ValueError: ``results`` is empty.
     """
     if not results:
         raise ValueError("results is empty: pass {model name: CMCResult}")
@@ -92,10 +115,20 @@ def plot_cmc(
 
 
 def plot_val_far(curve, threshold=None, title: str = "VAL and FAR", path: str | os.PathLike | None = None):
-    """VAL(d) and FAR(d) against the threshold d, with the chosen threshold marked.
+    """VAL(d) and FAR(d) against the distance threshold d, with the chosen threshold marked.
 
-    ``curve``: a :class:`itemrec.evaluation.ValFarCurve`; ``threshold``: a
-    :class:`~itemrec.evaluation.Threshold` (or a float).
+    VAL is the fraction of same-identity pairs accepted (distance ≤ d), FAR the fraction of
+    different-identity pairs accepted (Schroff et al., FaceNet, CVPR 2015).
+
+    Args:
+        curve: a :class:`itemrec.evaluation.ValFarCurve` (``thresholds``, ``val``, ``far``).
+        threshold: a :class:`~itemrec.evaluation.Threshold` (its ``value``) or a float
+            distance; ``None`` marks nothing.
+        title: the axis title.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
     """
     fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -115,8 +148,22 @@ def plot_val_far(curve, threshold=None, title: str = "VAL and FAR", path: str | 
 def plot_roc(curves, threshold=None, title: str = "ROC", log_far: bool = False, path: str | os.PathLike | None = None):
     """ROC (FAR, VAL) of one curve or of ``{name: ValFarCurve}``; the threshold's (FAR, VAL) marked.
 
-    ``threshold`` may be a :class:`~itemrec.evaluation.VerificationReport` (its test
-    FAR/VAL are marked) or a :class:`~itemrec.evaluation.Threshold` (its validation ones).
+    Args:
+        curves: a :class:`~itemrec.evaluation.ValFarCurve` or a mapping of names to them;
+            each legend entry gives the curve's AUC.
+        threshold: a :class:`~itemrec.evaluation.VerificationReport` (its test ``far``/``val``
+            are marked) or a :class:`~itemrec.evaluation.Threshold` (its validation
+            ``far_val``/``val_val``); ``None`` marks nothing.
+        title: the axis title.
+        log_far: a logarithmic FAR axis (for the low-FAR end); otherwise the chance
+            diagonal is drawn.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Raises:
+        TypeError: ``threshold`` has neither ``far``/``val`` nor ``far_val``/``val_val``.
     """
     if not isinstance(curves, Mapping):
         curves = {"model": curves}

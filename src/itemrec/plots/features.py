@@ -16,7 +16,24 @@ from ._common import class_colours, maybe_save, new_figure
 
 
 def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """n × 2 coordinates of ``features`` (n × d): as-is for d = 2, else PCA or t-SNE."""
+    """(n, 2) coordinates of ``features`` (n, d): as they are for d = 2, else PCA or t-SNE.
+
+    t-SNE uses perplexity ``min(30, max(2, (n − 1) / 3))``, a PCA initialisation and one
+    thread (OpenMP threads busy-wait on a loaded machine).
+
+    Args:
+        features: (n ≥ 2, d ≥ 2) array.
+        method: ``"pca"`` (default) or ``"tsne"``; ignored when d = 2.
+        seed: the random state of PCA / t-SNE.
+
+    Returns:
+        (n, 2) float64 coordinates (units are those of the projection, not of the features
+        for t-SNE).
+
+    Raises:
+        ValueError: ``features`` is not 2-D, has fewer than 2 rows or fewer than 2 columns,
+            or ``method`` is unknown.
+    """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"features must be (n ≥ 2, dim); got shape {x.shape}")
@@ -40,7 +57,17 @@ def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.n
 
 
 def draw_features(ax, xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None, centres: bool = True):
-    """Scatter ``xy`` on ``ax`` coloured by class, with class means as black-edged stars."""
+    """Scatter ``xy`` on ``ax`` coloured by class, with class means as black-edged stars.
+
+    A legend is drawn for at most 20 classes.
+
+    Args:
+        ax: a matplotlib ``Axes``.
+        xy: (n, 2) coordinates.
+        labels: (n,) class labels; with ``class_names`` they must be ints indexing it.
+        class_names: the legend name of each class id (default: the label itself).
+        centres: mark each class's mean with a star.
+    """
     labels = np.asarray(labels)
     classes = np.unique(labels)
     colours = class_colours(len(classes))
@@ -65,7 +92,25 @@ def plot_features_2d(
     seed: int = 0,
     path: str | os.PathLike | None = None,
 ):
-    """Deep features in 2-D (PCA or t-SNE), coloured by class, class centres starred."""
+    """Deep features in 2-D (PCA or t-SNE), coloured by class, class centres starred.
+
+    Args:
+        features: (n ≥ 2, d ≥ 2) features; 2-D features are drawn as they are.
+        labels: (n,) class labels.
+        method: ``"pca"`` or ``"tsne"`` (see :func:`project_2d`).
+        class_names: the legend name of each class id.
+        centres: mark each class's mean with a star.
+        title: the axis title (default names the projection).
+        seed: the projection's random state.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: ``labels`` and ``features`` differ in length, or from
+            :func:`project_2d` (bad shape, unknown method).
+    """
     labels = np.asarray(labels)
     if len(labels) != len(features):
         raise ValueError(f"{len(features)} features but {len(labels)} labels")

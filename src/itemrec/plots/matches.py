@@ -25,9 +25,28 @@ def plot_query_matches(
 ):
     """One row per query: the query, then its top-k gallery matches framed green (right) or red (wrong).
 
-    ``neighbors[i]`` holds gallery indices for query i, nearest first (e.g. from
-    :func:`itemrec.evaluation.knn`); ``-1`` marks a match that was dropped (beyond a
-    distance threshold): its cell stays empty. Images are arrays or file paths.
+    Args:
+        query_images: n images, each an array (H×W, H×W×1/3/4; uint8 or float in [0, 1])
+            or a file path.
+        query_labels: (n,) labels of the queries.
+        gallery_images: the gallery's images, arrays or paths.
+        gallery_labels: (G,) labels of the gallery images.
+        neighbors: (n, k) gallery indices per query, nearest first (e.g. from
+            :func:`itemrec.evaluation.knn`); ``-1`` marks a match that was dropped
+            (beyond a distance threshold): its cell stays empty.
+        distances: (n, k) distances printed under each match; ``None`` prints none.
+        class_names: the name of each class id (labels must be ints then).
+        thumb: the side in pixels each image is resized to (default 96).
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (n rows × k + 1 columns).
+
+    Raises:
+        ValueError: ``neighbors`` is not (n, k) with n the number of queries and labels,
+            the gallery labels and images differ in number, or an index lies outside the
+            gallery (and is not -1).
+        FileNotFoundError: an image path does not exist.
     """
     nb = np.asarray(neighbors)
     ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
@@ -75,7 +94,20 @@ def plot_confusion_matrix(
 ):
     """Heatmap of a confusion matrix (rows: true class, columns: predicted).
 
-    ``normalize`` divides each row by its total (recall per class on the diagonal).
+    Args:
+        confusion: (C, C) counts.
+        class_names: C tick labels (drawn for C ≤ 50); default the class indices.
+        normalize: divide each row by its total (recall per class on the diagonal; an
+            empty row stays 0), colour scale [0, 1].
+        annotate: write each cell's value (default: for C ≤ 20).
+        title: the axis title.
+        path: where to save the figure too; parents are created.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: ``confusion`` is not square, or ``class_names`` has the wrong length.
     """
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:

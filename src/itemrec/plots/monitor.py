@@ -21,14 +21,27 @@ from .features import draw_features, project_2d
 class DeepFeatureMonitor(keras.callbacks.Callback):
     """Write ``frame_EEE.png`` every ``every`` epochs and ``gif_name`` at the end of training.
 
-    ``embed_fn``: a Keras model (its ``predict`` is used), a callable mapping ``data``
-    to an n × d array, or ``None`` for the model being trained. Features with more
-    than two dimensions are projected with ``method`` ("pca" or "tsne"), fitted anew
-    on each frame, unless ``projection`` names an ``.npz`` file: then one PCA is fitted
-    on the first frame drawn, saved there (or read from there when it exists, e.g.
-    written by an earlier training phase) and applied to every frame, so the frames
-    share their axes and compare. ``title`` precedes the epoch in each frame's title;
-    ``duration_ms`` is the time per GIF frame.
+    Features with more than two dimensions are projected with ``method``, fitted anew on each
+    frame, unless ``projection`` names an ``.npz`` file: then one PCA is fitted on the first
+    frame drawn, saved there (or read from there when it exists, e.g. written by an earlier
+    training phase) and applied to every frame, so the frames share their axes and compare.
+
+    Args:
+        data: the n inputs embedded for every frame (whatever ``embed_fn`` takes).
+        labels: (n,) class labels colouring the points.
+        embed_fn: a Keras model (its ``predict`` is used), a callable mapping ``data``
+            to an (n, d) array, or ``None`` for the model being trained.
+        out_dir: the folder the frames and the GIF are written to (created).
+        every: draw a frame every this many epochs (≥ 1).
+        method: ``"pca"`` or ``"tsne"`` (see :func:`itemrec.plots.project_2d`).
+        gif_name: the GIF's file name in ``out_dir``.
+        duration_ms: the time per GIF frame, in milliseconds.
+        class_names: the legend name of each class id.
+        projection: an ``.npz`` file holding (or to hold) one fixed PCA, as described above.
+        title: precedes the epoch in each frame's title.
+
+    Raises:
+        ValueError: ``every`` < 1, or ``data`` and ``labels`` differ in length.
     """
 
     def __init__(
@@ -79,7 +92,19 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
         return out
 
     def draw(self, epoch: int) -> Path:
-        """Draw and save the frame of ``epoch`` (0-based, shown 1-based)."""
+        """Draw and save the frame of ``epoch`` (0-based, shown 1-based) as ``frame_EEE.png``.
+
+        Args:
+            epoch: the 0-based epoch.
+
+        Returns:
+            The frame's path (also appended to ``frames``).
+
+        Raises:
+            ValueError: there is neither ``embed_fn`` nor a model attached, the embeddings are
+                not (n, d), the saved ``projection`` was fitted on another width, or
+                :func:`itemrec.plots.project_2d` refuses the features.
+        """
         feats = self._embed()
         xy = self._fixed_projection(feats) if self.projection is not None else project_2d(feats, self.method)
         fig = new_figure(5.0, 4.6)
@@ -115,7 +140,13 @@ class DeepFeatureMonitor(keras.callbacks.Callback):
         self.write_gif()
 
     def write_gif(self) -> Path | None:
-        """Assemble the frames written so far into an animated GIF (PIL); None when there are none."""
+        """Assemble the frames written so far into an animated GIF (PIL), looping forever.
+
+        Frames of another size than the first are resized to it.
+
+        Returns:
+            The GIF's path (also kept as ``gif_path``), or ``None`` when no frame was drawn.
+        """
         from PIL import Image
 
         if not self.frames:

@@ -25,6 +25,17 @@ MAX_SPRITE = 8192  # the projector's largest sprite side
 
 @dataclass
 class ProjectorExport:
+    """The files :func:`export_projector` wrote.
+
+    Attributes:
+        out_dir: the folder holding them.
+        tensors: ``tensors.tsv``, one embedding per line.
+        metadata: ``metadata.tsv``, a header then one ``label<TAB>class_name`` row per embedding.
+        config: ``projector_config.pbtxt``.
+        sprite: ``sprite.png``, or ``None`` when no images were given.
+        thumb_size: the side in pixels of each sprite thumbnail, or ``None`` without a sprite.
+    """
+
     out_dir: Path
     tensors: Path
     metadata: Path
@@ -42,7 +53,30 @@ def export_projector(
     thumb_size: int = 64,
     tensor_name: str = "embeddings",
 ) -> ProjectorExport:
-    """Write tensors.tsv, metadata.tsv, sprite.png (when ``images``) and projector_config.pbtxt."""
+    """Write tensors.tsv, metadata.tsv, sprite.png (when ``images``) and projector_config.pbtxt.
+
+    Values are written with 6 significant digits. The sprite is a ⌈√n⌉ × ⌈√n⌉ grid of
+    thumbnails, each ``min(thumb_size, 8192 // ⌈√n⌉)`` pixels so the sheet stays within the
+    projector's 8192-pixel limit.
+
+    Args:
+        embeddings: (n, d) array.
+        labels: (n,) labels; with ``class_names`` they must be ints indexing it.
+        images: n images (arrays or file paths) for the sprite, or ``None`` for none.
+        out_dir: the folder to write to (created).
+        class_names: the name of each class id, written next to the label (tabs and
+            newlines replaced by spaces).
+        thumb_size: the wanted thumbnail side in pixels (default 64).
+        tensor_name: the tensor's name in the projector.
+
+    Returns:
+        The :class:`ProjectorExport` of the written paths.
+
+    Raises:
+        ValueError: ``embeddings`` is not 2-D, ``labels`` or ``images`` differ from it in
+            length, too many images to fit the sprite, or an image array has a bad shape.
+        FileNotFoundError: an image path does not exist.
+    """
     emb = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
     if emb.ndim != 2:

@@ -29,15 +29,37 @@ from itemrec.service.limits import BodyLimitMiddleware, error_body
 
 # -- request and response models ----------------------------------------------------
 class ErrorDetail(BaseModel):
+    """The body of every error answer.
+
+    Attributes:
+        status: the HTTP status code (400, 401, 403, 404, 405, 408, 413, 415, 422, 500).
+        message: what went wrong, for a person.
+    """
+
     status: int
     message: str
 
 
 class ErrorResponse(BaseModel):
+    """Every error answers ``{"error": {"status", "message"}}``.
+
+    Attributes:
+        error: the :class:`ErrorDetail`.
+    """
+
     error: ErrorDetail
 
 
 class Match(BaseModel):
+    """One gallery item among a query's top-k.
+
+    Attributes:
+        item_id: the enrolled item's id.
+        name: its display name.
+        similarity: cosine similarity of the query to the item, in [-1, 1].
+        attributes: the item's free-form JSON attributes.
+    """
+
     item_id: str
     name: str
     similarity: float = Field(description="cosine similarity, -1..1")
@@ -45,6 +67,16 @@ class Match(BaseModel):
 
 
 class QueryResult(BaseModel):
+    """What one query image matched.
+
+    Attributes:
+        item_id: the best match, or ``None`` when unknown.
+        unknown: the best similarity is below the threshold (or there was no match).
+        threshold: the similarity threshold applied (``None``: the gallery has none, nothing
+            is unknown unless the gallery is empty).
+        matches: the top-k items, most similar first.
+    """
+
     item_id: str | None = Field(description="the best match, or null when unknown")
     unknown: bool = Field(description="best similarity below the gallery's threshold")
     threshold: float | None
@@ -52,7 +84,15 @@ class QueryResult(BaseModel):
 
 
 class RecognizeResponse(BaseModel):
-    """One image: the fields of its result at the top level too; several: ``results`` only."""
+    """One image: the fields of its result at the top level too; several: ``results`` only.
+
+    Attributes:
+        results: one :class:`QueryResult` per uploaded image, in upload order.
+        item_id: the single image's best match (unset for several images).
+        unknown: the single image's unknown flag.
+        threshold: the single image's threshold.
+        matches: the single image's top-k.
+    """
 
     results: list[QueryResult]
     item_id: str | None = None
@@ -62,7 +102,14 @@ class RecognizeResponse(BaseModel):
 
 
 class EnrollJSON(BaseModel):
-    """A JSON body: images as base64 (``/recognize`` reads only ``images``; ``/items`` needs ``item_id``)."""
+    """A JSON body: images as base64 (``/recognize`` reads only ``images``; ``/items`` needs ``item_id``).
+
+    Attributes:
+        item_id: the item to enrol (or add images to).
+        name: its display name (default: the item id).
+        attributes: free-form JSON attributes kept with the item.
+        images: one base64-encoded image file, or a list of them.
+    """
 
     item_id: str | None = None
     name: str | None = None
@@ -71,17 +118,42 @@ class EnrollJSON(BaseModel):
 
 
 class EnrollResponse(BaseModel):
+    """An acknowledged (committed) enrolment.
+
+    Attributes:
+        item_id: the item enrolled.
+        n_vectors: how many vectors (images) this request added.
+        generation: the gallery's generation after the write (increases with every write).
+    """
+
     item_id: str
     n_vectors: int
     generation: int
 
 
 class RemoveResponse(BaseModel):
+    """A removed item.
+
+    Attributes:
+        item_id: the item removed.
+        removed_vectors: how many of its vectors left the index.
+    """
+
     item_id: str
     removed_vectors: int
 
 
 class Item(BaseModel):
+    """One enrolled item, as ``GET /items`` lists it.
+
+    Attributes:
+        item_id: its id.
+        name: its display name.
+        attributes: its free-form JSON attributes.
+        created_at: when it was first enrolled (UTC, ISO 8601).
+        n_vectors: how many vectors (images) it has in the gallery.
+    """
+
     item_id: str
     name: str
     attributes: dict[str, Any]
@@ -90,10 +162,25 @@ class Item(BaseModel):
 
 
 class ItemsResponse(BaseModel):
+    """``GET /items``.
+
+    Attributes:
+        items: every enrolled item.
+    """
+
     items: list[Item]
 
 
 class HealthResponse(BaseModel):
+    """``GET /health``.
+
+    Attributes:
+        status: ``"ok"``.
+        gallery: the gallery's summary (``path``, ``items``, ``vectors``, ``dim``, ``index``,
+            ``prototype``, ``fingerprint_id``, ``threshold``, ``hubness``, ``generation``).
+        model: the embedding model's fingerprint id.
+    """
+
     status: str
     gallery: dict[str, Any]
     model: str
@@ -215,7 +302,20 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(service: RecognitionService) -> FastAPI:
-    """The ASGI app serving ``service``; the OpenAPI page is at ``/docs``, the web page at ``/``."""
+    """The ASGI app serving ``service``; the OpenAPI page is at ``/docs``, the web page at ``/``.
+
+    Routes, limits and the error shape are those of the :mod:`itemrec.service` docstring:
+    :class:`~itemrec.service.core.HTTPError` answers with its status, gallery errors and
+    ``ValueError`` with 400, anything else with 500, always as ``{"error": {...}}``.
+
+    Args:
+        service: the :class:`~itemrec.service.core.RecognitionService` whose methods the
+            routes call (in worker threads); its config's ``max_upload_bytes`` is read per
+            request by the body-limit middleware.
+
+    Returns:
+        The ``FastAPI`` app (run it with :func:`itemrec.service.server.make_server`).
+    """
     app = FastAPI(title="itemrec recognition service", version="1", description=__doc__.split("\n\n")[0],
                   responses={500: {"model": ErrorResponse}})
     app.add_middleware(BodyLimitMiddleware, get_limit=lambda: service.config.max_upload_bytes)

@@ -20,9 +20,15 @@ import numpy as np
 class EmbedBatcher:
     """Batch concurrent ``embed`` calls into single calls of ``forward``.
 
+    Starts its daemon worker thread at once.
+
     Args:
         forward: ``(N, H, W, 3) uint8 -> (N, D) float32`` (e.g. ``ImageEmbedder._predict``).
-        max_batch: most images per forward call (a request larger than this runs alone).
+        max_batch: most images per forward call (a request larger than this runs alone;
+            default 32).
+
+    Raises:
+        ValueError: ``max_batch`` < 1.
     """
 
     def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch: int = 32) -> None:
@@ -38,8 +44,15 @@ class EmbedBatcher:
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Embeddings ``(N, D)`` of ``images`` ``(N, H, W, 3)``; blocks until computed.
 
+        Args:
+            images: (N, H, W, 3) images, as ``forward`` takes them.
+
+        Returns:
+            This request's N rows of ``forward``'s output.
+
         Raises:
-            RuntimeError: the batcher is closed. Whatever ``forward`` raised for this batch.
+            RuntimeError: the batcher is closed. Whatever ``forward`` raised for the batch this
+                request was in is raised here too.
         """
         if self._closed:
             raise RuntimeError("the embedding worker has stopped")
@@ -48,7 +61,13 @@ class EmbedBatcher:
         return fut.result()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish the queued work and stop the worker thread."""
+        """Finish the queued work and stop the worker thread.
+
+        Idempotent. Requests queued before the call are still served.
+
+        Args:
+            timeout: seconds to wait for the thread to finish (default 30).
+        """
         if not self._closed:
             self._closed = True
             self._queue.put(None)

@@ -28,7 +28,13 @@ THUMBNAIL_PX = 160
 
 
 class HTTPError(Exception):
-    """An answer other than 200: ``status`` and a message for the client (and extra headers)."""
+    """An answer other than 200: ``status`` and a message for the client (and extra headers).
+
+    Args:
+        status: the HTTP status code (400, 401, 403, 404, 413, 415, 422, ...).
+        message: what went wrong, for a person; also the exception's message.
+        headers: extra response headers (e.g. ``WWW-Authenticate`` with a 401).
+    """
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -93,7 +99,19 @@ class RecognitionService:
 
     # -- auth ---------------------------------------------------------------------
     def authorize(self, header: str | None, write: bool) -> None:
-        """Check an ``Authorization`` header; raises :class:`HTTPError` 401 (none) or 403 (wrong, or writes disabled)."""
+        """Check an ``Authorization`` header for a read or a write.
+
+        Reads pass without a token unless ``config.auth_reads``. The token is compared in
+        constant time (``hmac.compare_digest``).
+
+        Args:
+            header: the request's ``Authorization`` header, or ``None``.
+            write: whether the request changes the gallery.
+
+        Raises:
+            HTTPError: 401 with ``WWW-Authenticate: Bearer`` when no bearer token was sent;
+                403 when it is wrong, or when no token is configured (writes disabled).
+        """
         token = self.config.token
         if not write and not self.config.auth_reads:
             return
@@ -106,7 +124,23 @@ class RecognitionService:
 
     # -- images -------------------------------------------------------------------
     def decode_uploads(self, files: list[tuple[str, bytes]]) -> np.ndarray:
-        """Decode and fit uploads ``[(name, bytes)]`` to ``(N, H, W, 3)`` uint8; :class:`HTTPError` 400/413/415/422."""
+        """Decode and fit uploads to the embedder's input, ``(N, H, W, 3)`` uint8.
+
+        Decoded by :func:`itemrec.data.images.decode_image` (EXIF orientation applied, at most
+        ``config.max_pixels`` pixels) and fitted to the embedder's ``image_size`` with its
+        ``resize_mode``: the pixels training and the gallery see.
+
+        Args:
+            files: ``[(name, encoded bytes)]``; the name appears in error messages.
+
+        Returns:
+            The stacked images, (N, H, W, 3) uint8 with (H, W) the embedder's image size.
+
+        Raises:
+            HTTPError: 400 for no files or an empty one; 413 for more than ``config.max_images``
+                files, too many pixels or a decompression bomb; 415 for data that is not an image;
+                422 for an image that does not decode.
+        """
         from itemrec.data.images import BadImageError, decode_image, fit_image
 
         if not files:
@@ -130,20 +164,53 @@ class RecognitionService:
         return np.stack(out)
 
     def embed_uploads(self, files: list[tuple[str, bytes]]) -> np.ndarray:
-        """Embeddings ``(N, D)`` float32 of uploads (decoded here, forward pass batched with other requests)."""
+        """Embeddings of uploads: decoded here, the forward pass batched with other requests.
+
+        Args:
+            files: ``[(name, encoded bytes)]``.
+
+        Returns:
+            (N, D) float32 embeddings, one row per file.
+
+        Raises:
+            HTTPError: as :meth:`decode_uploads`.
+        """
         return self.batcher.embed(self.decode_uploads(files))
 
     # -- routes ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        """``GET /health``: status, the gallery's summary and the model's fingerprint id.
+
+        Returns:
+            ``{"status": "ok", "gallery": gallery.describe(), "model": fingerprint_id}``.
+        """
         with self.lock:
             return {"status": "ok", "gallery": self.gallery.describe(), "model": self.embedder.fingerprint_id}
 
     def list_items(self) -> dict[str, Any]:
+        """``GET /items``: every enrolled item.
+
+        Returns:
+            ``{"items": [{item_id, name, attributes, created_at, n_vectors}, ...]}``.
+        """
         with self.lock:
             frame = self.gallery.items()
         return {"items": json.loads(frame.to_json(orient="records"))}
 
     def recognize(self, files: list[tuple[str, bytes]], k: int) -> dict[str, Any]:
+        """``POST /recognize``: the top-``k`` items of each image and whether it is unknown.
+
+        Args:
+            files: ``[(name, encoded bytes)]``, one or more images.
+            k: matches per image (the route has checked 1 ≤ k ≤ ``config.max_k``).
+
+        Returns:
+            ``{"results": [result, ...]}``; with one image its result's fields
+            (``item_id``, ``unknown``, ``threshold``, ``matches``) at the top level too.
+
+        Raises:
+            HTTPError: 400/413/415/422 from :meth:`decode_uploads`.
+        """
         emb = self.embed_uploads(files)
         with self.lock:
             results = self.gallery.query(vectors=emb, k=k)
@@ -151,6 +218,23 @@ class RecognitionService:
         return {"results": out, **out[0]} if len(out) == 1 else {"results": out}
 
     def enroll(self, item_id: str, name: str | None, attributes: dict | None, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+        """``POST /items``: enrol photos of an item (or add them to it) in one transaction.
+
+        The first photo becomes the item's thumbnail when it has none yet.
+
+        Args:
+            item_id: the item's id (required, non-empty).
+            name: its display name (``None``: keep the current one, or the id for a new item).
+            attributes: free-form JSON attributes (``None``: keep the current ones).
+            files: ``[(name, encoded bytes)]``, the photos.
+
+        Returns:
+            ``{"item_id", "n_vectors", "generation"}`` of the committed enrolment.
+
+        Raises:
+            HTTPError: 400 when ``item_id`` is empty; 400/413/415/422 from :meth:`decode_uploads`.
+            itemrec.gallery.GalleryError: the gallery refused the write (answered 400 by the app).
+        """
         if not item_id:
             raise HTTPError(400, "item_id is required")
         images = self.decode_uploads(files)
@@ -162,6 +246,17 @@ class RecognitionService:
         return {"item_id": res.item_id, "n_vectors": res.n_vectors, "generation": res.generation}
 
     def remove(self, item_id: str) -> dict[str, Any]:
+        """``DELETE /items/{id}``: remove an item and its thumbnail.
+
+        Args:
+            item_id: the item to remove.
+
+        Returns:
+            ``{"item_id", "removed_vectors"}``.
+
+        Raises:
+            HTTPError: 404 when the item is not enrolled.
+        """
         from itemrec.gallery import ItemNotFoundError
 
         with self.lock:
@@ -174,8 +269,21 @@ class RecognitionService:
 
     # -- thumbnails -------------------------------------------------------------------
     def thumbnail(self, item_id: str) -> bytes:
-        """A JPEG thumbnail of an item: the first photo enrolled through the service, else the first
-        enrolled file still on disk. Raises :class:`HTTPError` 404 (no such item, or no photo)."""
+        """A JPEG thumbnail (at most 160 × 160 pixels) of an item's photo.
+
+        The first photo enrolled through the service, else the first enrolled file (of up to 8)
+        still on disk and decodable; written once under ``<gallery>/thumbnails`` and then served
+        from there.
+
+        Args:
+            item_id: the item.
+
+        Returns:
+            The JPEG's bytes.
+
+        Raises:
+            HTTPError: 404 when the item is not enrolled or has no photo on record.
+        """
         path = self._thumb_path(item_id)
         if path.is_file():
             return path.read_bytes()

@@ -22,11 +22,27 @@ class BodyTooLarge(Exception):
 
 
 def error_body(status: int, message: str) -> bytes:
-    """The service's JSON error shape: ``{"error": {"status", "message"}}``."""
+    """The service's JSON error shape: ``{"error": {"status", "message"}}``.
+
+    Args:
+        status: the HTTP status code.
+        message: what went wrong, for a person.
+
+    Returns:
+        The encoded UTF-8 JSON body.
+    """
     return json.dumps({"error": {"status": status, "message": message}}).encode()
 
 
 async def send_error(send: Any, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a complete JSON error response on a raw ASGI ``send``.
+
+    Args:
+        send: the ASGI send callable.
+        status: the HTTP status code.
+        message: what went wrong.
+        headers: extra ``(name, value)`` byte headers after ``content-type`` and ``content-length``.
+    """
     body = error_body(status, message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -35,8 +51,13 @@ async def send_error(send: Any, status: int, message: str, headers: list[tuple[b
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``limit`` bytes (see the module docstring); ``limit`` is read per request
-    from ``get_limit()`` so the service config stays the one place it is set."""
+    """Refuse bodies over ``limit`` bytes (see the module docstring).
+
+    Args:
+        app: the ASGI app to wrap.
+        get_limit: a callable giving the limit in bytes, read per request, so the service
+            config stays the one place it is set.
+    """
 
     def __init__(self, app: Any, get_limit: Any) -> None:
         self.app = app

@@ -96,7 +96,15 @@ def _timed_protocol(request_timeout: float) -> type:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback name or address."""
+    """Whether ``host`` is a loopback name or address.
+
+    Args:
+        host: a host name or an IPv4/IPv6 address.
+
+    Returns:
+        True for ``"localhost"`` and loopback addresses (127.0.0.0/8, ::1); False for any
+        other name or address.
+    """
     if host == "localhost":
         return True
     try:
@@ -106,7 +114,19 @@ def is_loopback(host: str) -> bool:
 
 
 def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (``port=0``: a free one)."""
+    """A listening TCP socket on ``host:port`` (``SO_REUSEADDR``, inheritable).
+
+    Args:
+        host: the address to bind (IPv6 when it contains ``:``).
+        port: the TCP port (0: a free one, read it from ``sock.getsockname()``).
+        backlog: the listen queue length (capped by the kernel's ``somaxconn``; default 2048).
+
+    Returns:
+        The bound, listening socket.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local, ...); the socket is closed first.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY only on sockets that say they are TCP
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

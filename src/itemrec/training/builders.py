@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from itemrec.training.config import ConfigError, LossConfig
+from itemrec.training.config import ConfigError
+from itemrec.training.loss_config import LossConfig
 
 
 def resolve_weights(weights: str | None, backbone: str = "mobilenet_v2") -> str | None:
@@ -20,30 +21,20 @@ def resolve_weights(weights: str | None, backbone: str = "mobilenet_v2") -> str 
     return weights
 
 
-def build_loss(cfg: LossConfig, n_classes: int, seed: int = 0) -> Any:
-    """The :mod:`itemrec.losses` object described by ``cfg`` for ``n_classes`` training classes."""
-    from itemrec import losses
+def build_loss(cfg: LossConfig, n_classes: int) -> Any:
+    """The loss object ``cfg`` describes, for ``n_classes`` training classes.
 
-    if cfg.name == "softmax":
-        return losses.SoftmaxLoss(n_classes)
-    if cfg.name == "center":
-        return losses.CenterLoss(n_classes, alpha=cfg.alpha, lam=cfg.lam)
-    if cfg.name == "triplet":
-        return losses.TripletLoss(cfg.margin, cfg.miner, cfg.distance, cfg.soft_margin, seed=seed)
-    if cfg.name == "cosine":
-        return losses.SoftmaxLoss(head=losses.CosineSoftmax(n_classes, scale=cfg.scale))
-    if cfg.name == "arcface":
-        return losses.SoftmaxLoss(head=losses.ArcFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
-    if cfg.name == "cosface":
-        return losses.SoftmaxLoss(head=losses.CosFace(n_classes, scale=cfg.scale, margin=cfg.angular_margin))
-    if cfg.name == "multi_similarity":
-        miner = None if cfg.ms_epsilon is None else losses.MultiSimilarityMiner(cfg.ms_epsilon)
-        return losses.MultiSimilarityLoss(cfg.ms_alpha, cfg.ms_beta, cfg.ms_base, miner=miner)
-    if cfg.name == "proxy_anchor":
-        return losses.ProxyAnchorLoss(n_classes, margin=cfg.proxy_margin, alpha=cfg.proxy_alpha)
-    if cfg.name == "contrastive":
-        return losses.ContrastiveLoss(cfg.pos_margin, cfg.neg_margin)
-    raise ConfigError(f"unknown loss {cfg.name!r}")
+    Args:
+        cfg: the experiment config's ``loss`` (a serialised loss object).
+        n_classes: the number of training classes (given to a loss that takes ``n_classes``).
+
+    Returns:
+        The :class:`itemrec.losses.MetricLoss`, built by ``keras.saving.deserialize_keras_object``.
+
+    Raises:
+        ConfigError: an unknown class or arguments its constructor rejects.
+    """
+    return cfg.build(n_classes)
 
 
 def build_optimizer(name: str, learning_rate: float) -> Any:

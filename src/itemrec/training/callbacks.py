@@ -36,7 +36,15 @@ MAXIMISED = ("acc", "accuracy", "recall", "map", "precision", "auc", "f1", "cmc"
 
 
 def monitor_mode(monitor: str) -> str:
-    """``"max"`` for accuracy-like metrics (accuracy, recall, MAP, AUC, F1, CMC, scores), else ``"min"``."""
+    """Whether a logged metric improves upwards or downwards, read from its name.
+
+    Args:
+        monitor: a logged name such as ``"val_loss"`` or ``"valcls_score"``.
+
+    Returns:
+        ``"max"`` when the lower-cased name contains an accuracy-like token (acc, accuracy,
+        recall, map, precision, auc, f1, cmc, score), else ``"min"``.
+    """
     name = monitor.lower()
     return "max" if any(tok in name for tok in MAXIMISED) else "min"
 
@@ -55,9 +63,19 @@ class EpochTimer(keras.callbacks.Callback):
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the weights whenever ``monitor`` improves; the best value survives restarts.
 
-    Writes ``path`` (a ``.weights.h5`` file) and ``path + ".json"`` holding
-    ``{"monitor", "mode", "best", "epoch"}``. A missing monitored value (e.g. no
-    validation data) raises, so a run cannot silently keep its first weights.
+    Writes ``path`` (a ``.weights.h5`` file, atomically) and ``path + ".json"`` holding
+    ``{"monitor", "mode", "best", "epoch"}``; on ``train_begin`` a saved best for the same
+    monitor is read back, so a resumed run keeps comparing against it. A missing monitored
+    value (e.g. no validation data) raises, so a run cannot silently keep its first weights.
+
+    Args:
+        path: the checkpoint file, ending in ``.weights.h5``.
+        monitor: the logged value to follow (default ``"val_loss"``).
+        mode: ``"min"`` or ``"max"`` (default: :func:`monitor_mode` of ``monitor``).
+
+    Raises:
+        ValueError: ``path`` does not end in ``.weights.h5``, or ``mode`` is neither
+            ``"min"`` nor ``"max"``.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", mode: str | None = None) -> None:
@@ -83,6 +101,15 @@ class BestCheckpoint(keras.callbacks.Callback):
         return value < self.best if self.mode == "min" else value > self.best
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Offer the epoch's weights with its ``monitor`` value (Keras's hook; see :meth:`consider`).
+
+        Args:
+            epoch: the 0-based epoch.
+            logs: the epoch's logs; must hold ``monitor``.
+
+        Raises:
+            KeyError: the logs lack ``monitor``; the message lists the names they have.
+        """
         logs = logs or {}
         if self.monitor not in logs:
             raise KeyError(
@@ -92,13 +119,25 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.consider(float(logs[self.monitor]), epoch)
 
     def has_saved(self) -> bool:
-        """Whether a best checkpoint from an earlier (interrupted) run of this phase is on disk."""
+        """Whether a best checkpoint from an earlier (interrupted) run of this phase is on disk.
+
+        Returns:
+            True when both the weights file and its ``.json`` exist.
+        """
         return self.meta_path.is_file() and self.path.is_file()
 
     def consider(self, value: float, epoch: int) -> bool:
-        """Save the model's weights if ``value`` beats the best so far; ``epoch = -1``: before training.
+        """Save the model's weights if ``value`` beats the best so far. Non-finite values never win.
 
-        Returns whether they were saved. Non-finite values never win.
+        Args:
+            value: the monitored value of the weights as they are now.
+            epoch: the 0-based epoch they come from; ``-1``: before training.
+
+        Returns:
+            Whether they were saved (and became the best).
+
+        Raises:
+            RuntimeError: no model is set (Keras sets it inside ``fit``).
         """
         if self.model is None:
             raise RuntimeError("BestCheckpoint.consider needs the callback's model set (it is, inside fit)")
@@ -116,7 +155,15 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 def restored_epoch(backup_dir: str | os.PathLike) -> int:
-    """The epoch ``BackupAndRestore`` in ``backup_dir`` would resume at (0 when there is no backup)."""
+    """The epoch ``BackupAndRestore`` in ``backup_dir`` would resume at.
+
+    Args:
+        backup_dir: the ``BackupAndRestore`` folder (``<phase_dir>/backup``).
+
+    Returns:
+        The epoch recorded in its ``training_metadata.json``; 0 when there is no backup or
+        it cannot be read.
+    """
     meta = Path(backup_dir) / "training_metadata.json"
     if not meta.is_file():
         return 0
@@ -137,18 +184,31 @@ def phase_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """Callbacks of one phase writing under ``phase_dir`` (see the module docstring).
 
-    ``monitor``: the logged value the checkpoint and early stopping follow, or ``"last"``:
-    no checkpoint and no early stopping, the phase ends with its final weights.
+    Files: ``backup/`` (``BackupAndRestore``), ``best.weights.h5`` and its ``.json``
+    (:class:`BestCheckpoint`), ``history.csv`` (``CSVLogger``, appended), ``features/``
+    (the feature monitor's frames by default).
 
-    ``delete_backup``: let ``BackupAndRestore`` delete its backup when ``fit``
-    returns (the runner keeps it until the phase's weights are saved instead).
+    Args:
+        phase_dir: the phase's folder (created).
+        monitor: the logged value the checkpoint and early stopping follow (its direction
+            from :func:`monitor_mode`), or ``"last"``: no checkpoint and no early stopping,
+            the phase ends with its final weights.
+        patience: epochs without improvement before early stopping (``None``/0: none).
+        tensorboard_dir: write TensorBoard logs there (``None``: none).
+        feature_monitor: keyword arguments of :class:`itemrec.plots.DeepFeatureMonitor`
+            (``data``, ``labels``, ``embed_fn``...; ``out_dir`` defaults to
+            ``phase_dir/features``); ``None``/empty: none.
+        delete_backup: let ``BackupAndRestore`` delete its backup when ``fit``
+            returns (the runner keeps it until the phase's weights are saved instead).
+        selection: an :class:`itemrec.training.selection.OpenSetSelection`; it runs
+            before the checkpoint (so its ``valcls_*`` scores are in the logs it reads)
+            and offers the weights before training to it as epoch ``-1``.
 
-    ``selection``: an :class:`itemrec.training.selection.OpenSetSelection`; it runs
-    before the checkpoint (so its ``valcls_*`` scores are in the logs it reads)
-    and offers the weights before training to it as epoch ``-1``.
+    Returns:
+        The callbacks, in the order of the module docstring.
 
-    ``feature_monitor``: keyword arguments of :class:`itemrec.plots.DeepFeatureMonitor`
-    (``data``, ``labels``, ``embed_fn``...; ``out_dir`` defaults to ``phase_dir/features``).
+    Raises:
+        ValueError: ``monitor="last"`` with a ``patience`` or a ``selection``.
     """
     phase_dir = Path(phase_dir)
     phase_dir.mkdir(parents=True, exist_ok=True)

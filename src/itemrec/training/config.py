@@ -1,7 +1,8 @@
 """Experiment configuration: one JSON file describes a whole training run.
 
 :class:`ExperimentConfig` nests small dataclasses (:class:`DataConfig`,
-:class:`SplitConfig`, :class:`ModelConfig`, :class:`LossConfig`,
+:class:`SplitConfig`, :class:`ModelConfig`, :class:`~itemrec.training.loss_config.LossConfig`
+(a serialised loss object),
 :class:`TrainConfig`, :class:`EvalConfig`). It round-trips through JSON
 (:meth:`ExperimentConfig.to_json` / :meth:`ExperimentConfig.from_json`), can be
 overridden with dotted ``key=value`` strings (``train.batch_size=16``, what
@@ -19,16 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from itemrec.training._checks import ConfigError, _choice, _fraction, _int, _positive
+from itemrec.training.loss_config import OLD_KEYS, LossConfig, convert_old_loss, is_old_format
 
 DATASETS = ("synthetic", "grocery", "folder", "fashion", "packed-scenes")
 SPLITS = ("open", "closed", "given")
 WEIGHTS_KEYWORDS = ("imagenet", "local")
-LOSSES = ("softmax", "center", "triplet", "cosine", "arcface", "cosface", "multi_similarity", "proxy_anchor",
-          "contrastive")
-# losses with one learnable vector per training class (classifier anchors or proxies)
-CLASS_VECTOR_LOSSES = ("cosine", "arcface", "cosface", "proxy_anchor")
-MINERS = ("batch_all", "batch_hard", "semi_hard", "random")
-DISTANCES = ("squared_l2", "l2", "cosine", "mse")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 RESIZE_MODES = ("pad", "crop")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -212,78 +208,6 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
-    """The loss and its parameters.
-
-    ``softmax`` (Dense classifier + cross-entropy), ``center`` (+ λ·centre loss,
-    centre rate α; Wen et al. 2016), ``triplet`` (``margin``, ``miner``,
-    ``distance``, ``soft_margin``), ``cosine`` (normalised softmax of scale
-    ``scale``), ``arcface``/``cosface`` (``scale`` and angular/cosine ``angular_margin``),
-    ``multi_similarity`` (Wang et al. 2019: ``ms_alpha``, ``ms_beta``, ``ms_base``,
-    miner ``ms_epsilon``; ``null`` epsilon = every pair), ``proxy_anchor`` (Kim et al.
-    2020: ``proxy_margin``, ``proxy_alpha``), ``contrastive`` (Hadsell et al. 2006:
-    ``pos_margin``, ``neg_margin`` on the L2 distance of normalised embeddings).
-    ``init_from_catalogue``: the class vectors of the cosine-softmax family and the
-    proxies of ``proxy_anchor`` start at the training classes' catalogue images,
-    embedded by the untrained model (the classifier weights as class anchors).
-    ``finetune_lam``: the centre loss's λ in the fine-tuning phase (``null``: ``lam``
-    throughout), as in Wen et al.'s grocery reproduction (0.001 frozen, then 0.01 or 0.001).
-    """
-
-    name: str = "softmax"
-    lam: float = 0.01
-    finetune_lam: float | None = None
-    alpha: float = 0.5
-    margin: float = 0.2
-    miner: str = "batch_hard"
-    distance: str = "squared_l2"
-    soft_margin: bool = False
-    scale: float = 16.0
-    angular_margin: float = 0.3
-    ms_alpha: float = 2.0
-    ms_beta: float = 50.0
-    ms_base: float = 0.5
-    ms_epsilon: float | None = 0.1
-    proxy_margin: float = 0.1
-    proxy_alpha: float = 32.0
-    pos_margin: float = 0.0
-    neg_margin: float = 1.0
-    init_from_catalogue: bool = False
-
-    def validate(self) -> None:
-        _choice("loss.name", self.name, LOSSES)
-        _choice("loss.miner", self.miner, MINERS)
-        _choice("loss.distance", self.distance, DISTANCES)
-        _positive("loss.lam", self.lam, allow_zero=True)
-        if self.finetune_lam is not None:
-            _positive("loss.finetune_lam", self.finetune_lam, allow_zero=True)
-            if self.name != "center":
-                raise ConfigError(f"loss.finetune_lam is the centre loss's λ in fine-tuning; loss.name is {self.name!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
-            raise ConfigError(f"loss.alpha must lie in [0, 1]; got {self.alpha!r}")
-        _positive("loss.margin", self.margin, allow_zero=True)
-        _positive("loss.scale", self.scale)
-        _positive("loss.angular_margin", self.angular_margin, allow_zero=True)
-        for name in ("ms_alpha", "ms_beta", "proxy_alpha"):
-            _positive(f"loss.{name}", getattr(self, name))
-        for name in ("ms_base", "proxy_margin", "pos_margin", "neg_margin"):
-            _positive(f"loss.{name}", getattr(self, name), allow_zero=True)
-        if self.ms_epsilon is not None:
-            _positive("loss.ms_epsilon", self.ms_epsilon, allow_zero=True)
-        if not isinstance(self.init_from_catalogue, bool):
-            raise ConfigError(f"loss.init_from_catalogue must be true or false; got {self.init_from_catalogue!r}")
-        if self.init_from_catalogue and self.name not in CLASS_VECTOR_LOSSES:
-            raise ConfigError(
-                f"loss.init_from_catalogue needs a loss with class vectors {list(CLASS_VECTOR_LOSSES)}; got {self.name!r}"
-            )
-
-    @property
-    def is_classifier(self) -> bool:
-        """True for losses with a classifier head (softmax, centre and the cosine-softmax family)."""
-        return self.name in ("softmax", "center", "cosine", "arcface", "cosface")
-
-
-@dataclass
 class TrainConfig:
     """Optimisation in two phases.
 
@@ -297,6 +221,12 @@ class TrainConfig:
     phase 2 alone, so phase 1 can stay on cached features while fine-tuning
     sees augmented images.
 
+    ``init_from_catalogue``: the loss's class vectors (the anchors of a cosine
+    head, the proxies of ``ProxyAnchorLoss``) start at the training classes'
+    catalogue images, embedded by the untrained model (the classifier weights as
+    class anchors). ``finetune_lam``: the centre loss's λ in the fine-tuning phase
+    (``null``: the loss's ``lam`` throughout), as in Wen et al.'s grocery
+    reproduction (0.001 frozen, then 0.01 or 0.001).
     ``catalogue_copies``: each training class's catalogue image joins its
     training images this many times (cross-domain training: the test matches
     shelf photos against catalogue images), 0 for none.
@@ -331,6 +261,8 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     monitor: str = "auto"
     catalogue_copies: int = 0
+    init_from_catalogue: bool = False
+    finetune_lam: float | None = None
     tensorboard: bool = True
     feature_monitor: bool = False
     monitor_classes: int = 10
@@ -353,6 +285,9 @@ class TrainConfig:
             raise ConfigError(f"train.finetune_augment must be true, false or null; got {self.finetune_augment!r}")
         _int("train.early_stopping_patience", self.early_stopping_patience, 1, allow_none=True)
         _int("train.catalogue_copies", self.catalogue_copies, 0)
+        if not isinstance(self.init_from_catalogue, bool):
+            raise ConfigError(f"train.init_from_catalogue must be true or false; got {self.init_from_catalogue!r}")
+        _positive("train.finetune_lam", self.finetune_lam, allow_zero=True, allow_none=True)
         _int("train.monitor_classes", self.monitor_classes, 1)
         if not isinstance(self.monitor, str) or not self.monitor:
             raise ConfigError(f"train.monitor must be a metric name such as 'val_loss'; got {self.monitor!r}")
@@ -424,6 +359,7 @@ class ExperimentConfig:
     seed: int = 0
     strategy: str = "default"
     feature_cache_dir: str | None = None
+    imports: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -442,11 +378,25 @@ class ExperimentConfig:
             raise ConfigError(f"output_dir must be a folder path; got {self.output_dir!r}")
         _int("seed", self.seed, 0)
         _choice("strategy", self.strategy, STRATEGIES)
+        if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
+            raise ConfigError(f"imports must be a list of module names; got {self.imports!r}")
+        from itemrec.serialization import import_modules
+
+        try:
+            import_modules(self.imports)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         for key, cls in SECTIONS.items():
             section = getattr(self, key)
             if not isinstance(section, cls):
                 raise ConfigError(f"{key} must be a {cls.__name__}; got {type(section).__name__}")
             section.validate()
+        if self.train.init_from_catalogue and not self.loss.build(2).has_class_vectors:
+            raise ConfigError(f"train.init_from_catalogue needs a loss with class vectors (a cosine head, "
+                              f"ProxyAnchorLoss); {self.loss.class_name} ({self.loss.name}) has none")
+        if self.train.finetune_lam is not None and not hasattr(self.loss.build(2), "lam"):
+            raise ConfigError(f"train.finetune_lam is the centre loss's λ in fine-tuning; the loss is "
+                              f"{self.loss.class_name}")
         if self.model.head == "none" and self.train.frozen_epochs:
             raise ConfigError(
                 "model.head='none' has nothing to train in the frozen phase; set train.frozen_epochs=0"
@@ -501,6 +451,11 @@ class ExperimentConfig:
 
     # -- (de)serialisation ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON values (sections as dicts, the loss as ``{"class_name", "config"}``).
+
+        Returns:
+            A dict that :meth:`from_dict` reads back.
+        """
         out = dataclasses.asdict(self)
         out["eval"]["far_targets"] = list(out["eval"]["far_targets"])
         return out
@@ -522,6 +477,7 @@ class ExperimentConfig:
         unknown = sorted(set(raw) - top)
         if unknown:
             raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(top)}")
+        raw = _upgrade(raw, where)
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key in SECTIONS:
@@ -558,10 +514,28 @@ class ExperimentConfig:
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> "ExperimentConfig":
         """A copy with dotted ``key=value`` overrides (values parsed as JSON, else kept as strings).
 
-        ``["train.batch_size=16", "loss.name=triplet", "model.weights=null"]``.
+        ``["train.batch_size=16", "loss.class_name=TripletLoss", "loss.config.margin=0.3",
+        "model.weights=null"]``. Setting ``loss.class_name`` to another class starts its
+        ``loss.config`` empty (the class's defaults) unless ``loss.config`` is set too.
+
+        Args:
+            overrides: ``key=value`` strings, or a dict of dotted keys to values.
+
+        Returns:
+            A new, validated :class:`ExperimentConfig`.
+
+        Raises:
+            ConfigError: an unknown key (an older ``loss.<name>`` key names its new place),
+                or an invalid result.
         """
         raw = self.to_dict()
-        items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+        items = list(overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides])
+        keys = {k for k, _ in items}
+        for key, value in items:
+            _check_loss_key(key)
+            if key == "loss.class_name" and value != raw["loss"]["class_name"] and not any(
+                    k == "loss.config" or k.startswith("loss.config.") for k in keys):
+                raw["loss"]["config"] = {}
         for key, value in items:
             parts = key.split(".")
             target = raw
@@ -569,10 +543,36 @@ class ExperimentConfig:
                 if part not in target or not isinstance(target[part], dict):
                     raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is not a config section")
                 target = target[part]
-            if parts[-1] not in target:
+            free = parts[:2] == ["loss", "config"] and len(parts) > 2  # constructor arguments: any name
+            if parts[-1] not in target and not free:
                 raise ConfigError(f"override {key!r}: unknown key; known keys here are {sorted(target)}")
             target[parts[-1]] = value
         return type(self).from_dict(raw, where="config with overrides")
+
+
+def _upgrade(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with an older flat ``loss`` section converted (a ``FutureWarning`` says so)."""
+    loss = raw.get("loss")
+    if not is_old_format(loss):
+        return raw
+    seed = raw.get("seed", 0)
+    new, moved = convert_old_loss(loss, seed if isinstance(seed, int) else 0)
+    raw = dict(raw)
+    raw["loss"] = new
+    train = dict(raw.get("train") or {})
+    for key, value in moved.items():
+        train.setdefault(key, value)
+    raw["train"] = train
+    return raw
+
+
+def _check_loss_key(key: str) -> None:
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "loss" and parts[1] in OLD_KEYS:
+        where = {"name": "loss.class_name (e.g. TripletLoss, with loss.config.<argument>)",
+                 "init_from_catalogue": "train.init_from_catalogue", "finetune_lam": "train.finetune_lam"}
+        raise ConfigError(f"override {key!r}: the loss is now {{'class_name', 'config'}}; use "
+                          f"{where.get(parts[1], f'loss.config.<argument> (the constructor argument of the loss)')}")
 
 
 def _split_override(text: str) -> tuple[str, Any]:

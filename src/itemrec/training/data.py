@@ -43,8 +43,17 @@ class SplitData:
     ``train_classes[i]`` is the original label of training class ``i``.
     ``test`` (and, open-set, ``calib``) keep the dataset's original labels;
     closed-set they are mapped to the training labels like ``val``.
-    ``val_classes`` (open set): every image of the validation classes, seen
-    classes held out of training for model selection, original labels.
+
+    Attributes:
+        kind: ``"open"`` (test classes unseen in training) or ``"closed"``.
+        train: the training images, dense training labels.
+        val: more images of the training classes (validation loss, checkpointing), dense labels.
+        test: the test images (open set: of unseen classes, original labels).
+        calib: open set: images of the unseen classes for calibrating thresholds (original
+            labels); ``None`` closed-set.
+        train_classes: the original label of each dense training label.
+        val_classes: open set: every image of the validation classes, seen classes held out of
+            training for model selection, original labels; ``None`` without them.
     """
 
     kind: str
@@ -57,10 +66,18 @@ class SplitData:
 
     @property
     def n_train_classes(self) -> int:
+        """The number of training classes."""
         return len(self.train_classes)
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``<split>.csv`` manifests and ``splits.json`` into ``folder``."""
+        """Write ``<split>.csv`` manifests and ``splits.json`` into ``folder``.
+
+        Args:
+            folder: the folder to write (created).
+
+        Returns:
+            ``folder`` as a ``Path``.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name in SPLIT_NAMES:
@@ -74,6 +91,17 @@ class SplitData:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SplitData":
+        """Read back what :meth:`save` wrote.
+
+        Args:
+            folder: the folder holding ``splits.json`` and the manifests.
+
+        Returns:
+            The :class:`SplitData`.
+
+        Raises:
+            FileNotFoundError: ``splits.json`` is missing (not a finished run's split folder).
+        """
         folder = Path(folder)
         meta_path = folder / "splits.json"
         if not meta_path.is_file():
@@ -107,7 +135,25 @@ def _synthetic(cfg: DataConfig, output_dir: str | os.PathLike) -> ImageDataset:
 
 
 def load_experiment_data(cfg: DataConfig, output_dir: str | os.PathLike = "models", seed: int = 0) -> ImageDataset:
-    """The configured dataset as an :class:`ImageDataset` (``max_images_per_class`` applied, seeded)."""
+    """The configured dataset as an :class:`ImageDataset` (``max_images_per_class`` applied, seeded).
+
+    ``cfg.name`` picks the loader: ``"synthetic"`` (written once under
+    ``<output_dir>/.synthetic/<key>`` unless ``cfg.root`` is given, and reused), ``"grocery"``,
+    ``"folder"``, ``"fashion"``, ``"packed-scenes"``, or else the path of a CSV manifest.
+
+    Args:
+        cfg: the data config.
+        output_dir: where a synthetic catalogue is cached.
+        seed: the seed of the per-class subsampling.
+
+    Returns:
+        The dataset, with at most ``cfg.max_images_per_class`` images per class when set.
+
+    Raises:
+        FileNotFoundError: a manifest path that does not exist; from the loaders, a missing
+            dataset folder or file (:class:`itemrec.settings.DataNotFoundError`).
+        ValueError: the dataset has no images, or a loader found malformed files.
+    """
     from itemrec.data import loaders
 
     name = cfg.name
@@ -163,6 +209,16 @@ def validation_fold(seen: np.ndarray, n_val: int, n_folds: int, fold: int, seed:
     permutes the remaining classes and :func:`numpy.array_split` cuts them into folds ``1 .. n_folds-1``.
     The folds are disjoint and together cover every seen class.
 
+    Args:
+        seen: the seen (training) class labels, 1-D.
+        n_val: the number of classes in fold 0 (≤ ``len(seen)``).
+        n_folds: the number of class folds (≥ 1).
+        fold: which fold, in ``[0, n_folds)``.
+        seed: the split seed.
+
+    Returns:
+        The fold's class labels, sorted.
+
     Raises:
         ConfigError: ``fold`` is not in ``[0, n_folds)``.
     """
@@ -209,7 +265,30 @@ def _hold_out_classes(
 
 
 def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitData:
-    """Apply the open- or closed-set protocol (see :class:`~itemrec.training.config.SplitConfig`)."""
+    """Apply the open- or closed-set protocol (see :class:`~itemrec.training.config.SplitConfig`).
+
+    Open set: a class-disjoint split into seen and unseen classes (for the 81-class grocery
+    dataset with its own train/val/test files: its fixed open-set protocol), then per-class
+    train/val of the seen and calib/test of the unseen classes, then validation classes held
+    out of training. Closed set (``kind="closed"``): a stratified train/val/test split (the
+    grocery dataset's own splits when it has them); ``kind="given"``: the dataset's ``split``
+    column.
+
+    Args:
+        ds: the dataset.
+        cfg: the split config (fractions, seed, validation classes).
+        dataset: the configured dataset name (``"grocery"`` selects its fixed protocol).
+
+    Returns:
+        The :class:`SplitData`.
+
+    Raises:
+        ValueError: a class with a single image where a per-class split needs two; val/test
+            classes without training images; ``kind="given"`` without a ``split`` column
+            holding train, val and test rows.
+        ConfigError: holding out validation classes would leave fewer than 2 training or 2
+            validation classes, or ``cfg.val_fold`` is not a class fold.
+    """
     from itemrec.data.splits import class_disjoint_split, grocery_open_set, stratified_split
 
     grocery = dataset == "grocery" and ds.n_classes == 81 and set(ds.frame["split"]) >= {"train", "val", "test"}
@@ -249,7 +328,19 @@ def make_splits(ds: ImageDataset, cfg: SplitConfig, dataset: str = "") -> SplitD
 
 
 def experiment_splits(config: ExperimentConfig) -> SplitData:
-    """Load the dataset of ``config`` and split it."""
+    """Load the dataset of ``config`` and split it.
+
+    Args:
+        config: the experiment config (``data``, ``split``, ``output_dir``, ``seed``).
+
+    Returns:
+        The :class:`SplitData`.
+
+    Raises:
+        FileNotFoundError: from :func:`load_experiment_data`.
+        ValueError: from :func:`load_experiment_data` and :func:`make_splits`.
+        ConfigError: from :func:`make_splits`.
+    """
     ds = load_experiment_data(config.data, config.output_dir, config.seed)
     return make_splits(ds, config.split, config.data.name)
 
@@ -268,7 +359,25 @@ def batch_indices(
     Without P×K: each epoch is a fresh permutation cut into ``len // batch_size``
     full batches (the tail is dropped so every step has the same shape; with
     ``steps_per_epoch`` larger than that, permutations are chained). With
-    ``p``/``k``: :class:`itemrec.data.sampling.PKSampler` batches.
+    ``p``/``k``: :class:`itemrec.data.sampling.PKSampler` batches (``batch = p * k``), so
+    the whole schedule is fixed by ``seed`` and a resumed run repeats it.
+
+    Args:
+        labels: (N,) training labels.
+        epochs: the number of epochs.
+        batch_size: B without P×K (ignored with it).
+        seed: the seed of the permutations / the sampler.
+        p: classes per batch (``None``: plain shuffled batches).
+        k: images per class with ``p``.
+        steps_per_epoch: batches per epoch (default: ``N // batch_size``, or the sampler's own
+            count).
+
+    Returns:
+        (epochs, steps, batch) int64 indices into ``labels``.
+
+    Raises:
+        ValueError: fewer images than one batch; from :class:`PKSampler`, bad P/K or too
+            few classes with two images.
     """
     from itemrec.data.sampling import PKSampler
 
@@ -292,7 +401,20 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, idx: np.ndarray, augment: A
     """``tf.data`` of ``(x[i], y[i])`` for each index batch ``i`` of ``idx`` (steps, B) in order.
 
     Images (uint8) are cast to float32 0..255 (the models preprocess
-    themselves); ``augment`` is a per-image function ``(image, seed) -> image``.
+    themselves); with ``augment`` they are passed to it as they are, one by one, each
+    with its own seed drawn from ``tf.data.Dataset.random(seed)``, and re-batched.
+    Deterministic order; prefetched.
+
+    Args:
+        x: (N, ...) images or features.
+        y: (N,) labels, cast to int32.
+        idx: (..., B) index batches, e.g. a slice of :func:`batch_indices`.
+        augment: a per-image function ``(image, seed) -> image`` (seed a (2,) int64
+            tensor for ``tf.image.stateless_*``), or ``None``.
+        seed: the seed of the augmentation seeds.
+
+    Returns:
+        The ``tf.data.Dataset`` of (B, ...) float32 batches and (B,) int32 labels.
     """
     import tensorflow as tf
 
@@ -312,7 +434,17 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, idx: np.ndarray, augment: A
 
 
 def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch: int, seed: int = 0) -> Any:
-    """Validation batches in one fixed shuffled order (so in-batch mining sees mixed classes)."""
+    """Validation batches in one fixed shuffled order (so in-batch mining sees mixed classes).
+
+    Args:
+        x: (N, ...) images or features (cast to float32 when they are not).
+        y: (N,) labels, cast to int32.
+        batch: the batch size (the last batch may be smaller).
+        seed: the seed of the order.
+
+    Returns:
+        The prefetched ``tf.data.Dataset`` of ``(x, y)`` batches.
+    """
     import tensorflow as tf
 
     order = np.random.default_rng(seed).permutation(len(x))

@@ -35,6 +35,15 @@ def get_strategy(name: str = "default") -> Any:
     One strategy object per name and process: two ``MirroredStrategy`` objects
     in one process number their collective ops alike and their all-reduces
     clash ("Shape mismatch in the collective instance"), so runs share it.
+
+    Args:
+        name: ``"default"``, ``"mirrored"`` or ``"multiworker"``.
+
+    Returns:
+        The strategy (``"default"``: the current one from ``tf.distribute.get_strategy()``).
+
+    Raises:
+        ValueError: unknown ``name``.
     """
     import tensorflow as tf
 
@@ -53,7 +62,16 @@ def get_strategy(name: str = "default") -> Any:
 
 
 def split_cpu(n: int = 2) -> None:
-    """Split the first physical CPU into ``n`` logical devices (call before TensorFlow runs anything)."""
+    """Split the first physical CPU into ``n`` logical devices (call before TensorFlow runs anything).
+
+    So ``"mirrored"`` has several replicas on a machine without GPUs (tests).
+
+    Args:
+        n: the number of logical CPU devices (default 2).
+
+    Raises:
+        RuntimeError: TensorFlow has already initialised its devices.
+    """
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
@@ -67,7 +85,17 @@ def split_cpu(n: int = 2) -> None:
 
 
 def check_pk_for_replicas(p: int | None, k: int | None, batch: int, replicas: int) -> None:
-    """The global batch must split evenly; with P×K, each replica should get whole classes."""
+    """The global batch must split evenly; with P×K, each replica should get whole classes.
+
+    Args:
+        p: P, classes per batch (``None``: not a P×K batch, not checked).
+        k: K, images per class (not checked: whole classes per replica only need P to split).
+        batch: the global batch size in images.
+        replicas: the number of replicas in sync.
+
+    Raises:
+        ValueError: ``batch`` or ``p`` is not a multiple of ``replicas``.
+    """
     if batch % replicas:
         raise ValueError(f"the global batch of {batch} images does not split over {replicas} replicas; use a multiple")
     if p is not None and p % replicas:

@@ -36,7 +36,15 @@ FORMAT_VERSION = 1
 
 @dataclass
 class CachedFeatures:
-    """Features of the images that could be read: ``features[i]`` is image ``keep[i]`` of the request."""
+    """Features of the images that could be read: ``features[i]`` is image ``keep[i]`` of the request.
+
+    Attributes:
+        features: (M, D) float32 pooled backbone features, M ≤ N requested images.
+        keep: (M,) int64 positions, in the requested paths, of the images that were read.
+        skipped: ``(path, reason)`` of each image that could not be read.
+        key: the cache key (hex), ``""`` when computed outside the cache.
+        hit: whether the features came from the cache.
+    """
 
     features: np.ndarray
     keep: np.ndarray
@@ -46,7 +54,17 @@ class CachedFeatures:
 
 
 def file_signature(paths: Sequence[str | os.PathLike]) -> list[tuple[str, int, int]]:
-    """``(absolute path, size, mtime_ns)`` of each image; a missing file raises naming it."""
+    """``(absolute path, size, mtime_ns)`` of each image, the part of a cache key that sees the files.
+
+    Args:
+        paths: image paths (``~`` expanded, symlinks resolved).
+
+    Returns:
+        One ``(absolute path, size in bytes, mtime in nanoseconds)`` per path, in order.
+
+    Raises:
+        FileNotFoundError: a file cannot be accessed; the message names it.
+    """
     out = []
     for p in paths:
         path = Path(p).expanduser().resolve()
@@ -59,7 +77,15 @@ def file_signature(paths: Sequence[str | os.PathLike]) -> list[tuple[str, int, i
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes.
+
+    Args:
+        path: the file.
+        chunk: bytes read at a time (default 1 MiB).
+
+    Returns:
+        The 64-character hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -68,7 +94,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def weights_hash(model: Any) -> str:
-    """Hex SHA-256 over a Keras model's weight arrays (dtype, shape and bytes, in order)."""
+    """Hex SHA-256 over a Keras model's weight arrays (dtype, shape and bytes, in order).
+
+    Args:
+        model: a Keras model (or anything with ``weights``).
+
+    Returns:
+        The 64-character hex digest.
+    """
     h = hashlib.sha256()
     for w in model.weights:
         arr = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
@@ -78,7 +111,19 @@ def weights_hash(model: Any) -> str:
 
 
 def weights_identity(weights: Any, model: Any | None = None) -> str:
-    """Identity of backbone weights: ``file:<sha256>`` for a weights file, else ``values:<sha256>`` of ``model``."""
+    """Identity of backbone weights: ``file:<sha256>`` for a weights file, else ``values:<sha256>`` of ``model``.
+
+    Args:
+        weights: ``"imagenet"``, ``None`` (random init) or the path of a weights file.
+        model: the built model, needed for ImageNet or random weights (hashed by value).
+
+    Returns:
+        ``"file:<hex>"`` or ``"values:<hex>"``.
+
+    Raises:
+        FileNotFoundError: ``weights`` names a file that does not exist.
+        ValueError: ImageNet/random weights without ``model``.
+    """
     if weights is not None and weights != "imagenet":
         path = Path(os.fspath(weights)).expanduser()
         if not path.is_file():
@@ -93,6 +138,9 @@ class FeatureCache:
     """A folder of cached feature arrays (see the module docstring).
 
     ``hits`` and ``misses`` count this object's lookups.
+
+    Args:
+        directory: the cache folder (``~`` expanded; created on the first write).
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -109,7 +157,21 @@ class FeatureCache:
         preprocessing: str,
         files: Sequence[tuple[str, int, int]],
     ) -> tuple[str, dict[str, Any]]:
-        """``(hex key, the dict it hashes)``."""
+        """The cache key of a feature computation and what it is made of.
+
+        Args:
+            backbone: the backbone's name.
+            weights_id: :func:`weights_identity` of its weights.
+            input_size: side S of the square input in pixels.
+            resize_mode: ``"pad"`` or ``"crop"`` (:func:`itemrec.data.images.fit_image`).
+            preprocessing: the name of the preprocessing function.
+            files: :func:`file_signature` of the images, in order.
+
+        Returns:
+            ``(key, material)``: the first 32 hex characters of the SHA-256 of ``material``
+            (sorted-key JSON), and the dict itself, which also records the Keras version and
+            :data:`FORMAT_VERSION`.
+        """
         import keras
 
         material = {
@@ -131,11 +193,30 @@ class FeatureCache:
         return self.directory / f"{key}.npz", self.directory / f"{key}.json"
 
     def contains(self, key: str) -> bool:
+        """Whether an entry (both its ``.npz`` and ``.json``) is in the cache.
+
+        Args:
+            key: a key of :meth:`make_key`.
+
+        Returns:
+            True when both files exist.
+        """
         npz, meta = self._paths(key)
         return npz.is_file() and meta.is_file()
 
     def load(self, key: str) -> CachedFeatures:
-        """Read an entry; a damaged one raises ``ValueError`` naming the file."""
+        """Read an entry.
+
+        Args:
+            key: a key of :meth:`make_key` that :meth:`contains`.
+
+        Returns:
+            The :class:`CachedFeatures`, ``hit=True``.
+
+        Raises:
+            ValueError: the entry is damaged or missing (unreadable files, missing arrays, rows
+                and indices of different lengths); the message names the file.
+        """
         npz, meta_path = self._paths(key)
         try:
             with np.load(npz) as data:
@@ -148,7 +229,14 @@ class FeatureCache:
         return CachedFeatures(feats, keep, [tuple(s) for s in meta.get("skipped", [])], key, True)
 
     def store(self, key: str, material: dict[str, Any], result: CachedFeatures) -> None:
-        """Write an entry atomically (temp file + ``os.replace``)."""
+        """Write an entry atomically (temp file + ``os.replace``).
+
+        Args:
+            key: the entry's key.
+            material: what the key was made of (:meth:`make_key`); written to the ``.json``
+                without the file list, plus the image, kept and skipped counts.
+            result: the features to store.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         npz, meta_path = self._paths(key)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
@@ -180,12 +268,32 @@ class FeatureCache:
         progress: bool = False,
         decoded: tuple[np.ndarray, np.ndarray, list] | None = None,
     ) -> CachedFeatures:
-        """Features of ``paths`` through ``extractor`` (a Keras model, or a zero-argument factory of one).
+        """Features of ``paths`` through ``extractor``, read from the cache or computed and stored.
 
         The factory is only called on a miss, or when the weights have no file to
         hash (ImageNet/random weights are identified by their values).
-        ``decoded``: the ``(images, keep, skipped)`` of :func:`decode_images` for
-        ``paths`` when the caller has them already (saves decoding on a miss).
+
+        Args:
+            extractor: a Keras feature extractor (raw pixels → (B, D)), or a zero-argument
+                factory of one.
+            paths: the image paths.
+            backbone: the backbone's name (part of the key; names the preprocessing by default).
+            weights: ``"imagenet"``, ``None`` or a weights file path (part of the key).
+            input_size: side S in pixels the images are fitted to.
+            resize_mode: ``"pad"`` or ``"crop"``.
+            preprocessing: the preprocessing's name in the key (default: the backbone's
+                ``preprocess_input``, ``x/255`` for small_cnn).
+            batch_size: inference batch size.
+            progress: a progress bar while computing.
+            decoded: the ``(images, keep, skipped)`` of :func:`decode_images` for ``paths``
+                when the caller has them already (saves decoding on a miss).
+
+        Returns:
+            The :class:`CachedFeatures` (``hit`` says which).
+
+        Raises:
+            FileNotFoundError: an image or the weights file cannot be accessed.
+            ValueError: a damaged cache entry, or an unknown backbone.
         """
         paths = [str(p) for p in paths]
         files = file_signature(paths)
@@ -230,8 +338,19 @@ def decode_images(
     orientation, aspect-preserving ``fit_image``), the reader of
     :class:`itemrec.embedder.ImageEmbedder`, so a model trains on the very
     pixels it will embed later, and cached features and image batches agree.
-    Unreadable files are skipped and listed; ``keep`` gives the positions of the
-    rest in ``paths``.
+
+    Args:
+        paths: image paths.
+        input_size: side S in pixels.
+        resize_mode: ``"pad"`` (letterbox) or ``"crop"`` (centre crop).
+        progress: a progress bar.
+
+    Returns:
+        ``(images, keep, skipped)``: (M, S, S, 3) uint8 of the readable images, their (M,)
+        positions in ``paths``, and ``(path, reason)`` of each unreadable file.
+
+    Raises:
+        ValueError: an unknown ``resize_mode`` or a non-positive size.
     """
     from itemrec.data.images import load_images
 
@@ -247,7 +366,24 @@ def compute_features(
     progress: bool = False,
     chunk: int = 512,
 ) -> CachedFeatures:
-    """Read images in chunks as :func:`decode_images` does and run ``model`` on them (bounded memory)."""
+    """Read images in chunks as :func:`decode_images` does and run ``model`` on them (bounded memory).
+
+    Args:
+        model: a feature extractor taking raw pixels, (B, S, S, 3) → (B, D).
+        paths: image paths.
+        input_size: side S in pixels.
+        resize_mode: ``"pad"`` or ``"crop"``.
+        batch_size: inference batch size.
+        progress: a progress bar over the chunks.
+        chunk: images decoded at a time (default 512).
+
+    Returns:
+        :class:`CachedFeatures` with ``key=""`` and ``hit=False``; (0, D) features when
+        nothing could be read.
+
+    Raises:
+        ValueError: from :func:`decode_images`.
+    """
     paths = [str(p) for p in paths]
     dim = int(model.output_shape[-1])
     feats, keeps, skipped = [], [], []
@@ -267,7 +403,21 @@ def compute_features(
 
 
 def features_of(model: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """``model`` applied to images (uint8 or float32 0..255) in batches, float32 (N, D)."""
+    """``model`` applied to images (uint8 or float32 0..255) in batches, float32 (N, D).
+
+    The last batch is zero-padded to ``batch_size`` (one traced shape). Under a
+    multi-replica strategy the model is called directly (``predict_on_batch`` would run the
+    batch on every replica).
+
+    Args:
+        model: a Keras model, (B, ...) → (B, D) (its output is reshaped to (B, D)).
+        images: (N, ...) inputs.
+        batch_size: inference batch size.
+        progress: a progress bar over the batches.
+
+    Returns:
+        (N, D) float32.
+    """
     dim = int(model.output_shape[-1])
     out = np.empty((len(images), dim), np.float32)
     starts = range(0, len(images), batch_size)

@@ -170,9 +170,9 @@ class _Trainer:
                                        kind=m.head, init=m.head_init, decay_to_init=m.decay_to_init)
             if m.head == "linear" and m.head_init == "pca":
                 self.head.get_layer("adapter").fit_pca(self.features(list(self.splits.train.paths)).features)
-            self.loss = build_loss(c.loss, self.splits.n_train_classes, c.seed)
+            self.loss = build_loss(c.loss, self.splits.n_train_classes)
             self.loss.build_for(int(self.head.output_shape[-1]))
-            if c.loss.init_from_catalogue:
+            if c.train.init_from_catalogue:
                 init_class_vectors(self.loss, self.head, self.features(self.catalogue_paths()).features)
         # pretrained (or phase-1-frozen) backbones keep BatchNorm in inference mode; from scratch they train it
         self.bn_inference = self.weights is not None or c.train.frozen_epochs > 0
@@ -182,7 +182,7 @@ class _Trainer:
         train = self.splits.train
         missing = [train.class_names[c] for c in range(self.splits.n_train_classes) if c not in train.representatives]
         if missing:
-            raise ConfigError(f"training classes without a catalogue image: {missing[:5]}; loss.init_from_catalogue "
+            raise ConfigError(f"training classes without a catalogue image: {missing[:5]}; train.init_from_catalogue "
                               "and train.catalogue_copies need one per class")
         return [str(p) for p in train.representative_arrays(np.arange(self.splits.n_train_classes))[0]]
 
@@ -279,8 +279,8 @@ class _Trainer:
         chosen = np.sort(np.random.default_rng(c.seed).permutation(classes)[: c.train.monitor_classes])
         pick = np.flatnonzero(np.isin(yv, chosen))[:600]
         title = c.loss.name
-        if c.loss.name == "center":
-            title += f", λ={getattr(self.loss, 'lam', c.loss.lam):g}"
+        if hasattr(self.loss, "lam"):
+            title += f", λ={self.loss.lam:g}"
         names = self.splits.train.class_names
         return {"data": xv[pick].astype(np.float32), "labels": yv[pick], "embed_fn": None, "title": title,
                 "projection": self.run_dir / "feature_projection.npz",
@@ -331,8 +331,8 @@ class _Trainer:
         info = self.info["phases"].setdefault("phase2", {"epochs": t.finetune_epochs, "trainable": t.finetune_layers})
         with self.strategy.scope():
             set_trainable(self.backbone, t.finetune_layers if t.finetune_layers != "all" else "all")
-        if c.loss.finetune_lam is not None and hasattr(self.loss, "lam"):
-            self.loss.lam = float(c.loss.finetune_lam)  # the centre term's weight in this phase
+        if c.train.finetune_lam is not None and hasattr(self.loss, "lam"):
+            self.loss.lam = float(c.train.finetune_lam)  # the centre term's weight in this phase
             info["lam"] = self.loss.lam
         info["trainable_backbone_params"] = int(sum(np.prod(w.shape) for w in self.backbone.trainable_weights))
         groups = {"backbone": self.backbone.weights, "head": self.head.weights, "loss": self.loss.weights}
@@ -390,15 +390,10 @@ def init_class_vectors(loss: Any, head: Any, catalogue_features: np.ndarray) -> 
 
     from itemrec.distances import l2_normalize
 
-    emb = head.predict(np.asarray(catalogue_features, np.float32), verbose=0)
-    emb = keras.ops.convert_to_numpy(l2_normalize(emb))
-    target = getattr(loss, "head", None)
-    if hasattr(target, "set_anchors"):
-        target.set_anchors(emb)
-    elif hasattr(loss, "set_proxies"):
-        loss.set_proxies(emb)
-    else:
+    if not loss.has_class_vectors:
         raise ConfigError(f"{type(loss).__name__} has no class vectors to start from the catalogue")
+    emb = head.predict(np.asarray(catalogue_features, np.float32), verbose=0)
+    loss.set_class_vectors(keras.ops.convert_to_numpy(l2_normalize(emb)))
 
 
 def combined_history(run_dir: Path) -> Any:

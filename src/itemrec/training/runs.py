@@ -41,6 +41,8 @@ def _get(raw: dict[str, Any], dotted: str) -> Any:
 
 
 def _label(value: Any) -> str:
+    if isinstance(value, dict) and "class_name" in value:  # a serialised object: its class
+        value = str(value["class_name"]).split(">")[-1]
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9.+-]", "-", text)
 
@@ -50,8 +52,8 @@ def keyed(config: ExperimentConfig, swept: Iterable[str] = (), length: int = 8) 
 
     Args:
         config: the run's config; its ``name`` is the stem of the new name.
-        swept: dotted keys whose values go into the name, e.g. ``("loss.lam", "loss.alpha")``
-            gives ``center_lam0.01_alpha0.5_1a2b3c4d``.
+        swept: dotted keys whose values go into the name, e.g. ``("loss.config.lam", "loss.config.alpha")``
+            gives ``center_lam0.01_alpha0.5_1a2b3c4d`` (a serialised object gives its class name).
         length: characters of the hash of :meth:`ExperimentConfig.training_dict`.
 
     Returns:
@@ -69,9 +71,17 @@ def keyed(config: ExperimentConfig, swept: Iterable[str] = (), length: int = 8) 
 def load_run(run_dir: str | os.PathLike) -> Any:
     """A finished run folder read back as an :class:`itemrec.training.RunResult` (no training).
 
+    Args:
+        run_dir: the run's folder.
+
+    Returns:
+        The ``RunResult``: its config, history (DataFrame), metrics, ``training.json``
+        (empty when absent) and the paths of its files.
+
     Raises:
         FileNotFoundError: the folder lacks one of ``done.json``, ``config.json``,
             ``history.csv``, ``metrics.json``.
+        ConfigError: its ``config.json`` is not a valid config.
     """
     import pandas as pd
 
@@ -148,15 +158,20 @@ def sibling_runs(config: ExperimentConfig, vary: Iterable[str], progress: bool =
 
     Each is evaluated with ``config.eval`` (re-evaluated if it was saved with
     other evaluation settings), so their curves compare. ``config``'s own run is
-    included when it is finished.
+    included when it is finished. Folders whose config does not read (another version)
+    or whose name is not their config's name are skipped.
 
     Args:
         config: the reference run.
-        vary: dotted training keys allowed to differ, e.g. ``("loss.lam", "loss.finetune_lam")``.
+        vary: dotted training keys allowed to differ, e.g. ``("loss.config.lam", "train.finetune_lam")``.
         progress: progress bars while re-evaluating.
 
     Returns:
         ``{run name: RunResult}`` in name order.
+
+    Raises:
+        ConfigError: a key of ``vary`` is not a training config key (a typo is an error,
+            not an empty result).
     """
     vary = tuple(vary)
     for key in vary:

@@ -39,8 +39,14 @@ SCORE_NAMES = ("valcls_cmc1", "valcls_cmc5", "valcls_map_at_r", "valcls_score")
 class ClassGallery:
     """Validation-class queries and their one-per-class gallery.
 
-    ``gallery_paths``/``gallery_labels``: one image per class; ``query_paths``/``query_labels``:
-    the images of the dataset that are queries; ``source``: ``"catalogue"`` or ``"first image"``.
+    Attributes:
+        gallery_paths: one image path per class (C,).
+        gallery_labels: (C,) their class labels.
+        query_paths: the paths of the dataset's images that are queries (N,).
+        query_labels: (N,) their class labels.
+        source: ``"catalogue"`` (the gallery is each class's catalogue image, and every
+            image is a query) or ``"first image"`` (each class's first image, which then is
+            no query).
     """
 
     gallery_paths: list[str]
@@ -53,7 +59,16 @@ class ClassGallery:
 def class_gallery(ds: Any) -> ClassGallery:
     """The catalogue image of each class of ``ds`` if every class has one, else its first image.
 
-    Raises ``ValueError`` when a class would be left without a query.
+    Args:
+        ds: an :class:`itemrec.data.ImageDataset` of the validation classes (``labels``,
+            ``paths``, ``representatives``).
+
+    Returns:
+        The :class:`ClassGallery`.
+
+    Raises:
+        ValueError: without catalogue images, a class has a single image, so nothing would
+            be left to query.
     """
     classes = np.unique(ds.labels)
     if all(int(c) in ds.representatives for c in classes):
@@ -71,7 +86,25 @@ def class_gallery(ds: Any) -> ClassGallery:
 
 def open_set_scores(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
                     gallery_labels: np.ndarray, metric: str = "cosine") -> dict[str, float]:
-    """The ``valcls_*`` scores (see the module docstring) of embeddings; all in [0, 1]."""
+    """The ``valcls_*`` scores (see the module docstring) of embeddings; all in [0, 1].
+
+    CMC over the one-per-class gallery (ranks 1 to ``min(5, C)``, so ``valcls_cmc5`` is the
+    CMC at rank ``min(5, C)``) and MAP@R among the queries (Musgrave et al. 2020).
+
+    Args:
+        query_emb: (N, D) query embeddings.
+        query_labels: (N,) their labels.
+        gallery_emb: (C, D) one embedding per class.
+        gallery_labels: (C,) their labels.
+        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+
+    Returns:
+        ``{"valcls_cmc1", "valcls_cmc5", "valcls_map_at_r", "valcls_score"}``, the score being
+        the mean of CMC@1 and MAP@R.
+
+    Raises:
+        ValueError: bad shapes or an unknown metric (from :mod:`itemrec.evaluation`).
+    """
     from itemrec import evaluation as ev
 
     curve = ev.cmc(query_emb, query_labels, gallery_emb, gallery_labels, max_rank=min(5, len(gallery_labels)),
@@ -85,6 +118,12 @@ def open_set_scores(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb
 class OpenSetSelection(keras.callbacks.Callback):
     """Adds the ``valcls_*`` scores to each epoch's logs; offers the starting weights as epoch -1.
 
+    The model given by Keras (an :class:`itemrec.models.MetricLearningModel`)
+    returns embeddings when called. ``checkpoint`` is set by
+    :func:`itemrec.training.callbacks.phase_callbacks`; the starting weights are scored (and
+    written to ``log_path``) only when there is a checkpoint and it has not saved yet, so a
+    resumed phase does not score its start again.
+
     Args:
         queries: model inputs of the validation-class queries (features or images), (N, ...).
         query_labels: (N,) class labels.
@@ -94,9 +133,8 @@ class OpenSetSelection(keras.callbacks.Callback):
         metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
         batch_size: inference batch size.
 
-    The model given by Keras (an :class:`itemrec.models.MetricLearningModel`)
-    returns embeddings when called. ``checkpoint`` is set by
-    :func:`itemrec.training.callbacks.phase_callbacks`.
+    Raises:
+        ValueError: no queries, or queries/gallery and their labels differ in length.
     """
 
     def __init__(self, queries: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray,
@@ -116,7 +154,11 @@ class OpenSetSelection(keras.callbacks.Callback):
         return np.concatenate(out).astype(np.float32)
 
     def scores(self) -> dict[str, float]:
-        """The ``valcls_*`` scores of the model as it is now."""
+        """The ``valcls_*`` scores of the model as it is now (inference mode, in batches).
+
+        Returns:
+            The dict of :func:`open_set_scores`.
+        """
         return open_set_scores(self._embed(self.queries), self.query_labels, self._embed(self.gallery),
                                self.gallery_labels, self.metric)
 

@@ -11,7 +11,22 @@ def _fmt(x: Any) -> str:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """A few lines with the headline metrics of :func:`itemrec.training.evaluate_run`."""
+    """A few lines with the headline metrics of :func:`itemrec.training.evaluate_run`.
+
+    Open-set metrics (``kind == "open"``): class-balanced CMC rank-1/5 with its 95% interval,
+    the image-averaged CMC (Wilson interval) and the hubness-corrected one when present,
+    Recall@1/5 and MAP@R (Musgrave et al. 2020), the k-shot galleries, the backbone's
+    features, validation classes, VAL at FAR for each target and the open-set DIR at FAR.
+    Closed-set metrics: accuracy, top-5 accuracy, macro and weighted F1. Floats are printed
+    with 4 decimals, ``None`` as ``n/a``.
+
+    Args:
+        metrics: the metrics dict of a run (as written to its ``metrics.json``); must hold
+            the keys its kind prints.
+
+    Returns:
+        The lines (no trailing newlines); empty for empty ``metrics``.
+    """
     if not metrics:
         return []
     if metrics.get("kind") == "open":
