@@ -16,9 +16,10 @@ from itemrec.gallery.background import HubnessCorrection
 from itemrec.gallery.enrolment import PROTOTYPES, Enroller
 from itemrec.gallery.errors import GalleryError, GalleryMismatchError, ItemNotFoundError
 from itemrec.gallery.gallery import Gallery
-from itemrec.gallery.index import INDEX_KINDS, FaissIndex, SearchIndex
+from itemrec.gallery.index import INDEX_KINDS, FaissIndex
 from itemrec.gallery.inputs import VectorInputs, fingerprint_of, normalize_rows
 from itemrec.gallery.queries import Recognizer
+from itemrec.gallery.search_index import SearchIndex
 from itemrec.gallery.results import (
     Calibration,
     EnrollResult,

@@ -73,8 +73,9 @@ class HubnessCorrection:
 
         Args:
             data: images, paths or vectors (kind guessed), or use one of the keywords.
-            images: (N, H, W, 3) uint8 photos; paths: image files; vectors: (N, dim) embeddings;
-                all of products other than the queries'.
+            images: (N, H, W, 3) uint8 photos of products other than the queries'.
+            paths: image files of such photos.
+            vectors: (N, dim) embeddings of such photos.
             k: background neighbours per indexed vector (``r(v)`` averages ``k`` cosines).
             beta: weight of ``r(v)`` in ``cos − β·r``.
             fingerprint: the model id of ``vectors`` (checked against the gallery's).

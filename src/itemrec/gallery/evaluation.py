@@ -71,8 +71,10 @@ def operating_points(gallery: Any, calib_emb: Any, calib_ids: list[str], query_e
 
     Args:
         gallery: an open :class:`~itemrec.gallery.Gallery`.
-        calib_emb: (M, D) calibration embeddings; calib_ids: (M,) the item each shows.
-        query_emb: (N, D) query embeddings; query_products: (N,) the item each shows.
+        calib_emb: (M, D) calibration embeddings.
+        calib_ids: (M,) the item each calibration photo shows.
+        query_emb: (N, D) query embeddings.
+        query_products: (N,) the item each query shows.
         enrolled: the enrolled item ids.
         fars: the target FARs.
 
@@ -122,7 +124,8 @@ def evaluate_gallery(gallery: Any, query_emb: np.ndarray, query_labels: Sequence
 
     Args:
         gallery: an open :class:`~itemrec.gallery.Gallery`.
-        query_emb: (N, D) query embeddings; query_labels: (N,) their item names (matched by :func:`match_ids`).
+        query_emb: (N, D) query embeddings.
+        query_labels: (N,) their item names (matched by :func:`match_ids`).
         calib: ``(embeddings, labels)`` to fit the trade-off's thresholds on; ``None``: the queries
             themselves (thresholds then fitted and reported on the same photos: optimistic).
         fars: target FARs of the trade-off.
@@ -156,7 +159,8 @@ def calibration_notes(n_impostor: int, n_genuine: int, target_far: float, thresh
     "above every impostor seen", not the target FAR.
 
     Args:
-        n_impostor: impostor (non-mated) scores used; n_genuine: genuine (mated) scores.
+        n_impostor: impostor (non-mated) scores used.
+        n_genuine: genuine (mated) scores used.
         target_far: the FAR asked for.
         threshold: the threshold chosen.
         max_impostor: the highest impostor score, quoted in the warning when given.

@@ -272,8 +272,9 @@ class Gallery:
         Args:
             data: images, paths or vectors (kind guessed), or use one of the keywords.
             images, paths, vectors: (n, H, W, 3) uint8, image files (unreadable ones skipped), or
-                (n, dim) embeddings, checked against model ``fingerprint`` when given.
+                (n, dim) embeddings.
             k: items per query.
+            fingerprint: the model id of ``vectors``, checked against the gallery's when given.
             threshold: overrides the gallery's threshold (``unknown`` is ``best < threshold``).
 
         Returns:

@@ -28,42 +28,12 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 _MAGIC = b"ITEMREC-INDEX-1\n"
-
-
-class SearchIndex(Protocol):
-    """What the gallery needs from an index (ids are int64, vectors float32 (N, D) unit rows);
-    :class:`FaissIndex` is the implementation, and its methods say what each member does.
-
-    Attributes:
-        dim: the vector dimension ``D``.
-    """
-
-    dim: int
-
-    @property
-    def ntotal(self) -> int:
-        """Vectors searchable (as :attr:`FaissIndex.ntotal`)."""
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under new ids (as :meth:`FaissIndex.add`)."""
-
-    def remove(self, ids: np.ndarray) -> int:
-        """Remove ids, returning how many were there (as :meth:`FaissIndex.remove`)."""
-
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` ``(scores, ids)`` per query (as :meth:`FaissIndex.search`)."""
-
-    def ids(self) -> np.ndarray:
-        """Every searchable id, sorted (as :meth:`FaissIndex.ids`)."""
-
-    def write(self, fh: Any, extra: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Serialise into a binary file (as :meth:`FaissIndex.write`)."""
 
 
 class FaissIndex:

@@ -173,8 +173,9 @@ class Recognizer:
 
         Args:
             data: images, paths or vectors (kind guessed), or use one of the keywords.
-            images: (n, H, W, 3) uint8; paths: image files (unreadable ones skipped, so fewer
-                results); vectors: (n, dim) embeddings.
+            images: (n, H, W, 3) uint8 photos.
+            paths: image files (unreadable ones skipped, so fewer results).
+            vectors: (n, dim) embeddings.
             k: items per query.
             fingerprint: the model id of ``vectors``, checked when given.
             threshold: overrides the stored threshold for this call.

@@ -137,7 +137,8 @@ class Synchroniser:
         """Add and remove indexed vectors, keeping ``vector_ids`` sorted and ``item_pks`` aligned.
 
         Args:
-            ids: (a,) int64 new vector ids; pks: (a,) int64 their item keys;
+            ids: (a,) int64 new vector ids.
+            pks: (a,) int64 their item keys.
             vecs: (a, dim) float32 their L2-normalised vectors.
             removed: (r,) int64 vector ids to remove.
         """
