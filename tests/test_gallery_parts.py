@@ -269,4 +269,8 @@ def test_gallery_composes_parts_given_to_it(store, tmp_path):
     g.close()
     g = Gallery(MetadataStore(tmp_path / "g" / DB_NAME))  # index=None: loaded from the folder
     assert not g.rebuilt and g.ntotal == 1 and g.embedder is None and len(g) == 1
+    second = MetadataStore(tmp_path / "g" / DB_NAME)
+    with pytest.raises(ValueError, match="another store"):
+        Gallery(g.store, Synchroniser(second))
+    second.close()
     g.close()

@@ -44,9 +44,12 @@ class Gallery:
     Raises:
         GalleryMismatchError: ``embedder`` is not the gallery's model.
         GalleryError: the index cannot be brought in step with the store.
+        ValueError: ``index`` keeps another store in step.
     """
 
     def __init__(self, store: MetadataStore, index: Synchroniser | None = None, embedder: Any = None) -> None:
+        if index is not None and index.store is not store:
+            raise ValueError("the index given keeps another store in step; give Synchroniser(store) of this store")
         self.store = store
         self.sync = index if index is not None else Synchroniser.load(store)
         self.path = self.sync.path
