@@ -77,6 +77,16 @@ def test_fold_and_monitor_config_checks():
     assert n_validation_folds(0.0) == 0 and n_validation_folds(0.2) == 5 and n_validation_folds(0.6) == 2
 
 
+def test_cross_validate_without_validation_classes_is_a_config_error(tmp_path):
+    from itemrec.experiments.open_set import cross_validate
+
+    # no validation classes make no class folds: refused up front (it used to fail with an IndexError)
+    base = _config(tmp_path, **{"split.val_classes_fraction": 0.0})
+    with pytest.raises(ConfigError, match="val_classes_fraction > 0"):
+        cross_validate(base, {"train.frozen_lr": [1e-3]})
+    assert not any(tmp_path.iterdir())  # nothing trained
+
+
 def test_refit_epochs_is_the_rounded_median_epoch_count():
     from itemrec.experiments.open_set import epochs_from_folds
 

@@ -53,7 +53,26 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo is. :data:`FULL` trains for about 1–3 minutes on 2 CPU cores; :data:`QUICK` is for tests."""
+    """How big the demo is. :data:`FULL` trains for about 1–3 minutes on 2 CPU cores; :data:`QUICK` is for tests.
+
+    Attributes:
+        products: synthetic products (classes) in the catalogue; half are seen in training.
+        photos: shelf photos rendered per product.
+        image_size: image side in pixels (the catalogue's and the model's input).
+        embedding_dim: the embedding size D.
+        epochs: training epochs (the small CNN trains from scratch, all layers).
+        steps_per_epoch: batches per epoch.
+        batch_size: images per batch.
+        learning_rate: the Adam learning rate.
+        enrol_photos: ``calib`` photos enrolled per product besides its catalogue image.
+        unknown_products: unseen products never enrolled (their photos should be rejected).
+        target_far: the false-accept rate (FPIR) the unknown threshold is calibrated for, and
+            the evaluation's DIR@FAR target.
+        cmc_draws: query draws of the CMC evaluation.
+        shown_known: photos of enrolled products drawn in the report.
+        shown_per_unknown: photos drawn per never-enrolled product.
+        top_k: matches returned (and drawn) per query.
+    """
 
     products: int = 200
     photos: int = 30
@@ -79,7 +98,18 @@ QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=
 
 @dataclass
 class QueryOutcome:
-    """What the gallery said about one query photo."""
+    """What the gallery said about one query photo.
+
+    Attributes:
+        path: the photo's file.
+        product: its true product (item id).
+        enrolled: whether that product is in the gallery.
+        decision: the recognised item id, or ``None`` for "unknown" (below the threshold).
+        best_item: the most similar item, whatever the threshold (``None`` for an empty gallery).
+        best_similarity: its cosine similarity in [−1, 1] (``-inf`` without one).
+        top_items: the ``top_k`` nearest items, most similar first.
+        top_similarities: their similarities.
+    """
 
     path: str
     product: str
@@ -98,7 +128,24 @@ class QueryOutcome:
 
 @dataclass
 class DemoResult:
-    """Everything the demo measured; ``to_dict`` is what ``demo.json`` holds."""
+    """Everything the demo measured; ``to_dict`` is what ``demo.json`` holds.
+
+    Attributes:
+        out_dir: the demo's folder (absolute).
+        settings: the :class:`DemoSize` fields, ``seed``, ``quick``, the model and the loss.
+        dataset: product and image counts (seen/unseen products, images per split).
+        metrics: the training run's evaluation (:func:`itemrec.training.evaluate_run`).
+        calibration: the gallery's unknown threshold, its target FAR, and the FAR/DIR and
+            impostor/mated counts on the calibration photos.
+        recognition: outcome rates and counts over every test photo
+            (:func:`itemrec.demo_report.recognition_counts`) and other operating points.
+        gallery: the gallery's description, its integrity check, and the enrolled and
+            never-enrolled products.
+        shown: the query outcomes drawn in the report.
+        timings: seconds per step (``catalogue``, ``train``, ``enrol``, ..., ``total``,
+            ``total_cpu``).
+        files: names (``"report.md"``, ``"demo.json"``) to the paths written.
+    """
 
     out_dir: Path
     settings: dict[str, Any]
@@ -112,12 +159,24 @@ class DemoResult:
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (what ``demo.json`` holds).
+
+        Returns:
+            Every field as a dict entry, ``out_dir`` as a string and each shown outcome as a
+            dict with its ``correct`` flag added. NumPy values are left as they are (the
+            writer's JSON default converts them).
+        """
         out = {k: v for k, v in asdict(self).items() if k != "shown"}
         out["out_dir"] = str(self.out_dir)
         out["shown"] = [{**asdict(q), "correct": q.correct} for q in self.shown]
         return out
 
     def summary_lines(self) -> list[str]:
+        """The short summary ``itemrec demo`` prints (:func:`itemrec.demo_report.summary_lines`).
+
+        Returns:
+            The lines, without newlines.
+        """
         from itemrec.demo_report import summary_lines
 
         return summary_lines(self)
@@ -136,7 +195,21 @@ def _prepare_out(out: Path) -> None:
 
 
 def demo_config(out: Path, manifest: Path, size: DemoSize, seed: int) -> Any:
-    """The :class:`~itemrec.training.ExperimentConfig` of the demo's training run (``out/run``)."""
+    """The :class:`~itemrec.training.ExperimentConfig` of the demo's training run (``out/run``).
+
+    ``small_cnn`` from scratch (no weights, every layer trained for ``size.epochs`` epochs, no
+    frozen phase), the cosine-softmax loss at scale 16, an open split of half the products
+    (no validation classes), cosine evaluation.
+
+    Args:
+        out: the demo's folder (the run goes to ``out/run``).
+        manifest: the catalogue's manifest CSV.
+        size: the :class:`DemoSize`.
+        seed: the run's and the split's seed.
+
+    Returns:
+        The validated config.
+    """
     from itemrec.training.config import (DataConfig, EvalConfig, ExperimentConfig, LossConfig, ModelConfig,
                                          SplitConfig, TrainConfig)
 
@@ -189,7 +262,27 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     """Run the whole demo into ``out_dir`` (see the module docstring) and write ``report.md``.
 
     Switches TensorFlow op determinism on for the rest of the process (:func:`enable_deterministic_ops`).
+    A folder an earlier demo wrote is reused: its run is retrained and its catalogue and
+    gallery are replaced.
+
+    Args:
+        out_dir: the output folder: new, empty, or one an earlier demo wrote.
+        quick: use :data:`QUICK` instead of :data:`FULL` (ignored when ``size`` is given).
+        seed: the seed of every step, an integer >= 0.
+        progress: training and enrolment progress output.
+        size: the demo's :class:`DemoSize`, or ``None`` for ``QUICK``/``FULL``.
+
+    Returns:
+        The :class:`DemoResult`; ``out_dir`` holds ``report.md``, ``demo.json``, the plots,
+        ``catalogue/``, ``run/`` and ``gallery/``.
+
+    Raises:
+        DemoError: ``seed`` not an integer >= 0; ``out_dir`` is a file, or a non-empty folder
+            the demo did not write; a ``size`` that leaves no product to enrol or no
+            calibration photo.
+        ConfigError: a ``size`` the training config rejects (e.g. ``batch_size`` < 2).
     """
+
     from itemrec.data.synthetic import write_catalogue
     from itemrec.demo_report import operating_points, pick_shown, recognition_counts, write_markdown, write_plots
     from itemrec.embedder import ImageEmbedder

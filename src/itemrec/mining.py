@@ -199,6 +199,15 @@ class BatchAllMiner(TripletMiner):
     default_reducer = "avg_non_zero"
 
     def mine(self, labels, distances):
+        """Every (a, p, n) with ``y_a = y_p``, ``a ≠ p``, ``y_n ≠ y_a`` (the distances are not read).
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B), smaller is closer (unused).
+
+        Returns:
+            :class:`Triplets` with the dense (B, B, B) ``mask`` (O(B³) memory).
+        """
         pos, neg = pair_masks(labels)
         return Triplets(mask=ops.expand_dims(pos, 2) * ops.expand_dims(neg, 1))
 
@@ -211,6 +220,16 @@ class BatchHardMiner(TripletMiner):
     """
 
     def mine(self, labels, distances):
+        """One triplet per anchor: (a, farthest positive, nearest negative).
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B), smaller is closer.
+
+        Returns:
+            :class:`Triplets` in pair form: ``pair_mask`` (B, B) with one kept (a, p) per anchor
+            that has both a positive and a negative, and ``negatives`` (B, B) int32.
+        """
         pos, neg = pair_masks(labels)
         hardest_pos = ops.argmax(distances * pos - (1.0 - pos) * _BIG, axis=1)
         hardest_neg = ops.argmin(distances + (1.0 - neg) * _BIG, axis=1)
@@ -232,6 +251,16 @@ class SemiHardMiner(TripletMiner):
     """
 
     def mine(self, labels, distances):
+        """Per positive pair (a, p): the nearest negative farther than ``p``, else the farthest negative.
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B), smaller is closer.
+
+        Returns:
+            :class:`Triplets` in pair form: every positive pair whose anchor has a negative,
+            with its chosen negative. Builds (B, B, B) intermediates.
+        """
         pos, neg = pair_masks(labels)
         d_ap = ops.expand_dims(distances, 2)  # [a, p, 1]
         d_an = ops.expand_dims(distances, 1)  # [a, 1, n]
@@ -263,6 +292,16 @@ class RandomTripletMiner(TripletMiner):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def mine(self, labels, distances):
+        """One triplet per anchor: a uniformly random positive and negative (the distances are not read).
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B) (only its shape is used).
+
+        Returns:
+            :class:`Triplets` in pair form, one kept (a, p) per anchor that has both a positive
+            and a negative; the draw advances the miner's seed generator.
+        """
         pos, neg = pair_masks(labels)
         scores = keras.random.uniform(ops.shape(distances), minval=0.0, maxval=1.0, dtype="float32",
                                       seed=self.seed_generator)
@@ -298,7 +337,18 @@ class MultiSimilarityMiner(PairMiner):
         self.epsilon = float(epsilon)
 
     def mine(self, labels, distances):
+        """The kept positive and negative pairs (eq. 7-8) on ``S = −distances``.
+
+        Args:
+            labels: int32 labels (B,).
+            distances: float32 (B, B), smaller is closer (the negated similarity when the
+                miner is called with ``inverted=True``).
+
+        Returns:
+            :class:`Pairs`: float32 (B, B) masks of the kept positive and negative pairs.
+        """
         sim = -distances
+
         pos, neg = pair_masks(labels)
         hardest_pos = ops.min(ops.where(ops.greater(pos, 0.0), sim, _BIG), axis=1, keepdims=True)
         hardest_neg = ops.max(ops.where(ops.greater(neg, 0.0), sim, -_BIG), axis=1, keepdims=True)

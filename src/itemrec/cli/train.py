@@ -10,6 +10,11 @@ from itemrec.cli import CLIError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` command to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "train",
         help="train an embedding model from a JSON experiment config",
@@ -34,7 +39,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_config(path: Path, overrides: list[str], name: str | None = None, output_dir: str | None = None):
-    """The config of ``path`` with ``--set`` overrides applied; errors become :class:`CLIError`."""
+    """The config of ``path`` with ``--set`` overrides applied; errors become :class:`CLIError`.
+
+    Args:
+        path: the JSON config file.
+        overrides: ``key=value`` strings (``--set``), applied in order.
+        name: a run name replacing the config's ``name`` (``--name``), or ``None``.
+        output_dir: a folder replacing the config's ``output_dir`` (``--output-dir``), or ``None``.
+
+    Returns:
+        The validated :class:`itemrec.training.ExperimentConfig`.
+
+    Raises:
+        CLIError: the file is missing, is not valid JSON, or the config or an override is
+            invalid (the message says what to fix).
+    """
+
     from itemrec.training.config import ConfigError, ExperimentConfig
 
     extra = list(overrides)

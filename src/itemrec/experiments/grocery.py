@@ -53,6 +53,25 @@ def grocery_subset(
     a symbolic link to the original, so nothing is copied and the images keep
     their real paths once resolved. Load it with
     ``itemrec.data.load_grocery(path)``.
+
+    Args:
+        out_dir: the folder that receives ``dataset/`` (created); calling again with the same
+            folder rewrites the split files and keeps the links.
+        max_per_class: caps per official split (keys ``"train"``, ``"val"``, ``"test"``; a
+            positive int or ``None``); ``None`` for ``{"train": 10, "val": None, "test": 5}``.
+            A split left out of the dict keeps all its images.
+        seed: the seed of the per-class draws.
+        root: the original ``grocery-store`` folder (or its ``dataset/``); ``None`` for
+            ``$ITEMREC_DATA/grocery-store``.
+
+    Returns:
+        ``out_dir`` (the folder holding ``dataset/``), as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: an unknown split key, or a cap that is not a positive int or ``None``.
+        itemrec.settings.DataNotFoundError: no ``classes.csv`` in the original folder.
+        FileExistsError: an entry of ``out_dir/dataset`` is a real folder, not a link to the
+            original's entry (another dataset is there).
     """
     from itemrec import settings
 
@@ -125,7 +144,14 @@ def grocery_root(
 
 
 def default_weights(backbone: str) -> str | None:
-    """``"local"`` (the MobileNetV2 file) for MobileNetV2, ``None`` for the small CNN, else ``"imagenet"`` (download)."""
+    """``"local"`` (the MobileNetV2 file) for MobileNetV2, ``None`` for the small CNN, else ``"imagenet"`` (download).
+
+    Args:
+        backbone: a backbone name of :data:`itemrec.models.backbones.BACKBONES`.
+
+    Returns:
+        The ``model.weights`` value: ``"local"``, ``None`` or ``"imagenet"``.
+    """
     if backbone == "mobilenet_v2":
         return "local"
     if backbone == "small_cnn":
@@ -175,6 +201,45 @@ def grocery_config(
     at ``finetune_lr``. Nothing is changed behind the caller's back: a backbone
     without weights (trained from scratch) must be asked for as ``epochs=0``,
     ``finetune_layers="all"``. Batches are P classes × K images.
+
+    Args:
+        name: the run's name.
+        output_dir: where run folders go.
+        loss: the loss's short (older) name: ``"triplet"``, ``"center"``, ``"softmax"``,
+            ``"cosine"``, ``"arcface"``, ``"cosface"``, ``"multi_similarity"``,
+            ``"proxy_anchor"`` or ``"contrastive"`` (the older defaults for the arguments
+            not given here).
+        backbone: the backbone name.
+        weights: ``"auto"`` (:func:`default_weights`), ``"local"``, ``"imagenet"``, a file
+            path, or ``None`` (random initialisation).
+        input_size: the input side in pixels.
+        embedding_dim: the embedding size D.
+        hidden: the MLP head's hidden width (``None`` or 0: no hidden layer).
+        dropout: the head's dropout rate in [0, 1).
+        margin: the triplet loss's margin (``loss="triplet"`` only).
+        miner: the triplet miner: ``"batch_hard"``, ``"batch_all"``, ``"semi_hard"`` or
+            ``"random"`` (seeded by ``seed``).
+        lam: the centre loss's weight λ (``loss="center"``).
+        finetune_lam: the centre loss's λ in phase 2, or ``None`` to keep ``lam``.
+        alpha: the centre loss's centre learning rate α in (0, 1].
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
+        epochs: phase 1 (frozen backbone) epochs.
+        finetune_epochs: phase 2 (fine-tuning) epochs.
+        finetune_layers: backbone layers trained in phase 2 (an int or ``"all"``).
+        lr: phase 1 learning rate.
+        finetune_lr: phase 2 learning rate.
+        p: classes per batch.
+        k: images per class per batch.
+        steps_per_epoch: steps per epoch, or ``None`` for the P×K sampler's own count.
+        data_root: the dataset folder (see above), or ``None``.
+        cmc_draws: query draws of the CMC evaluation.
+        far_targets: the FARs at which verification is reported.
+        feature_monitor: draw the deep features after every epoch (for :func:`feature_animation`).
+        monitor_classes: the classes the feature monitor draws.
+        seed: the run's seed (model, batches, split, random miner).
+
+    Returns:
+        The validated :class:`itemrec.training.ExperimentConfig` (TensorBoard logs off).
 
     Raises:
         ConfigError: ``epochs > 0`` with a backbone without weights (freezing random
@@ -228,7 +293,23 @@ def grocery_config(
 
 @dataclass
 class OpenSetEmbeddings:
-    """A run's embeddings of its unseen-class splits and of their catalogue images."""
+    """A run's embeddings of its unseen-class splits and of their catalogue images.
+
+    Embedding arrays are (N, D) float32 and label arrays (N,) integers, in the test split's
+    class numbering; unreadable images are left out of every array alike.
+
+    Attributes:
+        test: embeddings of the test (query) images.
+        test_labels: their labels.
+        test_paths: their file paths (object array).
+        calib: embeddings of the calibration images (the threshold fits).
+        calib_labels: their labels.
+        gallery: embeddings of the catalogue image of each test class.
+        gallery_labels: their labels, one per class.
+        gallery_paths: their file paths.
+        class_names: the class names, indexed by label.
+        metric: the run's evaluation distance (``"cosine"`` or ``"l2"``).
+    """
 
     test: np.ndarray
     test_labels: np.ndarray
@@ -248,7 +329,19 @@ def _embed(embedder: Any, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def open_set_embeddings(run_dir: str | os.PathLike) -> OpenSetEmbeddings:
-    """Embed a finished open-set run's ``test`` and ``calib`` images and the test classes' catalogue images."""
+    """Embed a finished open-set run's ``test`` and ``calib`` images and the test classes' catalogue images.
+
+    Args:
+        run_dir: a trained run folder (``splits/``, ``config.json``, ``embedding.keras``).
+
+    Returns:
+        The :class:`OpenSetEmbeddings`, embedded by the run's saved embedding model.
+
+    Raises:
+        ValueError: a closed-set run; a test class without a catalogue image; catalogue
+            images that cannot be read.
+        FileNotFoundError: a file of the run folder is missing.
+    """
     from itemrec.embedder import ImageEmbedder
     from itemrec.training import ExperimentConfig
     from itemrec.training.data import SplitData
@@ -275,7 +368,15 @@ def open_set_embeddings(run_dir: str | os.PathLike) -> OpenSetEmbeddings:
 
 @dataclass
 class VerificationSweep:
-    """Thresholds fitted on the calibration split, one per target FAR, and their VAL/FAR on test."""
+    """Thresholds fitted on the calibration split, one per target FAR, and their VAL/FAR on test.
+
+    Attributes:
+        table: a ``pandas.DataFrame``, one row per target: ``target_far``, ``threshold``,
+            ``far_calib``, ``val_calib``, ``far_test``, ``val_test``, ``n_same_test``,
+            ``n_diff_test`` (rates in [0, 1]).
+        reports: the :class:`itemrec.evaluation.VerificationReport` of each target, in order.
+        curve: the :class:`itemrec.evaluation.ValFarCurve` of the test pairs.
+    """
 
     table: Any  # pandas.DataFrame: target_far, threshold, far_calib, val_calib, far_test, val_test, n_same_test, n_diff_test
     reports: list  # itemrec.evaluation.VerificationReport, one per target
@@ -289,6 +390,19 @@ def verification_sweep(
 
     The threshold never sees a test pair, so test FAR can miss its target: the
     table shows by how much. ``curve`` is the descriptive VAL/FAR sweep on test.
+
+    Args:
+        emb: a run's :class:`OpenSetEmbeddings`.
+        far_targets: the target false-accept rates, each in [0, 1).
+        n_thresholds: thresholds of the descriptive test curve.
+
+    Returns:
+        The :class:`VerificationSweep`.
+
+    Raises:
+        ValueError: ``far_targets`` is empty; errors of
+            :func:`itemrec.evaluation.fit_threshold` (a target outside [0, 1), or a calibration
+            split without both same- and different-class pairs).
     """
     import pandas as pd
 
@@ -344,7 +458,18 @@ def top_matches(
 def export_run_projector(
     emb: OpenSetEmbeddings, out_dir: str | os.PathLike, max_images: int = 1000, thumb_size: int = 48, seed: int = 0
 ) -> Any:
-    """TensorBoard projector files of (up to ``max_images``) test embeddings with image thumbnails."""
+    """TensorBoard projector files of (up to ``max_images``) test embeddings with image thumbnails.
+
+    Args:
+        emb: a run's :class:`OpenSetEmbeddings`.
+        out_dir: the projector folder (written by :func:`itemrec.plots.export_projector`).
+        max_images: at most this many test images, a seeded random draw (kept in order).
+        thumb_size: sprite thumbnail side in pixels.
+        seed: the draw.
+
+    Returns:
+        The :class:`itemrec.plots.projector.ProjectorExport` of the written files.
+    """
     from itemrec import plots
 
     n = len(emb.test_labels)
@@ -357,7 +482,18 @@ def export_run_projector(
 
 
 def cmc_from_metrics(metrics: dict[str, Any]) -> Any:
-    """The :class:`itemrec.evaluation.CMCResult` stored in an open-set run's ``metrics.json``."""
+    """The :class:`itemrec.evaluation.CMCResult` stored in an open-set run's ``metrics.json``.
+
+    Args:
+        metrics: the run's metrics dict (:func:`itemrec.training.evaluate_run`'s result or the
+            parsed ``metrics.json``).
+
+    Returns:
+        The class-balanced CMC (ranks, mean, 95% interval, draws, queries per draw).
+
+    Raises:
+        ValueError: not an open-set run's metrics, or no ``cmc`` entry.
+    """
     from itemrec.evaluation import CMCResult
 
     if metrics.get("kind") != "open" or "cmc" not in metrics:
@@ -371,7 +507,19 @@ OPEN_SET_KEYS = ("rank1", "rank5", "recall_at_1", "recall_at_5", "map_at_r", "ro
 
 
 def summary_table(results: dict[str, Any], keys: tuple[str, ...] = OPEN_SET_KEYS) -> Any:
-    """One row per run (``{name: RunResult}``), the scalar metrics ``keys`` as columns, plus training seconds."""
+    """One row per run (``{name: RunResult}``), the scalar metrics ``keys`` as columns, plus training seconds.
+
+    Args:
+        results: run label to :class:`itemrec.training.RunResult`.
+        keys: the metrics (top-level scalars of the run's metrics) to show.
+
+    Returns:
+        A ``pandas.DataFrame`` indexed by ``run`` with the ``keys`` and ``train_seconds``
+        (NaN when not recorded).
+
+    Raises:
+        KeyError: a run lacks one of ``keys`` (e.g. it was not evaluated, or is closed-set).
+    """
     import pandas as pd
 
     rows = []
@@ -390,7 +538,20 @@ def feature_animation(run_dir: str | os.PathLike, out_path: str | os.PathLike | 
     """Join the deep-feature frames of both phases (``phaseN/features/frame_*.png``) into one GIF.
 
     Needs a run trained with ``train.feature_monitor``. Returns ``(gif path, frames in epoch order)``.
+
+    Args:
+        run_dir: the run folder.
+        out_path: the GIF to write (folders created); ``None`` for ``run_dir/deep_features.gif``.
+        duration_ms: how long each frame shows, in milliseconds (the GIF loops).
+
+    Returns:
+        ``(gif path, frames)``: the frames are phase 1's then phase 2's, by file name; frames
+        of another size are resized to the first one's.
+
+    Raises:
+        FileNotFoundError: the run has no feature frames (not trained with ``feature_monitor``).
     """
+
     from PIL import Image
 
     run_dir = Path(run_dir)

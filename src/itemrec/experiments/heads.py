@@ -126,7 +126,16 @@ def head_loss(scale: float | None) -> dict:
 
 
 def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """``(Recall@1, MAP@R)`` of the held-out set retrieving from itself (query left out), cosine."""
+    """``(Recall@1, MAP@R)`` of the held-out set retrieving from itself (query left out), cosine.
+
+    Args:
+        embeddings: (N, D) embeddings of the held-out images.
+        labels: (N,) integer class labels.
+
+    Returns:
+        ``(recall_at_1, map_at_r)``, both in [0, 1] (Musgrave et al. 2020), by
+        :func:`itemrec.evaluation.retrieval_report` with cosine distance.
+    """
     from itemrec.evaluation import retrieval_report
 
     rep = retrieval_report(embeddings, labels, ks=(1,), metric="cosine")
@@ -135,7 +144,17 @@ def held_out_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, 
 
 @dataclass
 class HeadRun:
-    """One trained head (a run of the trainer) and its held-out scores."""
+    """One trained head (a run of the trainer) and its held-out scores.
+
+    Attributes:
+        name: the row's label (``"softmax (baseline)"``, ``"cosine softmax λ=16"``, ...).
+        scale: the cosine softmax's λ, or ``None`` for the baseline and the frozen features.
+        run: the :class:`itemrec.training.RunResult`.
+        history: each logged metric (``loss``, ``accuracy``, ...) per epoch.
+        recall_at_1: held-out Recall@1 (the run's ``metrics["recall_at_1"]``), in [0, 1].
+        map_at_r: held-out MAP@R, in [0, 1].
+        seconds: the run's training time (NaN when not recorded).
+    """
 
     name: str
     scale: float | None
@@ -146,7 +165,11 @@ class HeadRun:
     seconds: float
 
     def embedder(self) -> Any:
-        """The run's :class:`itemrec.embedder.ImageEmbedder` (pixels → embedding)."""
+        """The run's :class:`itemrec.embedder.ImageEmbedder` (pixels → embedding).
+
+        Returns:
+            The embedder loaded from the run's ``embedding.keras`` (a fresh load each call).
+        """
         from itemrec.embedder import ImageEmbedder
 
         return ImageEmbedder.load(self.run.run_dir / "embedding.keras")
@@ -154,7 +177,14 @@ class HeadRun:
 
 @dataclass
 class SweepResult:
-    """The runs of :func:`scale_sweep` (baseline first) and the frozen features' own scores."""
+    """The runs of :func:`scale_sweep` (baseline first) and the frozen features' own scores.
+
+    Attributes:
+        runs: the trained heads, the baseline first (when trained), then one per λ in order.
+        frozen_recall_at_1: held-out Recall@1 of the frozen backbone features.
+        frozen_map_at_r: held-out MAP@R of the frozen backbone features.
+        frozen: the frozen-features run, or ``None``.
+    """
 
     runs: list[HeadRun]
     frozen_recall_at_1: float
@@ -162,6 +192,13 @@ class SweepResult:
     frozen: HeadRun | None = None
 
     def table(self) -> pd.DataFrame:
+        """One row per head, the frozen features first.
+
+        Returns:
+            A frame with columns ``head``, ``scale`` (NaN without one), ``recall_at_1``,
+            ``map_at_r``, ``final_train_accuracy`` (the last epoch's training accuracy, NaN
+            when not logged) and ``seconds``.
+        """
         rows = [dict(head="frozen features (no head)", scale=np.nan, recall_at_1=self.frozen_recall_at_1,
                      map_at_r=self.frozen_map_at_r, final_train_accuracy=np.nan, seconds=0.0)]
         for r in self.runs:
@@ -171,7 +208,19 @@ class SweepResult:
         return pd.DataFrame(rows)
 
     def best(self, metric: str = "map_at_r", cosine_only: bool = True) -> HeadRun:
-        """The run with the highest ``metric`` (among the cosine heads when ``cosine_only``)."""
+        """The run with the highest ``metric`` (among the cosine heads when ``cosine_only``).
+
+        Args:
+            metric: a score attribute of :class:`HeadRun`: ``"map_at_r"`` or ``"recall_at_1"``.
+            cosine_only: leave out the runs without a scale (the baseline).
+
+        Returns:
+            The best :class:`HeadRun` (the first one on a tie).
+
+        Raises:
+            ValueError: no run to choose from.
+            AttributeError: ``metric`` is not an attribute of :class:`HeadRun`.
+        """
         runs = [r for r in self.runs if r.scale is not None] if cosine_only else self.runs
         if not runs:
             raise ValueError("no run to choose from")
@@ -231,7 +280,15 @@ def scale_sweep(
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike | None = None):
-    """Recall@1 and MAP@R against λ (log axis), the baseline and frozen features as horizontal lines."""
+    """Recall@1 and MAP@R against λ (log axis), the baseline and frozen features as horizontal lines.
+
+    Args:
+        result: a :func:`scale_sweep` result.
+        path: an image file to save the figure to (folders created), or ``None``.
+
+    Returns:
+        The matplotlib figure (two panels, λ on a log₂ axis).
+    """
     from itemrec.plots._common import maybe_save, new_figure
 
     cos = sorted((r for r in result.runs if r.scale is not None), key=lambda r: r.scale)
@@ -254,5 +311,14 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike | None = None):
 
 
 def run_embed_fn(run: HeadRun) -> Callable[[np.ndarray], np.ndarray]:
-    """``uint8 (N, S, S, 3) -> (N, D)``: the run's whole model (frozen backbone, then its head), an ``embed_fn``."""
+    """``uint8 (N, S, S, 3) -> (N, D)``: the run's whole model (frozen backbone, then its head), an ``embed_fn``.
+
+    Args:
+        run: a trained :class:`HeadRun`.
+
+    Returns:
+        The bound :meth:`itemrec.embedder.ImageEmbedder.embed_arrays` of the run's embedder:
+        uint8 RGB images (resized to the model's input when needed) to (N, D) float32.
+    """
+
     return run.embedder().embed_arrays

@@ -44,7 +44,22 @@ def _run_name(base: str, combo: dict[str, Any]) -> str:
 
 
 def validation_score(run_dir: Any) -> dict[str, Any]:
-    """The model-selection record of a finished run: best ``valcls_score``, its epoch (-1: before training)."""
+    """The model-selection record of a finished run: best ``valcls_score``, its epoch (-1: before training).
+
+    Read from the last phase in the run's ``training.json``.
+
+    Args:
+        run_dir: the run folder, a :class:`~pathlib.Path`.
+
+    Returns:
+        ``{"valcls_score", "best_epoch", "monitor", "seconds"}``: the best validation-class
+        score (mean of CMC@1 and MAP@R, in [0, 1]), its 0-based epoch, the monitored metric's
+        name and the run's total seconds (NaN when not recorded).
+
+    Raises:
+        ConfigError: the run did not select its checkpoint on validation classes.
+        FileNotFoundError: the run has no ``training.json`` (not trained yet).
+    """
     info = json.loads((run_dir / "training.json").read_text())
     phases = info.get("phases", {})
     last = phases[sorted(phases)[-1]] if phases else {}
@@ -82,6 +97,25 @@ def validation_sweep(base: ExperimentConfig, grid: dict[str, list[Any]], progres
 
     Returns one row per combination: the overrides, ``run`` (name), ``valcls_score``,
     ``best_epoch`` and ``seconds``, best first.
+
+    Every config is checked before anything trains; a combination whose run already has a
+    ``training.json`` is read back, not retrained.
+
+    Args:
+        base: the config every run starts from; it must select on validation classes
+            (``split.val_classes_fraction > 0``, ``train.monitor`` ``"auto"`` or ``"valcls_score"``).
+        grid: dotted config keys to the values to try; every combination is trained, as
+            ``<base name>__<last key part>=<value>...``. An empty grid trains ``base`` alone.
+        progress: training progress output.
+
+    Returns:
+        A ``pandas.DataFrame``, one row per combination, sorted by ``valcls_score`` (highest
+        first; ties keep grid order).
+
+    Raises:
+        ConfigError: an override or combination makes an invalid config; ``base`` does not
+            select on validation classes; a run folder holds another config; or training's
+            own errors (see :func:`itemrec.training.run_experiment`).
     """
     from itemrec.training.runner import run_experiment
 
@@ -107,7 +141,15 @@ def _fold_name(base: str, combo: dict[str, Any], fold: int) -> str:
 def epochs_from_folds(best_epochs: list[int]) -> int:
     """Epochs for the refit: the median over folds of ``best_epoch + 1`` (0-based epochs; -1 = before training).
 
-    Rounded half up; 0 means the folds' choice was the starting weights, so the refit does not train.
+    Rounded half up; 0 means the folds' choice was the starting weights. (A refit of 0 epochs is
+    then refused by the config's validation, which needs at least one epoch with a head: see
+    :func:`retrain_on_seen_classes`.)
+
+    Args:
+        best_epochs: each fold's best epoch, 0-based, -1 for the weights before training.
+
+    Returns:
+        The number of epochs, >= 0.
     """
     return int(np.floor(np.median(np.asarray(best_epochs, float) + 1.0) + 0.5))
 
@@ -125,13 +167,23 @@ def cross_validate(base: ExperimentConfig, grid: dict[str, list[Any]], progress:
         (mean over folds), ``valcls_std``, ``fold_scores``, ``best_epochs`` (per fold, 0-based, -1 =
         before training), ``refit_epochs`` (:func:`epochs_from_folds`) and ``seconds`` (all folds).
 
+    Args:
+        base: the config every run starts from (as for :func:`validation_sweep`).
+        grid: dotted config keys to the values to try.
+        progress: training progress output.
+
     Raises:
-        ConfigError: ``base`` does not select on validation classes, or a run folder holds another config.
+        ConfigError: ``base`` does not select on validation classes (no validation classes, or
+            another monitor), an override makes an invalid config, or a run folder holds another
+            config; or training's own errors.
     """
     from itemrec.training.config import n_validation_folds
     from itemrec.training.runner import run_experiment
 
     n_folds = n_validation_folds(base.split.val_classes_fraction)
+    if not n_folds:
+        raise ConfigError(f"{base.name} has no validation classes to make class folds of; cross-validation "
+                          "chooses on them: set split.val_classes_fraction > 0")
     keys = list(grid)
     combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
     runs = [[base.with_overrides({**combo, "split.val_fold": f, "name": _fold_name(base.name, combo, f)})
@@ -159,11 +211,26 @@ def retrain_on_seen_classes(base: ExperimentConfig, row: dict[str, Any], keys: l
 
     ``row`` is a row of :func:`cross_validate` and ``keys`` its grid keys. The refit holds out no
     validation classes (``split.val_classes_fraction = 0``), trains ``row["refit_epochs"]`` frozen
-    epochs and keeps the final weights (``train.monitor = "last"``); 0 epochs keeps the starting
-    weights. The run is ``<run>__refit`` and its ``cross_validation.json`` records the folds' scores.
+    epochs and keeps the final weights (``train.monitor = "last"``). The run is ``<run>__refit``
+    and its ``cross_validation.json`` records the folds' scores. An existing refit run (with a
+    ``training.json``) is reused.
+
+    Args:
+        base: the config the sweep started from.
+        row: a row of :func:`cross_validate` (as a dict): its grid values, ``run`` and
+            ``refit_epochs``.
+        keys: the grid's dotted keys, whose values are taken from ``row``.
+        progress: training progress output.
+
+    Returns:
+        The refit's :class:`~itemrec.training.config.ExperimentConfig` (its run folder is
+        ``config.run_dir``).
 
     Raises:
-        ConfigError: ``base`` fine-tunes (the folds choose one epoch count, for the frozen phase only).
+        ConfigError: ``base`` fine-tunes (the folds choose one epoch count, for the frozen phase
+            only); ``row["refit_epochs"]`` is 0 (the folds kept the starting weights: the config
+            refuses a run with no epoch and a head); the run folder holds another config; or
+            training's own errors.
     """
     from itemrec.training.runner import run_experiment
 
@@ -182,14 +249,36 @@ def retrain_on_seen_classes(base: ExperimentConfig, row: dict[str, Any], keys: l
 
 
 def choose(frame: pd.DataFrame) -> str:
-    """The run with the best validation-class score (the first on ties, grid order)."""
+    """The run with the best validation-class score (the first on ties, grid order).
+
+    Args:
+        frame: a :func:`validation_sweep` or :func:`cross_validate` result (sorted best first).
+
+    Returns:
+        The ``run`` name of its first row.
+
+    Raises:
+        ValueError: ``frame`` is empty.
+    """
     if frame.empty:
         raise ValueError("no runs to choose from")
     return str(frame.iloc[0]["run"])
 
 
 def evaluate_choice(base: ExperimentConfig, run: str, progress: bool = False) -> dict[str, Any]:
-    """Evaluate the chosen run on test (:func:`itemrec.training.evaluate_run`), once."""
+    """Evaluate the chosen run on test (:func:`itemrec.training.evaluate_run`), once.
+
+    Args:
+        base: the sweep's base config; the run is looked for in its ``output_dir``.
+        run: the chosen run's name (:func:`choose`, or the refit's ``name``).
+        progress: progress bars while embedding.
+
+    Returns:
+        The run's test metrics (also written to its ``metrics.json``).
+
+    Raises:
+        FileNotFoundError: the run folder is not a trained run.
+    """
     from itemrec.training.report import evaluate_run
 
     return evaluate_run(base.run_dir.parent / run, progress=progress)
@@ -204,6 +293,17 @@ def results_table(output_dir: Any) -> pd.DataFrame:
     (with the Wilson interval of @1) and class-balanced (with its draw interval), 1- and 3-shot
     CMC@1, Recall@1, MAP@R, VAL at FAR 1e-2, and the run's seconds (training with its per-epoch
     validation, plus computing backbone features where the cache was cold).
+
+    Args:
+        output_dir: the runs' folder; every ``*/metrics.json`` in it is read.
+
+    Returns:
+        A ``pandas.DataFrame`` with the columns above, one row per evaluated run, in name
+        order; empty when no run has been evaluated.
+
+    Raises:
+        KeyError: an evaluated run's metrics lack an open-set figure (a closed-set run).
+        FileNotFoundError: an evaluated run lacks ``config.json`` or ``training.json``.
     """
     from pathlib import Path
 
@@ -246,7 +346,17 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring): sweep, print the table, choose, optionally test.
+
+    Args:
+        argv: the arguments (``None``: ``sys.argv[1:]``): a config path, ``--set KEY=VALUE``,
+            ``--grid KEY=V1,V2``, ``--folds`` and ``--test``.
+
+    Returns:
+        The exit status: 0, or 2 after printing a config or file error to stderr.
+    """
     from itemrec.training.summary import summary_lines
+
 
     parser = argparse.ArgumentParser(prog="python -m itemrec.experiments.open_set", description="Sweep config overrides, choose on validation classes, "
                                                  "evaluate the choice on test once.")

@@ -12,7 +12,22 @@ import numpy as np
 
 
 def to_jsonable(value: Any, where: str = "results") -> Any:
-    """Plain JSON types from NumPy/pandas scalars, arrays, paths, dicts and lists; NaN/inf become ``None``."""
+    """Plain JSON types from NumPy/pandas scalars, arrays, paths, dicts and lists; NaN/inf become ``None``.
+
+    Args:
+        value: what to convert: dicts (keys become strings), lists/tuples, NumPy arrays and
+            scalars, Python numbers, strings, ``None``, paths, or anything with a
+            ``to_dict()`` (pandas Series/DataFrame), nested freely.
+        where: the location of ``value`` in the results, for the error message
+            (extended with ``.key`` and ``[i]`` while recursing).
+
+    Returns:
+        The same data in ``dict``/``list``/``str``/``int``/``float``/``bool``/``None`` only;
+        paths become strings.
+
+    Raises:
+        TypeError: a value of any other type (the message names its location).
+    """
     if isinstance(value, dict):
         return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -36,7 +51,20 @@ def to_jsonable(value: Any, where: str = "results") -> Any:
 
 
 def save_results(out_dir: str | os.PathLike, results: dict[str, Any], name: str = "results.json") -> Path:
-    """Write ``results`` as JSON to ``out_dir/name`` (folders created) and return the path."""
+    """Write ``results`` as JSON to ``out_dir/name`` (folders created) and return the path.
+
+    Args:
+        out_dir: the folder (created when missing).
+        results: the numbers to write, converted by :func:`to_jsonable`.
+        name: the file name.
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: ``results`` is not a dict, or holds a value :func:`to_jsonable` cannot convert.
+    """
+
     if not isinstance(results, dict):
         raise TypeError(f"results must be a dict; got {type(results).__name__}")
     path = Path(out_dir) / name

@@ -100,7 +100,17 @@ class SoftmaxLoss(MetricLoss):
         self.head.set_anchors(values)
 
     def logits(self, embeddings: Any, labels: Any = None) -> Any:
-        """(B, n_classes) float32 logits; cosine heads apply their margin when ``labels`` are given."""
+        """(B, n_classes) float32 logits; cosine heads apply their margin when ``labels`` are given.
+
+        Args:
+            embeddings: (B, D) embeddings (cast to float32).
+            labels: (B,) integer labels, or ``None``. Only a cosine head uses them (its
+                margin on the target class); a ``Dense`` head ignores them.
+
+        Returns:
+            (B, n_classes) float32 logits: ``Dense`` outputs, or ``s · cos θ`` (with the
+            target class's margin when ``labels`` are given) for a cosine head.
+        """
         emb = ops.cast(embeddings, "float32")
         if isinstance(self.head, CosineSoftmax):
             return ops.cast(self.head(emb, labels), "float32")
@@ -113,6 +123,19 @@ class SoftmaxLoss(MetricLoss):
         return ce, {"ce": ce, "accuracy": acc}
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """Mean sparse categorical cross-entropy of the head's logits (builds the head if needed).
+
+        Args:
+            embeddings: (B, D) embeddings.
+            labels: (B,) integer labels in ``[0, n_classes)``.
+            training: unused (a cosine head applies its margin whenever labels are given).
+
+        Returns:
+            ``(ce, {"ce": ce, "accuracy": top-1 accuracy in [0, 1]})``.
+
+        Raises:
+            ValueError: ``labels`` is ``None``.
+        """
         labels = flat_labels(labels)
         self.ensure_built(embeddings)
         return self._ce(embeddings, labels)
@@ -144,6 +167,11 @@ class CenterLoss(SoftmaxLoss):
         head: optional classifier head (default ``Dense(n_classes)``).
 
     Diagnostics: ``ce``, ``center`` (``L_c``) and ``accuracy``.
+
+    Raises:
+        ValueError: ``reduction`` is neither ``"mean"`` nor ``"sum"``; ``alpha`` outside
+            [0, 1] or ``lam`` < 0 (or not numbers); and :class:`SoftmaxLoss`'s errors.
+        TypeError: ``head`` is not a layer or a dict.
     """
 
     metric_names = ("ce", "center", "accuracy")
@@ -171,14 +199,30 @@ class CenterLoss(SoftmaxLoss):
         )
 
     def center_term(self, embeddings: Any, labels: Any) -> Any:
-        """``L_c`` against the current centres."""
+        """``L_c`` against the current centres.
+
+        Args:
+            embeddings: (B, D) embeddings (cast to float32).
+            labels: (B,) int32 labels in ``[0, n_classes)``.
+
+        Returns:
+            A float32 scalar: ``½ Σ_i ‖x_i − c_{y_i}‖²``, divided by B when ``reduction="mean"``.
+        """
         emb = ops.cast(embeddings, "float32")
         diff = emb - ops.take(self.centers, labels, axis=0)
         per_sample = 0.5 * ops.sum(ops.square(diff), axis=-1)
         return ops.sum(per_sample) if self.reduction == "sum" else ops.mean(per_sample)
 
     def update_centers(self, embeddings: Any, labels: Any) -> None:
-        """One centre step ``c_j ← c_j − α Σ_{y_i=j}(c_j − x_i)/(1 + n_j)``."""
+        """One centre step ``c_j ← c_j − α Σ_{y_i=j}(c_j − x_i)/(1 + n_j)``.
+
+        Assigns the non-trainable ``centers`` weight in place; no gradient flows through the
+        embeddings. Classes absent from the batch keep their centre.
+
+        Args:
+            embeddings: (B, D) embeddings (cast to float32).
+            labels: (B,) int32 labels in ``[0, n_classes)``.
+        """
         emb = ops.stop_gradient(ops.cast(embeddings, "float32"))
         centers = ops.convert_to_tensor(self.centers)
         diff = ops.take(centers, labels, axis=0) - emb
@@ -188,9 +232,25 @@ class CenterLoss(SoftmaxLoss):
         self.centers.assign(centers - self.alpha * delta)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """``CE + λ·L_c``; in training, then moves the centres one step (:meth:`update_centers`).
+
+        ``L_c`` is measured against the centres before this step's update.
+
+        Args:
+            embeddings: (B, D) embeddings.
+            labels: (B,) integer labels in ``[0, n_classes)``.
+            training: update the centres after computing the loss.
+
+        Returns:
+            ``(loss, {"ce", "center", "accuracy"})``, float32 scalars.
+
+        Raises:
+            ValueError: ``labels`` is ``None``.
+        """
         labels = flat_labels(labels)
         self.ensure_built(embeddings)
         ce, metrics = self._ce(embeddings, labels)
+
         lc = self.center_term(embeddings, labels)
         if training:
             self.update_centers(embeddings, labels)

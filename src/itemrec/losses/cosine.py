@@ -30,7 +30,23 @@ from itemrec.losses.base import check_range, class_vectors
 
 @keras.saving.register_keras_serializable(package="itemrec")
 class CosineSoftmax(keras.layers.Layer):
-    """Logits ``s · cos θ`` against ``n_classes`` learnable, normalised anchors (no margin)."""
+    """Logits ``s · cos θ`` against ``n_classes`` learnable, normalised anchors (no margin).
+
+    The anchors are a trainable (D, n_classes) weight (Glorot-uniform start), normalised per
+    class at every call; :meth:`set_anchors` can start them at class vectors. Calling the
+    layer as ``head(embeddings, labels=None)`` returns (B, n_classes) float32 logits; with
+    labels, the target class's cosine goes through :meth:`target_logit` (the margin of the
+    subclasses).
+
+    Args:
+        n_classes: number of classes (>= 1).
+        scale: the logit scale ``s`` (> 0); 16 by default here, 30 for the margin heads.
+        margin: the margin ``m`` (>= 0), stored for the subclasses; this head ignores it.
+        **kwargs: ``keras.layers.Layer`` arguments; ``dtype`` defaults to ``"float32"``.
+
+    Raises:
+        ValueError: ``n_classes`` < 1, ``scale`` <= 0 or ``margin`` < 0 (or not numbers).
+    """
 
     def __init__(self, n_classes: int, scale: float = 16.0, margin: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
@@ -53,6 +69,10 @@ class CosineSoftmax(keras.layers.Layer):
 
         Builds the layer for that D first if needed.
 
+        Args:
+            values: (n_classes, D) array-like; row ``c`` becomes class ``c``'s anchor (its
+                norm does not matter: anchors are normalised at every call).
+
         Raises:
             ValueError: ``values`` is not (n_classes, D), or D differs from the built layer's.
         """
@@ -65,13 +85,29 @@ class CosineSoftmax(keras.layers.Layer):
         self.anchors.assign(ops.cast(ops.transpose(values), self.anchors.dtype))
 
     def cosine(self, embeddings: Any) -> Any:
-        """(B, n_classes) ``cos θ`` in [−1, 1]."""
+        """(B, n_classes) ``cos θ`` in [−1, 1].
+
+        Args:
+            embeddings: (B, D) embeddings; L2-normalised here, as are the anchors.
+
+        Returns:
+            (B, n_classes) float32 cosines between each embedding and each class anchor,
+            clipped to [−1, 1].
+        """
         x = l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
         w = l2_normalize(ops.cast(self.anchors, "float32"), axis=0)
         return ops.clip(ops.matmul(x, w), -1.0, 1.0)
 
     def target_logit(self, cos: Any) -> Any:
-        """The margin-adjusted cosine for the target class (identity here)."""
+        """The margin-adjusted cosine for the target class (identity here).
+
+        Args:
+            cos: (B, n_classes) cosines from :meth:`cosine`.
+
+        Returns:
+            A tensor of the same shape; the caller uses it at the target class only.
+            This head returns ``cos`` unchanged.
+        """
         return cos
 
     def call(self, embeddings: Any, labels: Any = None) -> Any:
@@ -92,18 +128,53 @@ class CosineSoftmax(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="itemrec")
 class CosFace(CosineSoftmax):
-    """Target logit ``s (cos θ_y − m)`` (Wang et al. 2018)."""
+    """Target logit ``s (cos θ_y − m)`` (Wang et al. 2018).
+
+    CosFace: large margin cosine loss for deep face recognition (Wang et al., CVPR 2018).
+
+    Args:
+        n_classes: number of classes (>= 1).
+        scale: the logit scale ``s`` (> 0).
+        margin: the additive cosine margin ``m`` (>= 0).
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: ``n_classes`` < 1, ``scale`` <= 0 or ``margin`` < 0.
+    """
 
     def __init__(self, n_classes: int, scale: float = 30.0, margin: float = 0.35, **kwargs: Any) -> None:
         super().__init__(n_classes, scale=scale, margin=margin, **kwargs)
 
     def target_logit(self, cos: Any) -> Any:
+        """``cos θ − m``.
+
+        Args:
+            cos: (B, n_classes) cosines.
+
+        Returns:
+            ``cos − margin``, same shape (used at the target class only).
+        """
         return cos - self.margin
 
 
 @keras.saving.register_keras_serializable(package="itemrec")
 class ArcFace(CosineSoftmax):
-    """Target logit ``s cos(θ_y + m)`` (Deng et al. 2019); see the module docstring."""
+    """Target logit ``s cos(θ_y + m)`` (Deng et al. 2019); see the module docstring.
+
+    ArcFace: additive angular margin loss for deep face recognition (Deng et al., CVPR 2019).
+
+    Args:
+        n_classes: number of classes (>= 1).
+        scale: the logit scale ``s`` (> 0).
+        margin: the angular margin ``m`` in radians (>= 0).
+        easy_margin: apply the margin only where ``cos θ > 0`` (elsewhere the target
+            logit is the plain ``cos θ``), instead of the InsightFace fallback
+            ``cos θ − m sin m`` past ``θ + m = π``.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Raises:
+        ValueError: ``n_classes`` < 1, ``scale`` <= 0 or ``margin`` < 0.
+    """
 
     def __init__(
         self, n_classes: int, scale: float = 30.0, margin: float = 0.5, easy_margin: bool = False, **kwargs: Any
@@ -112,7 +183,17 @@ class ArcFace(CosineSoftmax):
         self.easy_margin = bool(easy_margin)
 
     def target_logit(self, cos: Any) -> Any:
+        """``cos(θ + m)`` by the cos-addition identity, with the fallback described above.
+
+        Args:
+            cos: (B, n_classes) cosines.
+
+        Returns:
+            Same shape: ``cos θ cos m − sin θ sin m`` where ``cos θ > cos(π − m)`` (or, with
+            ``easy_margin``, where ``cos θ > 0``), else ``cos θ − m sin m`` (or ``cos θ``).
+        """
         m = self.margin
+
         sin = ops.sqrt(ops.maximum(1.0 - ops.square(cos), 1e-12))
         phi = cos * math.cos(m) - sin * math.sin(m)
         if self.easy_margin:

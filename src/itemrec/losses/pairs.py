@@ -49,7 +49,21 @@ _BIG = 1e9
 
 
 def log1p_sum_exp(x: Any, mask: Any, axis: int = -1) -> Any:
-    """``log(1 + Σ_k mask_k · e^{x_k})`` along ``axis``, stable for large ``x``; 0 where the mask is empty."""
+    """``log(1 + Σ_k mask_k · e^{x_k})`` along ``axis``, stable for large ``x``; 0 where the mask is empty.
+
+    The log-sum-exp trick with ``top = max(0, max_k x_k)`` over the kept entries (no gradient
+    through ``top``): ``top + log(e^{−top} + Σ_k e^{x_k − top})``. The inner terms of the
+    multi-similarity and proxy-anchor losses.
+
+    Args:
+        x: float32 tensor of exponents.
+        mask: float tensor of ``x``'s shape; entries > 0 are summed, the others ignored.
+        axis: the axis summed over (removed from the result).
+
+    Returns:
+        ``x``'s shape without ``axis``: ``softplus(logsumexp(x[mask]))``, exactly 0 where the
+        mask keeps nothing.
+    """
     keep = ops.greater(mask, 0.0)
     masked = ops.where(keep, x, -_BIG)
     top = ops.stop_gradient(ops.maximum(ops.max(masked, axis=axis, keepdims=True), 0.0))
@@ -76,7 +90,7 @@ class MultiSimilarityLoss(MetricLoss):
     Args:
         alpha: positive-pair scale ``α`` (> 0).
         beta: negative-pair scale ``β`` (> 0).
-        base: similarity offset ``λ``.
+        base: similarity offset ``λ``, in [−1, 1].
         miner: a :class:`itemrec.mining.PairMiner` such as
             :class:`~itemrec.mining.MultiSimilarityMiner` (its serialised dict works
             too), or ``None`` for every pair of the batch. It is called on the cosine
@@ -87,7 +101,8 @@ class MultiSimilarityLoss(MetricLoss):
     (mean ``S`` over the mined pairs).
 
     Raises:
-        ValueError: ``alpha`` or ``beta`` not > 0; a miner that is not a pair miner; labels missing.
+        ValueError: ``alpha`` or ``beta`` not > 0; ``base`` outside [−1, 1]; an unknown miner
+            name, or a miner that is not a pair miner; labels missing (in :meth:`compute`).
         TypeError: ``miner`` of another type.
     """
 
@@ -110,6 +125,20 @@ class MultiSimilarityLoss(MetricLoss):
         self.miner = get_miner(MultiSimilarityMiner(0.1) if miner == "default" else miner, PairMiner)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """``mean_i L_i`` over all B anchors (eq. 10), on the pairs the miner keeps.
+
+        Args:
+            embeddings: (B, D) embeddings (L2-normalised here for the cosine similarity).
+            labels: (B,) integer labels.
+            training: unused (the loss is the same in both modes).
+
+        Returns:
+            ``(loss, {"pos_pairs", "neg_pairs", "mean_pos_sim", "mean_neg_sim"})``, float32
+            scalars; the loss is 0 for a batch with no mined pair.
+
+        Raises:
+            ValueError: ``labels`` is ``None``.
+        """
         labels = flat_labels(labels)
         sim = cosine_similarity(embeddings)
         if self.miner is None:
@@ -155,7 +184,9 @@ class ContrastiveLoss(MetricLoss):
     positive / negative pairs).
 
     Raises:
-        ValueError: unknown ``distance`` or ``reducer``, an inverted (similarity) distance; labels missing.
+        ValueError: a margin < 0; unknown ``distance`` or ``reducer``, an inverted (similarity)
+            distance; labels missing (in :meth:`compute`).
+        TypeError: ``distance`` or ``reducer`` of an unsupported type.
     """
 
     metric_names = ("pos_loss", "neg_loss", "d_pos", "d_neg")
@@ -171,8 +202,22 @@ class ContrastiveLoss(MetricLoss):
         self.reducer = get_reducer(reducer)
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """Positive term + negative term, each reduced over its pairs by :attr:`reducer`.
+
+        Args:
+            embeddings: (B, D) embeddings (L2-normalised before the distance).
+            labels: (B,) integer labels.
+            training: unused (the loss is the same in both modes).
+
+        Returns:
+            ``(loss, {"pos_loss", "neg_loss", "d_pos", "d_neg"})``, float32 scalars.
+
+        Raises:
+            ValueError: ``labels`` is ``None``.
+        """
         labels = flat_labels(labels)
         dist = self.distance.pairwise(l2_normalize(ops.cast(embeddings, "float32")))
+
         pos, neg = pair_masks(labels)
         pos_loss = self.reducer(ops.relu(dist - self.pos_margin), pos)
         neg_loss = self.reducer(ops.relu(self.neg_margin - dist), neg)

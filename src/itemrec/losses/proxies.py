@@ -38,15 +38,17 @@ class ProxyAnchorLoss(MetricLoss):
     Args:
         n_classes: number of proxies, one per class; labels must lie in
             ``[0, n_classes)`` (not checked in the graph).
-        margin: ``δ``.
+        margin: ``δ`` (>= 0), in cosine units.
         alpha: ``α`` (> 0).
+        **kwargs: ``keras.layers.Layer`` arguments.
 
     ``compute(embeddings (B, D), labels (B,))``. Diagnostics: ``pos_term`` and
     ``neg_term`` (the two sums of eq. 4) and ``proxy_accuracy`` (the fraction of
     the batch whose most similar proxy is its own class's).
 
     Raises:
-        ValueError: ``n_classes`` < 1 or ``alpha`` not > 0; labels missing.
+        ValueError: ``n_classes`` < 1, ``alpha`` not > 0 or ``margin`` < 0; labels missing
+            (in :meth:`compute`).
     """
 
     metric_names = ("pos_term", "neg_term", "proxy_accuracy")
@@ -83,6 +85,10 @@ class ProxyAnchorLoss(MetricLoss):
     def set_proxies(self, values: Any) -> None:
         """Assign the proxies from an array (n_classes, D), building the layer for that D if needed.
 
+        Args:
+            values: (n_classes, D) array-like; row ``c`` becomes class ``c``'s proxy (only its
+                direction matters).
+
         Raises:
             ValueError: ``values`` is not (n_classes, D), or D differs from the built layer's.
         """
@@ -94,15 +100,36 @@ class ProxyAnchorLoss(MetricLoss):
         self.proxies.assign(values)
 
     def cosine(self, embeddings: Any) -> Any:
-        """(B, n_classes) cosine similarity of the embeddings to the proxies."""
+        """(B, n_classes) cosine similarity of the embeddings to the proxies.
+
+        Args:
+            embeddings: (B, D) embeddings (the layer must be built).
+
+        Returns:
+            (B, n_classes) float32 cosines ``s(x, p)`` in [−1, 1] (both sides L2-normalised).
+        """
         x = l2_normalize(ops.cast(embeddings, "float32"))
         p = l2_normalize(ops.cast(self.proxies, "float32"))
         return ops.matmul(x, ops.transpose(p))
 
     def compute(self, embeddings: Any, labels: Any = None, training: bool = False) -> tuple[Any, dict]:
+        """Eq. 4: the positive term over the proxies present in the batch + the negative term over all.
+
+        Args:
+            embeddings: (B, D) embeddings; builds the proxies for D if needed.
+            labels: (B,) integer labels in ``[0, n_classes)``.
+            training: unused (the loss is the same in both modes).
+
+        Returns:
+            ``(loss, {"pos_term", "neg_term", "proxy_accuracy"})``, float32 scalars.
+
+        Raises:
+            ValueError: ``labels`` is ``None``.
+        """
         labels = flat_labels(labels)
         self.ensure_built(embeddings)
         cos = self.cosine(embeddings)
+
         pos = ops.one_hot(labels, self.n_classes, dtype="float32")  # [x, p]
         neg = 1.0 - pos
         with_pos = ops.sum(ops.cast(ops.greater(ops.sum(pos, axis=0), 0.0), "float32"))

@@ -40,6 +40,19 @@ class DataConfig:
     ``root`` overrides the dataset folder (default ``$ITEMREC_DATA/<dataset>``; for
     ``folder`` it is required: ``root/<class>/<image>``; for ``synthetic`` it is where
     the catalogue is written, default ``<output_dir>/.synthetic/<size key>``).
+
+    Attributes:
+        name: ``"synthetic"`` (default), ``"grocery"``, ``"folder"``, ``"fashion"``,
+            ``"packed-scenes"``, or the path of a manifest ``.csv``.
+        root: the dataset folder, or ``None`` for the default (required for ``folder``).
+        synthetic_products: synthetic catalogue: number of products (classes), >= 2.
+        synthetic_photos: synthetic catalogue: photos per product, >= 2.
+        synthetic_image_size: synthetic catalogue: image side in pixels, >= 16.
+        synthetic_seed: synthetic catalogue: its seed, >= 0.
+        label_column: fashion only: the ``styles.csv`` column that gives the class.
+        min_count: fashion only: classes with fewer images are dropped (>= 1).
+        max_images_per_class: keep at most this many images per class (a seeded draw),
+            or ``None`` for all.
     """
 
     name: str = "synthetic"
@@ -53,6 +66,12 @@ class DataConfig:
     max_images_per_class: int | None = None
 
     def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ConfigError: an unknown dataset name, ``folder`` without ``root``, or a count below
+                its minimum (the message names the field and the value).
+        """
         if self.name not in DATASETS and not str(self.name).endswith(".csv"):
             raise ConfigError(f"data.name must be one of {list(DATASETS)} or a manifest .csv path; got {self.name!r}")
         if self.name == "folder" and not self.root:
@@ -88,6 +107,23 @@ class SplitConfig:
     ``val_fraction``/``test_fraction``). ``given``: closed set, the dataset's own
     ``split`` column decides (``train``, ``val``, ``test``; a manifest CSV written by
     the caller, e.g. a duplicate-safe split).
+
+    Attributes:
+        kind: ``"open"`` (default), ``"closed"`` or ``"given"``.
+        unseen_fraction: open, not grocery: fraction of the classes held out as unseen, in (0, 1).
+        val_fraction: open: fraction of each seen class's images in ``val``; closed: fraction
+            of all images in ``val`` (stratified); in (0, 1).
+        test_fraction: closed: fraction of all images in ``test``, in (0, 1);
+            ``val_fraction + test_fraction`` must be < 1.
+        calib_fraction: open, not grocery: fraction of each unseen class's images in
+            ``calib`` (the rest are ``test``), in (0, 1).
+        enrolled_fraction: fraction of the test classes enrolled in the open-set (DIR/FAR)
+            evaluation's gallery (:func:`itemrec.training.evaluate_run`; at least one class
+            enrolled and one left unknown), in (0, 1).
+        val_classes_fraction: fraction of the seen classes held out as validation classes,
+            in [0, 1); 0 switches them off.
+        val_fold: which class fold is held out, in ``[0, n_validation_folds(val_classes_fraction))``.
+        seed: the seed of every draw of the split, >= 0.
     """
 
     kind: str = "open"
@@ -101,6 +137,13 @@ class SplitConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """Check every field and their combinations.
+
+        Raises:
+            ConfigError: an unknown ``kind``; a fraction outside (0, 1) (``val_classes_fraction``:
+                [0, 1)); ``val_fold`` not one of the folds (or > 0 without validation classes);
+                ``val_fraction + test_fraction >= 1``; a negative seed.
+        """
         _choice("split.kind", self.kind, SPLITS)
         for name in ("unseen_fraction", "val_fraction", "test_fraction", "calib_fraction", "enrolled_fraction"):
             _fraction(f"split.{name}", getattr(self, name))
@@ -121,12 +164,28 @@ class SplitConfig:
 
 
 def n_validation_classes(n_seen: int, fraction: float) -> int:
-    """Validation classes held out of ``n_seen`` seen classes: ``max(2, round(fraction · n_seen))``, 0 if off."""
+    """Validation classes held out of ``n_seen`` seen classes: ``max(2, round(fraction · n_seen))``, 0 if off.
+
+    Args:
+        n_seen: the number of seen (non-test) classes.
+        fraction: ``split.val_classes_fraction``; 0 switches validation classes off.
+
+    Returns:
+        The number of validation classes (0 when ``fraction`` is 0; otherwise at least 2, even
+        when that leaves too few training classes, which the split then reports).
+    """
     return max(2, int(round(fraction * n_seen))) if fraction else 0
 
 
 def n_validation_folds(fraction: float) -> int:
-    """Class folds for cross-validation at ``fraction`` validation classes: ``max(2, round(1 / fraction))``, 0 if off."""
+    """Class folds for cross-validation at ``fraction`` validation classes: ``max(2, round(1 / fraction))``, 0 if off.
+
+    Args:
+        fraction: ``split.val_classes_fraction``, in [0, 1).
+
+    Returns:
+        The number of class folds (0 when ``fraction`` is 0).
+    """
     return max(2, int(round(1.0 / fraction))) if fraction else 0
 
 
@@ -149,6 +208,22 @@ class ModelConfig:
     decay of the linear/residual head towards its starting weights
     (:mod:`itemrec.models.adapters`). ``cnn_filters``: the blocks of ``small_cnn``
     (``null``: 32, 64, 128, 256).
+
+    Attributes:
+        backbone: a name of :data:`itemrec.models.backbones.BACKBONES` (default ``"mobilenet_v2"``).
+        weights: ``"imagenet"``, ``"local"`` (default), ``None`` or a weights file path.
+        input_size: the square input side in pixels, at least the backbone's minimum.
+        resize_mode: ``"pad"`` (letterbox, default) or ``"crop"`` (centre crop) to ``input_size``.
+        embedding_dim: the embedding size D (>= 1), or ``None`` where the head allows it (see above).
+        hidden: the hidden width of the ``mlp``/``bn_dropout``/``residual`` heads, or 0/``None``.
+        dropout: dropout rate in [0, 1).
+        activation: ``"linear"``, ``"prelu"`` or ``"sigmoid"`` on the embedding layer's output
+            (``mlp`` head).
+        l2_normalize: end with an L2 normalisation (unit-norm embeddings).
+        head: ``"mlp"`` (default), ``"bn_dropout"``, ``"linear"``, ``"residual"`` or ``"none"``.
+        head_init: the linear head's start: ``"identity"``, ``"pca"`` or ``"random"``.
+        decay_to_init: L2-SP weight (>= 0) pulling a linear/residual head towards its start.
+        cnn_filters: ``small_cnn``'s filters per block, or ``None`` for the default.
     """
 
     backbone: str = "mobilenet_v2"
@@ -166,6 +241,16 @@ class ModelConfig:
     cnn_filters: list[int] | None = None
 
     def validate(self) -> None:
+        """Check every field against the backbone and head; normalises ``cnn_filters`` to a list of ints.
+
+        Raises:
+            ConfigError: an unknown head, head_init, backbone, resize mode or activation; the
+                identity ``linear`` head with an ``embedding_dim``; ``weights`` empty, a keyword
+                the backbone has no weights for (``small_cnn``; ``"local"`` for a backbone
+                without a local file); ``input_size`` below the backbone's minimum; a missing
+                ``embedding_dim``; ``dropout`` outside [0, 1); ``cnn_filters`` for another
+                backbone, empty or not positive integers.
+        """
         from itemrec.models.backbones import BACKBONES
 
         _choice("model.head", self.head, HEADS)
@@ -243,6 +328,34 @@ class TrainConfig:
     stopping): the refit of a cross-validated recipe on every seen class for the
     number of epochs the class folds chose
     (:func:`itemrec.experiments.open_set.retrain_on_seen_classes`).
+
+    Attributes:
+        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
+        frozen_epochs: epochs of phase 1 (backbone frozen), >= 0.
+        frozen_lr: phase 1 learning rate, > 0.
+        finetune_epochs: epochs of phase 2 (fine-tuning), >= 0.
+        finetune_lr: phase 2 learning rate, > 0.
+        finetune_layers: how many of the backbone's top weighted layers train in phase 2
+            (>= 1), or ``"all"``.
+        batch_size: images per step without P×K sampling, >= 2.
+        p: classes per batch (>= 2) with P×K sampling; set together with ``k``.
+        k: images per class per batch (>= 1) with P×K sampling.
+        steps_per_epoch: steps per epoch (>= 1), or ``None``: ``N // batch_size`` (one pass, the
+            last partial batch dropped), or the P×K sampler's own count.
+        augment: augment the training images (then phase 1 does not use cached features).
+        finetune_augment: phase 2's augmentation, or ``None`` for ``augment``.
+        use_feature_cache: train phase 1 on cached backbone features when possible.
+        early_stopping_patience: epochs without improvement of ``monitor`` before a phase
+            stops, or ``None`` for no early stopping.
+        monitor: the metric that picks each phase's checkpoint: ``"auto"``, ``"val_loss"``,
+            ``"valcls_score"``, another logged metric, or ``"last"``.
+        catalogue_copies: copies (>= 0) of each training class's catalogue image added to its
+            training images.
+        init_from_catalogue: start the loss's class vectors at the catalogue embeddings.
+        finetune_lam: the centre loss's λ in phase 2 (>= 0), or ``None``.
+        tensorboard: write TensorBoard logs.
+        feature_monitor: draw the validation features after every epoch (see above).
+        monitor_classes: how many training classes the feature monitor draws, >= 1.
     """
 
     optimizer: str = "adam"
@@ -268,6 +381,14 @@ class TrainConfig:
     monitor_classes: int = 10
 
     def validate(self) -> None:
+        """Check every field and their combinations.
+
+        Raises:
+            ConfigError: an unknown optimizer; an epoch count, learning rate, batch size,
+                P, K or count out of range; ``p`` without ``k`` (or the reverse);
+                ``finetune_augment`` or ``init_from_catalogue`` not a boolean; an empty
+                ``monitor``; ``monitor="last"`` with early stopping.
+        """
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _int("train.frozen_epochs", self.frozen_epochs, 0)
         _int("train.finetune_epochs", self.finetune_epochs, 0)
@@ -313,6 +434,17 @@ class EvalConfig:
     ``hubness_k``/``hubness_beta``: open-set CMC is also reported with the hubness
     correction of :func:`itemrec.evaluation.hubness_offsets` (background: the
     training images, seen classes only); ``hubness_k = 0`` switches it off.
+
+    Attributes:
+        metric: the distance of every evaluation: ``"cosine"`` (default) or ``"l2"``.
+        cmc_draws: random query draws averaged for the CMC curve (against one representative
+            image per class), >= 1.
+        max_rank: the last rank of the CMC curve, >= 1.
+        far_targets: the false-accept rates (each in (0, 1)) at which verification
+            thresholds are fitted on the calibration split and VAL is reported.
+        dir_far: the FAR (in (0, 1)) of the open-set rejection threshold (DIR at FAR).
+        hubness_k: neighbours of the hubness correction, >= 0 (0: off).
+        hubness_beta: the correction's weight, >= 0.
     """
 
     metric: str = "cosine"
@@ -324,6 +456,13 @@ class EvalConfig:
     hubness_beta: float = 0.5
 
     def validate(self) -> None:
+        """Check every field; normalises ``far_targets`` to a tuple of floats.
+
+        Raises:
+            ConfigError: an unknown metric, a count out of range, a FAR outside (0, 1) or a
+                negative ``hubness_beta``.
+            ValueError: a ``far_targets`` entry that is not a number (from ``float``).
+        """
         from itemrec.evaluation._chunked import METRICS  # exactly what evaluation computes, checked before training
 
         _choice("eval.metric", self.metric, METRICS)
@@ -352,7 +491,29 @@ SECTIONS: dict[str, type] = {
 
 @dataclass
 class ExperimentConfig:
-    """A whole experiment; see the module docstring. The run folder is ``output_dir/name``."""
+    """A whole experiment; see the module docstring. The run folder is ``output_dir/name``.
+
+    Validated on construction (:meth:`validate`).
+
+    Attributes:
+        name: the run's name (no slashes), its folder under ``output_dir``.
+        output_dir: the folder of the runs (default ``"models"``).
+        seed: the run's seed (model initialisation, sampling), >= 0.
+        strategy: ``"default"``, ``"mirrored"`` or ``"multiworker"``
+            (:func:`itemrec.training.get_strategy`).
+        feature_cache_dir: the feature-cache folder, or ``None`` for ``output_dir/.feature_cache``.
+        imports: modules imported before the loss is built (where user-defined losses,
+            miners or heads register themselves).
+        data: the :class:`DataConfig`.
+        split: the :class:`SplitConfig`.
+        model: the :class:`ModelConfig`.
+        loss: the :class:`~itemrec.training.loss_config.LossConfig`.
+        train: the :class:`TrainConfig`.
+        eval: the :class:`EvalConfig`.
+
+    Raises:
+        ConfigError: any invalid field (see :meth:`validate`).
+    """
 
     name: str = "run"
     output_dir: str = "models"
@@ -371,7 +532,19 @@ class ExperimentConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on the first invalid field."""
+        """Raise :class:`ConfigError` on the first invalid field.
+
+        Checks the top-level fields, imports :attr:`imports`, validates every section (the
+        loss by building it for two classes) and then their combinations.
+
+        Raises:
+            ConfigError: a bad name, output_dir, seed, strategy or imports list; a module of
+                ``imports`` that cannot be imported; a section of the wrong type or with an
+                invalid field; ``init_from_catalogue`` with a loss without class vectors;
+                ``finetune_lam`` with a loss without ``lam``; ``head="none"`` with frozen
+                epochs, or no epochs at all with a head; a synthetic open split with fewer
+                training classes than ``train.p``.
+        """
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
             raise ConfigError(f"name must be a non-empty run name without slashes; got {self.name!r}")
         if not isinstance(self.output_dir, str) or not self.output_dir:
@@ -435,6 +608,9 @@ class ExperimentConfig:
         Left out: ``name`` and ``output_dir`` (where the run lives), ``eval``
         (evaluation settings re-evaluate a saved run), ``feature_cache_dir`` and
         ``train.tensorboard`` (logging only).
+
+        Returns:
+            :meth:`to_dict` without those keys.
         """
         out = self.to_dict()
         for key in TRAINING_IRRELEVANT:
@@ -443,7 +619,14 @@ class ExperimentConfig:
         return out
 
     def training_key(self, length: int = 8) -> str:
-        """A short hash (hex, ``length`` characters) of :meth:`training_dict`: equal for configs that train the same model."""
+        """A short hash (hex, ``length`` characters) of :meth:`training_dict`: equal for configs that train the same model.
+
+        Args:
+            length: how many hex characters of the SHA-256 to keep (at most 64).
+
+        Returns:
+            The hex prefix of the SHA-256 of the canonical (sorted-key) JSON of :meth:`training_dict`.
+        """
         import hashlib
 
         text = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
@@ -461,7 +644,14 @@ class ExperimentConfig:
         return out
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The JSON text; written to ``path`` when given."""
+        """The JSON text; written to ``path`` when given.
+
+        Args:
+            path: the file to write (its folder is created), or ``None`` to only return the text.
+
+        Returns:
+            The indented JSON of :meth:`to_dict`, ending with a newline.
+        """
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -470,7 +660,22 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "config") -> "ExperimentConfig":
-        """Build from a plain dict; unknown keys raise :class:`ConfigError` naming them."""
+        """Build from a plain dict; unknown keys raise :class:`ConfigError` naming them.
+
+        An older flat ``loss`` section is converted to ``{"class_name", "config"}`` (with a
+        ``FutureWarning``); missing keys take their defaults.
+
+        Args:
+            raw: the config as :meth:`to_dict` writes it (or a subset of it).
+            where: how the messages name the source (a file path, ``"config"``).
+
+        Returns:
+            The validated :class:`ExperimentConfig`.
+
+        Raises:
+            ConfigError: ``raw`` not a dict; unknown keys at the top level or in a section; a
+                section that is not an object; ``eval.far_targets`` not a list; any invalid value.
+        """
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a JSON object at the top level; got {type(raw).__name__}")
         top = {f.name for f in dataclasses.fields(cls)}
@@ -501,7 +706,19 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "ExperimentConfig":
-        """Load a JSON config file (errors name the file)."""
+        """Load a JSON config file (errors name the file).
+
+        Args:
+            path: the ``.json`` file.
+
+        Returns:
+            The validated :class:`ExperimentConfig`.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a file.
+            ConfigError: invalid JSON, or what :meth:`from_dict` rejects.
+        """
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")

@@ -261,7 +261,33 @@ def _closed_set(config: Any, splits: Any, embedder: Any, run_dir: Path, progress
 
 
 def evaluate_run(run_dir: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
-    """Evaluate a run folder (see the module docstring); writes ``metrics.json`` and the plots there."""
+    """Evaluate a run folder (see the module docstring); writes ``metrics.json`` and the plots there.
+
+    Besides ``metrics.json``: open set, ``cmc.png``, ``val_far.png``, ``roc.png`` and
+    ``per_class.csv``; closed set, ``confusion.png`` and ``per_class.csv``; and
+    ``curves.png`` from ``history.csv`` when the run has one.
+
+    Args:
+        run_dir: a trained run folder (``config.json``, ``embedding.keras``,
+            ``splits/splits.json``).
+        progress: show progress bars while embedding.
+
+    Returns:
+        The metrics (what ``metrics.json`` holds): ``kind`` (``"open"`` or ``"closed"``),
+        ``run``, ``loss`` and the figures of that protocol, e.g. ``rank1``, ``rank5``,
+        ``recall_at_1``, ``map_at_r``, ``verification``, ``val_at_far_<FAR>``, ``openset``,
+        ``dir_at_far``, ``roc_auc``, ``hubness``, ``k_shot``, ``backbone_features`` and
+        ``validation_classes`` for an open-set run; ``accuracy``, ``top5_accuracy``,
+        ``f1_macro``, ... for a closed-set one. Rates lie in [0, 1].
+
+    Raises:
+        FileNotFoundError: one of the three files above is missing (not a trained run folder).
+        ConfigError: the saved ``config.json`` is invalid.
+        ValueError: a test class with neither a catalogue image nor a calib image, or gallery
+            images that cannot be read; errors of :mod:`itemrec.evaluation` on degenerate
+            splits.
+    """
+
     from itemrec.embedder import ImageEmbedder
     from itemrec.training.config import ExperimentConfig
     from itemrec.training.data import SplitData

@@ -46,7 +46,21 @@ log = logging.getLogger("itemrec.training")
 
 @dataclass
 class RunResult:
-    """What :func:`run_experiment` produced."""
+    """What :func:`run_experiment` produced.
+
+    Attributes:
+        run_dir: the run folder, ``output_dir/name``.
+        config: the config the run was trained with.
+        history: a ``pandas.DataFrame``, one row per epoch across both phases
+            (:func:`combined_history`).
+        metrics: the evaluation metrics written to ``metrics.json`` (empty when the run was
+            not evaluated).
+        training: what ``training.json`` holds: replicas, strategy, monitor, validation
+            classes, per-phase info (epochs, seconds, best epoch, feature cache use) and the
+            total seconds.
+        files: names (``"embedding"``, ``"model"``, ``"history"``, ``"config"``, ``"metrics"``)
+            to the paths written.
+    """
 
     run_dir: Path
     config: ExperimentConfig
@@ -60,13 +74,28 @@ class RunResult:
 
 
 def save_variables(path: Path, groups: dict[str, list]) -> None:
-    """Save Keras variables (by group, in order) to an ``.npz``."""
+    """Save Keras variables (by group, in order) to an ``.npz``.
+
+    Args:
+        path: the ``.npz`` file to write (NumPy appends ``.npz`` when the name lacks it).
+        groups: group name to its variables; variable ``i`` of group ``g`` is stored as
+            ``"g/000i"``.
+    """
     arrays = {f"{g}/{i:04d}": np.asarray(v.numpy()) for g, vs in groups.items() for i, v in enumerate(vs)}
     np.savez(path, **arrays)
 
 
 def load_variables(path: Path, groups: dict[str, list]) -> None:
-    """Assign the arrays of :func:`save_variables` back; shapes must match."""
+    """Assign the arrays of :func:`save_variables` back; shapes must match.
+
+    Args:
+        path: the ``.npz`` file :func:`save_variables` wrote.
+        groups: the same groups, holding the same variables in the same order.
+
+    Raises:
+        ValueError: a stored array's shape differs from its variable's.
+        KeyError: the file lacks a variable of ``groups`` (a different model).
+    """
     with np.load(path) as data:
         for g, vs in groups.items():
             for i, v in enumerate(vs):
@@ -385,6 +414,17 @@ def init_class_vectors(loss: Any, head: Any, catalogue_features: np.ndarray) -> 
 
     The anchors of a cosine-softmax head (:meth:`itemrec.losses.CosineSoftmax.set_anchors`) or the
     proxies of :class:`itemrec.losses.ProxyAnchorLoss` (``set_proxies``); row ``c`` is class ``c``.
+
+    Args:
+        loss: the :class:`itemrec.losses.MetricLoss` whose class vectors are set.
+        head: the embedding head (a Keras model from backbone features to embeddings); its
+            outputs are L2-normalised before they are assigned.
+        catalogue_features: (n_classes, F) backbone features of each training class's
+            catalogue image, in label order.
+
+    Raises:
+        ConfigError: the loss has no class vectors.
+        ValueError: the embedded features are not (n_classes, D) (from the loss).
     """
     import keras
 
@@ -400,6 +440,14 @@ def combined_history(run_dir: Path) -> Any:
     """The phases' CSV logs as one frame (``epoch`` 0-based across phases, ``phase`` column).
 
     A phase resumed after a kill may have logged an epoch twice; the last row wins.
+
+    Args:
+        run_dir: the run folder (reads ``phase1/history.csv`` and ``phase2/history.csv``
+            where they exist and are not empty).
+
+    Returns:
+        A ``pandas.DataFrame`` sorted by ``epoch`` with a ``phase`` column (1 or 2) and the
+        logged metrics; empty (columns ``epoch``, ``phase``) when no phase has logged.
     """
     import pandas as pd
 
@@ -424,7 +472,31 @@ def run_experiment(
     Re-running an unfinished run with the same config resumes it; a finished
     one raises unless ``overwrite``. ``evaluate`` runs
     :func:`itemrec.training.report.evaluate_run` at the end.
+
+    Args:
+        config: the experiment (validated again here).
+        overwrite: delete an existing run folder of the same name first (only one that holds
+            a ``config.json``, i.e. an itemrec run).
+        progress: log Keras progress per epoch and show progress bars while embedding.
+        evaluate: evaluate the trained run (``metrics.json`` and plots).
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        TypeError: ``config`` is not an :class:`~itemrec.training.config.ExperimentConfig`.
+        ConfigError: an invalid config; the run folder holds a different config, or this
+            finished run, without ``overwrite``; ``overwrite`` on a folder that is not an
+            itemrec run; what the data make impossible (``train.p`` above the training
+            classes, a ``valcls_`` monitor without validation classes, training classes
+            without a catalogue image where one is needed, no local weights file for the
+            backbone). A run folder created by this call is removed again when the error
+            comes before training.
+        ValueError: the split cannot be made (see :func:`itemrec.training.make_splits`), or
+            images the training needs cannot be read.
+        itemrec.settings.DataNotFoundError: the dataset or the local weights file is missing.
     """
+
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
     config.validate()
