@@ -139,8 +139,12 @@ def test_sigkill_during_enrolment_loses_no_acknowledged_item(tmp_path):
                 acks += line.startswith("ack ")
             waited_for += k
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        out = "".join(early) + out
+        # read the rest through the buffered reader readline() used: communicate() reads the pipe's file
+        # descriptor directly and would miss lines readline() already buffered (an "rm-start"/"rm-done" after
+        # the k-th ack, which made a removed item look lost)
+        rest = proc.stdout.read()
+        proc.communicate()
+        out = "".join(early) + rest
         assert proc.returncode == -signal.SIGKILL
         for line in out.split("\n")[:-1]:  # complete lines only: the last may be cut by the kill
             what, _, item = line.partition(" ")

@@ -183,8 +183,8 @@ def test_training_that_does_not_help_keeps_the_frozen_features(tmp_path, mobilen
     assert phase["monitor"] == "valcls_score" and phase["best_epoch"] == -1 and phase["kept_starting_weights"]
     assert phase["best_score"] == pytest.approx(phase["before_training"]["valcls_score"])
     paths = list(SplitData.load(result.run_dir / "splits").test.paths)[:6]
-    emb = ImageEmbedder.load(result.run_dir / "embedding.keras").embed_paths(paths)[0]
-    feats = ImageEmbedder(build_feature_extractor("mobilenet_v2", 64, str(mobilenet_weights)), 64).embed_paths(paths)[0]
+    emb = ImageEmbedder.load(result.run_dir / "embedding.keras").embed(paths).vectors
+    feats = ImageEmbedder(build_feature_extractor("mobilenet_v2", 64, str(mobilenet_weights)), 64).embed(paths).vectors
     feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)  # as L2Normalize
     np.testing.assert_allclose(emb, feats, atol=1e-5)
 
@@ -237,10 +237,12 @@ def test_cached_evaluation_matches_the_image_path(trained):
     paths = list(SplitData.load(run / "splits").test.paths)
     image = ImageEmbedder.load(run / "embedding.keras")
     cached = CachedHeadEmbedder(image.model, trained.config)
-    a, keep_a, _ = image.embed_paths(paths)
-    b, keep_b, _ = cached.embed_paths(paths)
-    np.testing.assert_array_equal(keep_a, keep_b)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    labels = np.arange(len(paths))
+    a = image.embed(paths, labels)
+    b = cached.embed(paths, labels)
+    assert a.paths == b.paths == tuple(paths) and not a.skipped and not b.skipped
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
 
 
 def test_sweep_chooses_on_validation_without_reading_test(tmp_path, mobilenet_weights):

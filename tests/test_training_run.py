@@ -113,7 +113,7 @@ def test_cli_evaluate_and_embed(cli_run, tmp_path, capsys):
     emb = np.load(dest)
     listed = (tmp_path / "emb.paths.txt").read_text().split()
     assert emb.shape == (5, 8) and listed == list(map(str, photos))
-    ref, _, _ = ImageEmbedder.load(run / "embedding.keras").embed_paths(list(map(str, photos)))
+    ref = ImageEmbedder.load(run / "embedding.keras").embed(list(map(str, photos))).vectors
     np.testing.assert_allclose(emb, ref, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
     assert "broken.jpg" in capsys.readouterr().err

@@ -336,15 +336,15 @@ def run_demo(out_dir: str | os.PathLike = "models/demo", quick: bool = False, se
     known_calib = calib.subset(np.isin(calib.labels, enrolled) & ~first)
     if not len(known_calib):
         raise DemoError(f"no calibration photos left after enrolling {size.enrol_photos} per product; lower enrol_photos")
-    calib_emb, keep, _ = embedder.embed_paths(list(known_calib.paths))
-    calib_ids = [names[c] for c in known_calib.labels[keep]]
+    calib_set = embedder.embed(list(known_calib.paths), known_calib.labels)
+    calib_emb, calib_ids = calib_set.vectors, [names[c] for c in calib_set.labels]
     cal = gallery.calibrate(calib_emb, calib_ids, target_far=size.target_far)
     timings["calibrate"] = time.perf_counter() - t
 
     # -- recognise every test photo of the unseen products -------------------------------------
     t = time.perf_counter()
-    q_emb, keep, _ = embedder.embed_paths(list(test.paths))
-    q_labels, q_paths = test.labels[keep], np.asarray(test.paths)[keep]
+    q_set = embedder.embed(list(test.paths), test.labels)
+    q_emb, q_labels, q_paths = q_set.vectors, q_set.labels, q_set.paths
     results = gallery.query(vectors=q_emb, k=size.top_k, fingerprint=embedder.fingerprint_id)
     enrolled_set = {names[c] for c in enrolled}
     outcomes = [

@@ -19,18 +19,41 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from itemrec.embedded import EmbeddedSet
+from itemrec.model_file import (
+    ModelLoadError,
+    ModelNotFoundError,
+    SIDECAR_SUFFIX,
+    load_embedding_model,
+    model_hashes,
+    sidecar_path,
+)
+
 PREPROCESSING = "in-model: raw RGB float32 0..255"
-SIDECAR_SUFFIX = ".embedder.json"
+
+__all__ = ["ImageEmbedder", "EmbeddedSet", "ModelLoadError", "ModelNotFoundError", "fingerprint_id", "sidecar_path",
+           "PREPROCESSING", "SIDECAR_SUFFIX"]
 
 
 def fingerprint_id(fingerprint: dict[str, Any]) -> str:
-    """Short id of a fingerprint dict: the first 16 hex digits of SHA-256 of its sorted JSON."""
+    """Short id of a fingerprint dict: the first 16 hex digits of SHA-256 of its sorted JSON.
+
+    Args:
+        fingerprint: a fingerprint dict (:meth:`ImageEmbedder.fingerprint`); values JSON-serialisable.
+
+    Returns:
+        16 lowercase hex digits.
+
+    Raises:
+        TypeError: a value cannot be written as JSON.
+    """
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -41,16 +64,24 @@ def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    """``model.keras`` -> ``model.embedder.json``."""
-    p = Path(model_path)
-    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR_SUFFIX if p.suffix else p.name + SIDECAR_SUFFIX)
-
-
 class ImageEmbedder:
-    """Batched image -> L2-free embedding extraction with a Keras model (see module docstring).
+    """Batched image -> embedding extraction with a Keras model (see module docstring).
 
-    Embeddings are returned as the model gives them (float32 (N, D)); the gallery normalises.
+    Embeddings are returned as the model gives them (float32 (N, D), not L2-normalised here;
+    the gallery normalises).
+
+    Args:
+        model: a Keras model from raw RGB pixels (batch, H, W, 3), float 0..255, to (batch, D).
+        image_size: the model's input size, ``S`` or ``(H, W)`` pixels.
+        resize_mode: how images of other sizes are fitted: ``"pad"`` (letterbox) or ``"crop"``.
+        batch_size: images per forward pass.
+        name: a name for messages (default: the model's).
+        max_pixels: the largest image (width x height) accepted from files and uploads
+            (default: :data:`itemrec.data.images.DEFAULT_MAX_PIXELS`).
+
+    Raises:
+        ValueError: a bad ``resize_mode`` or ``batch_size``; a model without exactly one
+            (batch, D) output; a model whose fixed input size differs from ``image_size``.
     """
 
     def __init__(
@@ -88,7 +119,17 @@ class ImageEmbedder:
 
     # -- embedding ---------------------------------------------------------------
     def embed_arrays(self, images: Any) -> np.ndarray:
-        """Embeddings (N, D) float32 of uint8 RGB images: an (N, H, W, 3) array or a list of (H, W, 3) arrays."""
+        """Embeddings of uint8 RGB images, fitted to the input size when they differ from it.
+
+        Args:
+            images: an (N, H, W, 3) or (H, W, 3) uint8 array, or a list of (H, W, 3) uint8 arrays.
+
+        Returns:
+            (N, D) float32 embeddings.
+
+        Raises:
+            ValueError: not uint8, or not of shape (..., 3).
+        """
         from itemrec.data.images import fit_image
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -124,25 +165,65 @@ class ImageEmbedder:
             raise ValueError(f"image {i}: expected uint8 (H, W, 3), got {im.dtype} {im.shape}")
         return im if tuple(im.shape[:2]) == self.image_size else fit_image(im, self.image_size, self.resize_mode)
 
+    def embed(
+        self, paths: Sequence[str | os.PathLike], labels: Any = None, strict: bool = False, progress: bool = False
+    ) -> EmbeddedSet:
+        """Read, fit and embed image files; unreadable ones are skipped, labels kept aligned.
+
+        Works in chunks of ``batch_size`` files (at least 16) so memory stays bounded; the next
+        chunk is decoded (in parallel threads, :func:`~itemrec.data.images.load_images`) while
+        the model runs on this one.
+
+        Args:
+            paths: (M,) image files.
+            labels: (M,) one label per file (array, list, or pandas Series/DataFrame rows), or None.
+            strict: raise on the first unreadable file instead of skipping it.
+            progress: show a tqdm bar.
+
+        Returns:
+            An :class:`~itemrec.embedded.EmbeddedSet`: ``vectors`` (N, D) float32 of the N
+            readable files, their ``labels`` and ``paths`` in input order, and ``skipped``
+            ``(path, reason)``.
+
+        Raises:
+            BadImageError: (``strict`` only) a file cannot be read as an image.
+            ValueError: ``labels`` does not hold one entry per path.
+        """
+        paths = list(paths)
+        if labels is not None and len(labels) != len(paths):
+            raise ValueError(f"{len(labels)} labels for {len(paths)} paths; give one label per path")
+        emb, keep, skipped = self._embed_files_on_disk(paths, strict, progress)
+        return EmbeddedSet.from_kept(emb, keep, paths, labels, skipped)
+
     def embed_paths(
         self, paths: Sequence[str | os.PathLike], strict: bool = False, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-        """Read, fit and embed image files: ``(embeddings, keep_indices, skipped [(path, reason)])``.
+        """Deprecated: use :meth:`embed`, whose result keeps labels and paths aligned.
 
-        Unreadable files are skipped (listed with the reason) unless ``strict``, where
-        :class:`~itemrec.data.images.BadImageError` is raised. Works in chunks of ``batch_size``
-        files so memory stays bounded; the next chunk is decoded (in parallel threads,
-        :func:`~itemrec.data.images.load_images`) while the model runs on this one.
+        Args:
+            paths: (M,) image files.
+            strict: raise on the first unreadable file instead of skipping it.
+            progress: show a tqdm bar.
 
         Returns:
             ``embeddings (N, D) float32``, ``keep_indices (N,) int64`` (positions in ``paths``),
             ``skipped`` ``[(path, reason)]``.
+
+        Raises:
+            BadImageError: (``strict`` only) a file cannot be read as an image.
         """
+        warnings.warn("ImageEmbedder.embed_paths is deprecated; use embed(paths, labels), which returns an "
+                      "EmbeddedSet", DeprecationWarning, stacklevel=2)
+        return self._embed_files_on_disk(list(paths), strict, progress)
+
+    def _embed_files_on_disk(
+        self, paths: list[str | os.PathLike], strict: bool, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        """``(embeddings (N, D) float32, kept positions (N,) int64, skipped [(path, reason)])``."""
         from concurrent.futures import ThreadPoolExecutor
 
         from itemrec.data.images import DEFAULT_MAX_PIXELS, load_images
 
-        paths = list(paths)
         chunk = max(self.batch_size, 16)
         embs, keeps, skipped = [], [], []
         max_px = self.max_pixels or DEFAULT_MAX_PIXELS
@@ -173,17 +254,40 @@ class ImageEmbedder:
             return np.zeros((0, self.embedding_dim), np.float32), np.zeros(0, np.int64), []
         return np.concatenate(embs), np.concatenate(keeps).astype(np.int64), skipped
 
-    def embed_files(
-        self, files: Sequence[bytes], strict: bool = True, names: Sequence[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-        """Embed encoded image files given as bytes (uploads); same returns as :meth:`embed_paths`.
+    def embed_bytes(
+        self, files: Sequence[bytes], labels: Any = None, strict: bool = True, names: Sequence[str] | None = None
+    ) -> EmbeddedSet:
+        """Embed encoded image files given as bytes (uploads); labels kept aligned as in :meth:`embed`.
 
         Each upload is decoded by :func:`~itemrec.data.images.decode_image` (the same pixels
-        :func:`~itemrec.data.images.read_image` gives for the file on disk); errors name ``names[i]``.
+        :func:`~itemrec.data.images.read_image` gives for the file on disk).
+
+        Args:
+            files: (M,) encoded images (JPEG, PNG, ...).
+            labels: (M,) one label per file, or None.
+            strict: raise on the first undecodable upload (default) instead of skipping it.
+            names: (M,) names used as the set's ``paths`` and in messages (default ``"upload i"``).
+
+        Returns:
+            An :class:`~itemrec.embedded.EmbeddedSet` whose ``paths`` are the kept uploads' names.
+
+        Raises:
+            BadImageError: (``strict`` only) an upload cannot be decoded; the message names it.
+            ValueError: ``labels`` or ``names`` does not hold one entry per file.
         """
+        names = list(names) if names is not None else [f"upload {i}" for i in range(len(files))]
+        if len(names) != len(files):
+            raise ValueError(f"{len(names)} names for {len(files)} files")
+        if labels is not None and len(labels) != len(files):
+            raise ValueError(f"{len(labels)} labels for {len(files)} files; give one label per file")
+        emb, keep, skipped = self._embed_uploads(files, strict, names)
+        return EmbeddedSet.from_kept(emb, keep, names, labels, skipped)
+
+    def _embed_uploads(
+        self, files: Sequence[bytes], strict: bool, names: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         from itemrec.data.images import DEFAULT_MAX_PIXELS, BadImageError, decode_image
 
-        names = list(names) if names is not None else [f"upload {i}" for i in range(len(files))]
         imgs, keep, skipped = [], [], []
         for i, data in enumerate(files):
             try:
@@ -200,18 +304,18 @@ class ImageEmbedder:
 
     # -- identity ------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
-        """What determines the embeddings (see module docstring); computed once and cached."""
+        """What determines the embeddings (see module docstring); computed once and cached.
+
+        Returns:
+            A copy of ``{"architecture", "weights", "input_size", "resize_mode", "preprocessing",
+            "embedding_dim"}`` (the first two SHA-256 hex digests, see
+            :func:`itemrec.model_file.model_hashes`).
+        """
         if self._fingerprint is None:
-            config = json.loads(self.model.to_json())
-            arch = hashlib.sha256(json.dumps(_strip_names(config), sort_keys=True).encode()).hexdigest()
-            h = hashlib.sha256()
-            for w in self.model.weights:
-                arr = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
-                h.update(f"{arr.dtype.str}{arr.shape}".encode())
-                h.update(arr.tobytes())
+            arch, weights = model_hashes(self.model)
             self._fingerprint = {
                 "architecture": arch,
-                "weights": h.hexdigest(),
+                "weights": weights,
                 "input_size": list(self.image_size),
                 "resize_mode": self.resize_mode,
                 "preprocessing": PREPROCESSING,
@@ -221,11 +325,22 @@ class ImageEmbedder:
 
     @property
     def fingerprint_id(self) -> str:
+        """16 hex digits identifying :meth:`fingerprint` (see :func:`fingerprint_id`)."""
         return fingerprint_id(self.fingerprint())
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Save the model as ``.keras`` and a JSON sidecar (image size, resize mode, batch size, name)."""
+        """Save the model as ``.keras`` and a JSON sidecar (image size, resize mode, batch size, name).
+
+        Args:
+            path: the ``.keras`` file to write (its folder is created).
+
+        Returns:
+            ``path`` as a :class:`~pathlib.Path`.
+
+        Raises:
+            ValueError: ``path`` does not end in ``.keras``.
+        """
         path = Path(path)
         if path.suffix != ".keras":
             raise ValueError(f"embedding models are saved as .keras files, got {path}")
@@ -262,123 +377,13 @@ class ImageEmbedder:
                 an embedding model (the message names the run's ``embedding.keras`` when given
                 its training ``model.keras``).
         """
-        import keras
-
         path = Path(path)
-        _check_model_file(path)
-        from itemrec.models import register_custom_objects
-
-        register_custom_objects()
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load embedding model {path}: {type(exc).__name__}: {exc}") from exc
-        _check_embedding_model(model, path)
-        side = sidecar_path(path)
-        meta = json.loads(side.read_text()) if side.is_file() else {}
-        size = meta.get("image_size")
-        if size is None:
-            shape = model.input_shape
-            if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] is not None):
-                raise ModelLoadError(f"{path}: no {side.name} sidecar and the model input {shape} has no fixed size")
-            size = shape[1:3]
+        model, meta = load_embedding_model(path)
         return cls(
             model,
-            size,
+            meta["image_size"],
             meta.get("resize_mode", "pad"),
             batch_size or int(meta.get("batch_size", 64)),
             meta.get("name", path.stem),
             max_pixels,
         )
-
-
-class ModelLoadError(ValueError):
-    """A model file that cannot be used as an embedding model; the message says why and what to pass."""
-
-
-class ModelNotFoundError(ModelLoadError, FileNotFoundError):
-    """The model path does not exist (both a :class:`ModelLoadError` and a ``FileNotFoundError``)."""
-
-
-def _check_model_file(path: Path) -> None:
-    """Refuse, with a message saying what to do, anything that is not a complete ``.keras`` archive."""
-    import stat
-    import zipfile
-
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"embedding model {path} does not exist") from exc
-    except OSError as exc:
-        raise ModelLoadError(f"cannot access embedding model {path} ({exc.strerror or exc})") from exc
-    if stat.S_ISDIR(mode):
-        hint = f"; did you mean {path / 'embedding.keras'}?" if (path / "embedding.keras").is_file() else ""
-        raise ModelLoadError(f"embedding model {path} is a folder, not a .keras file{hint}")
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
-        raise ModelLoadError(f"embedding model {path} is {kind}, not a regular file; pass a .keras file")
-    if path.suffix != ".keras":
-        raise ModelLoadError(f"embedding model {path} is not a .keras file (save models with ImageEmbedder.save)")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelLoadError(
-            f"embedding model {path} is not a complete .keras archive (truncated or damaged: {exc}); "
-            "copy or save it again"
-        ) from exc
-    if bad is not None:
-        raise ModelLoadError(f"embedding model {path} is damaged ({bad} fails its CRC check); copy or save it again")
-    if "config.json" not in names:
-        raise ModelLoadError(f"{path} is a zip archive but not a Keras model (no config.json)")
-
-
-def _check_embedding_model(model: Any, path: Path) -> None:
-    """Refuse anything but one image input (batch, H, W, 3) -> one (batch, D) output."""
-    try:
-        inputs, outputs = list(model.inputs or []), list(model.outputs or [])
-    except (AttributeError, ValueError):
-        inputs, outputs = [], []
-    problem = None
-    if len(inputs) != 1 or len(outputs) != 1:
-        problem = f"it has {len(inputs)} inputs and {len(outputs)} outputs ({type(model).__name__})"
-    else:
-        in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
-        if len(in_shape) != 4 or in_shape[-1] != 3:
-            problem = f"its input has shape {in_shape}, not (batch, H, W, 3)"
-        elif len(out_shape) != 2 or out_shape[-1] is None:
-            problem = f"its output has shape {out_shape}, not (batch, D)"
-    if problem is None:
-        return
-    run_embedding = path.with_name("embedding.keras")
-    if path.name != run_embedding.name and run_embedding.is_file():
-        hint = f"this looks like a training run's model file; use {run_embedding}"
-    else:
-        hint = "pass the embedding.keras of a training run (models/<run>/embedding.keras)"
-    raise ModelLoadError(f"{path} is not an embedding model (one image input -> one (batch, D) output): {problem}; {hint}")
-
-
-def _strip_names(config: Any) -> Any:
-    """The model config with names made canonical: the model's own name dropped and layer
-    names replaced by their position (``layer_0``, ``layer_1``, …) wherever they occur, so two
-    copies of one architecture built in any order (``conv2d`` vs ``conv2d_1``) hash the same,
-    while the wiring between layers is kept.
-    """
-    if not (isinstance(config, dict) and isinstance(config.get("config"), dict)):
-        return config
-    inner = {k: v for k, v in config["config"].items() if k != "name"}
-    names = {layer.get("name", layer.get("config", {}).get("name")): f"layer_{i}"
-             for i, layer in enumerate(inner.get("layers", [])) if isinstance(layer, dict)}
-    names.pop(None, None)
-
-    def rename(x: Any) -> Any:
-        if isinstance(x, str):
-            return names.get(x, x)
-        if isinstance(x, list):
-            return [rename(v) for v in x]
-        if isinstance(x, dict):
-            return {k: rename(v) for k, v in x.items()}
-        return x
-
-    return {**{k: v for k, v in config.items() if k != "config"}, "config": rename(inner)}

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from itemrec.data.layout import LabelledImages, LayoutError, class_key, image_files, read_labelled
+from itemrec.embedded import EmbeddedSet
 
 
 @dataclass
@@ -136,14 +137,14 @@ def _any_images(source: str | os.PathLike) -> list[str]:
     return files
 
 
-def _embed(embedder: Any, paths: list[str], progress: bool, what: str) -> tuple[np.ndarray, np.ndarray, list]:
+def _embed(embedder: Any, paths: list[str], labels: Any, progress: bool, what: str) -> EmbeddedSet:
     if not paths:  # some embedders (a Keras head's predict) fail on an empty batch
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
-    emb, keep, skipped = embedder.embed_paths(paths, progress=progress)
-    if not len(keep):
-        reasons = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+        return EmbeddedSet.from_kept(np.zeros((0, 0), np.float32), [], [], labels)
+    embedded = embedder.embed(paths, labels, progress=progress)
+    if not len(embedded):
+        reasons = "; ".join(f"{p}: {r}" for p, r in embedded.skipped[:3])
         raise LayoutError(f"none of the {len(paths)} {what} could be read ({reasons})")
-    return np.asarray(emb, np.float32), np.asarray(keep, np.int64), list(skipped)
+    return embedded
 
 
 def _near(paths: list[str], labels: np.ndarray, cat_paths: list[str], cat_labels: np.ndarray, max_distance: int,
@@ -170,7 +171,7 @@ def _near(paths: list[str], labels: np.ndarray, cat_paths: list[str], cat_labels
 
 def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEvalOptions, progress: bool = True
                     ) -> dict[str, Any]:
-    """Evaluate ``embedder`` (anything with ``embed_paths``) on a labelled folder or manifest.
+    """Evaluate ``embedder`` (anything with ``embed(paths, labels)``) on a labelled folder or manifest.
 
     Args:
         embedder: an :class:`itemrec.embedder.ImageEmbedder` or a run's embedder.
@@ -199,12 +200,14 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
     catalogue = read_catalogue(opts.catalogue) if opts.catalogue else {}
     keys = sorted(set(frame["key"]) | set(catalogue))
     key_to_label = {k: n for n, k in enumerate(keys)}
-    photo_e, keep, skipped = _embed(embedder, frame["path"].tolist(), progress, "photos")
-    frame, in_gallery, as_query = frame.iloc[keep].reset_index(drop=True), in_gallery[keep], as_query[keep]
+    photos = _embed(embedder, frame["path"].tolist(), frame.assign(in_gallery=in_gallery, as_query=as_query),
+                    progress, "photos")
+    photo_e, frame, skipped = photos.vectors, photos.labels, list(photos.skipped)
+    in_gallery, as_query = frame.pop("in_gallery").to_numpy(bool), frame.pop("as_query").to_numpy(bool)
     labels = frame["key"].map(key_to_label).to_numpy(np.int64)
     cat_keys = [k for k in keys if k in catalogue]
-    cat_e, cat_keep, cat_skipped = _embed(embedder, [catalogue[k] for k in cat_keys], progress, "catalogue images")
-    cat_keys = [cat_keys[i] for i in cat_keep]
+    cat = _embed(embedder, [catalogue[k] for k in cat_keys], cat_keys, progress, "catalogue images")
+    cat_e, cat_keys, cat_skipped = cat.vectors, cat.labels, list(cat.skipped)
     cat_y = np.array([key_to_label[k] for k in cat_keys], np.int64)
     classes = _classes(labels, in_gallery, as_query, set(cat_keys), keys, opts.shots, notes)
     if not len(classes):
@@ -212,7 +215,7 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
     bg_e = None
     if opts.background:
         bg_paths = _any_images(opts.background)
-        bg_e, _, _ = _embed(embedder, bg_paths, progress, "background photos")
+        bg_e = _embed(embedder, bg_paths, None, progress, "background photos").vectors
     near, near_cat, near_counts = None, None, None
     if opts.exclude_near_duplicates:
         near, near_cat, near_counts = _near(frame["path"].tolist(), labels, [catalogue[k] for k in cat_keys], cat_y,

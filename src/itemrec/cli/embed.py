@@ -69,16 +69,17 @@ def _embed(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     try:
-        emb, keep, skipped = embedder.embed_paths([str(p) for p in paths], strict=args.strict, progress=not args.quiet)
+        embedded = embedder.embed([str(p) for p in paths], strict=args.strict, progress=not args.quiet)
     except BadImageError as exc:
         raise CLIError(f"{exc} (drop --strict to skip unreadable files)") from exc
-    for path, reason in skipped:
+    emb = embedded.vectors
+    for path, reason in embedded.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not len(keep):
+    if not len(embedded):
         raise CLIError(f"none of the {len(paths)} images could be read (reasons above); nothing was written")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, emb)
     listing = args.out.with_name(args.out.name[: -len(".npy")] + ".paths.txt")
-    listing.write_text("".join(f"{paths[i]}\n" for i in keep))
+    listing.write_text("".join(f"{p}\n" for p in embedded.paths))
     print(f"wrote {args.out} ({emb.shape[0]} x {emb.shape[1]}) and {listing}")
     return 0

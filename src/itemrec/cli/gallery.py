@@ -193,11 +193,12 @@ def _query(args: argparse.Namespace) -> int:
     images = expand_images(args.images)
     g = _open(args.gallery, args.model, readonly=True)
     try:
-        emb, keep, skipped = g.embedder.embed_paths(images)
-        results = g.query(vectors=emb, k=args.k) if len(keep) else []
+        embedded = g.embedder.embed(images)
+        skipped = embedded.skipped
+        results = g.query(vectors=embedded.vectors, k=args.k) if len(embedded) else []
     finally:
         g.close()
-    out = [{"image": images[i], **r.to_dict()} for i, r in zip(keep, results)]
+    out = [{"image": path, **r.to_dict()} for path, r in zip(embedded.paths, results)]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -226,14 +227,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     try:
         paths = [p for e in entries for p in e["paths"]]
         ids = [e["item_id"] for e in entries for _ in e["paths"]]
-        emb, keep, skipped = g.embedder.embed_paths(paths, progress=True)
-        for path, reason in skipped:
+        embedded = g.embedder.embed(paths, ids, progress=True)
+        for path, reason in embedded.skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
-        if not len(keep):
+        if not len(embedded):
             raise CLIError(f"{args.source}: none of the {len(paths)} calibration photos could be read")
-        ids = match_ids([ids[i] for i in keep], [str(i) for i in g.items()["item_id"]])
+        ids = match_ids(embedded.labels, [str(i) for i in g.items()["item_id"]])
         try:
-            cal = g.calibrate(emb, np.asarray(ids, object), args.target_far)
+            cal = g.calibrate(embedded.vectors, np.asarray(ids, object), args.target_far)
         except ValueError as exc:
             raise CLIError(f"{exc}: calibrate with photos of at least two items, or of items not enrolled") from exc
     finally:
@@ -259,10 +260,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             data = read_labelled(source)
         except (LayoutError, FileNotFoundError) as exc:
             raise CLIError(f"{what}: {exc}") from exc
-        emb, keep, skipped = g.embedder.embed_paths(data.frame["path"].tolist(), progress=True)
-        if not len(keep):
+        embedded = g.embedder.embed(data.frame["path"].tolist(), data.frame["folder"].tolist(), progress=True)
+        if not len(embedded):
             raise CLIError(f"{what}: none of the {len(data.frame)} photos could be read")
-        return emb, data.frame["folder"].to_numpy()[keep].tolist(), skipped
+        return embedded.vectors, embedded.labels, list(embedded.skipped)
 
     g = _open(args.gallery, args.model, readonly=True)
     try:
@@ -327,12 +328,12 @@ def _background(args: argparse.Namespace) -> int:
             print("hubness correction off; the unknown threshold was cleared: run `itemrec gallery calibrate`")
         else:
             paths = [p for e in read_source(args.photos) for p in e["paths"]]
-            emb, keep, skipped = g.embedder.embed_paths(paths, progress=True)
-            for path, reason in skipped:
+            embedded = g.embedder.embed(paths, progress=True)
+            for path, reason in embedded.skipped:
                 print(f"skipped {path}: {reason}")
-            if not len(keep):
+            if not len(embedded):
                 raise CLIError(f"{args.photos}: no readable background photos")
-            n = g.set_background(vectors=emb, k=args.k, beta=args.beta)
+            n = g.set_background(vectors=embedded.vectors, k=args.k, beta=args.beta)
             print(f"hubness correction on: {n} background photos, k {args.k}, beta {args.beta}; "
                   "the unknown threshold was cleared: run `itemrec gallery calibrate`")
     except GalleryError as exc:

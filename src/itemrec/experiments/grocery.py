@@ -324,8 +324,8 @@ class OpenSetEmbeddings:
 
 
 def _embed(embedder: Any, ds: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    emb, keep, _ = embedder.embed_paths(list(ds.paths))
-    return emb, ds.labels[keep], np.asarray(ds.paths, dtype=object)[keep]
+    s = embedder.embed(list(ds.paths), ds.labels)
+    return s.vectors, s.labels, np.asarray(s.paths, dtype=object)
 
 
 def open_set_embeddings(run_dir: str | os.PathLike) -> OpenSetEmbeddings:
@@ -359,10 +359,10 @@ def open_set_embeddings(run_dir: str | os.PathLike) -> OpenSetEmbeddings:
     if missing:
         raise ValueError(f"{run_dir}: test classes without a catalogue image: {missing[:5]}")
     gal_p, gal_y = splits.test.representative_arrays(classes)
-    gal, keep, skipped = embedder.embed_paths(list(gal_p))
-    if skipped:
-        raise ValueError(f"catalogue images cannot be read: {skipped[:3]}")
-    return OpenSetEmbeddings(test, test_y, test_p, calib, calib_y, gal, gal_y[keep], np.asarray(gal_p)[keep],
+    gal = embedder.embed(list(gal_p), np.asarray(gal_y))
+    if gal.skipped:
+        raise ValueError(f"catalogue images cannot be read: {list(gal.skipped[:3])}")
+    return OpenSetEmbeddings(test, test_y, test_p, calib, calib_y, gal.vectors, gal.labels, np.asarray(gal.paths),
                              list(splits.test.class_names), config.eval.metric)
 
 

@@ -16,7 +16,8 @@ in memory per vector id and computed for new vectors when they are first needed.
 The offset of a vector is :func:`itemrec.evaluation.hubness_offsets` (cosine):
 ``o(v) = β·r(v)``, added to distances in the evaluation and subtracted from similarities
 here, so the gallery and the evaluation rank the same vectors alike. Scores with a
-background are ``cos − β·r`` (lower than plain cosines by ``β·r``): :meth:`BackgroundMixin.set_background` clears the unknown threshold, so
+background are ``cos − β·r`` (lower than plain cosines by ``β·r``):
+:meth:`HubnessCorrection.set_background` clears the unknown threshold, so
 calibrate again afterwards.
 """
 
@@ -31,36 +32,55 @@ from itemrec.gallery.errors import GalleryError
 _TABLE = "CREATE TABLE IF NOT EXISTS background (row INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
 
 
-class BackgroundMixin:
-    """``set_background``/``clear_background`` and the per-vector score adjustments for :class:`Gallery`."""
+class HubnessCorrection:
+    """A gallery's background photos and the per-vector score adjustments they give.
 
-    # provided by Gallery
-    store: Any
-    dim: int
-    _meta: dict[str, Any]
-    _vid: np.ndarray
-    _vectors_from: Any
-    _sync: Any
+    Args:
+        store: the gallery's :class:`~itemrec.gallery.store.MetadataStore`.
+        sync: its :class:`~itemrec.gallery.sync.Synchroniser` (the indexed vector ids and the
+            meta as of its generation).
+        inputs: its :class:`~itemrec.gallery.inputs.VectorInputs` (images, paths or vectors in).
+    """
+
+    def __init__(self, store: Any, sync: Any, inputs: Any) -> None:
+        self.store = store
+        self.sync = sync
+        self.inputs = inputs
+        self.dim = int(sync.dim)
+
+    @property
+    def _meta(self) -> dict[str, Any]:
+        return self.sync.meta
+
+    @property
+    def _vid(self) -> np.ndarray:
+        return self.sync.vector_ids
+
+    def _vectors_from(self, *args: Any) -> tuple[np.ndarray, list[str | None], list[tuple[str, str]]]:
+        return self.inputs.vectors(*args)
 
     def set_background(
         self, data: Any = None, *, images: Any = None, paths: Any = None, vectors: Any = None,
         k: int = 10, beta: float = 0.5, fingerprint: str | None = None,
     ) -> int:
-        """Store background photos and switch the hubness correction on. Clears the threshold.
+        """Store background photos and switch the hubness correction on; clears the threshold.
 
         Args:
-            data, images, paths, vectors: the background (photos of products other than the
-                queries'), in one of the gallery's input forms.
-            k: background neighbours per vector (capped at the background size).
-            beta: weight β ≥ 0 of :func:`itemrec.evaluation.hubness_offsets`.
-            fingerprint: the embedder fingerprint the vectors come from.
+            data: images, paths or vectors (kind guessed), or use one of the keywords.
+            images: (N, H, W, 3) uint8 photos of products other than the queries'.
+            paths: image files of such photos.
+            vectors: (N, dim) embeddings of such photos.
+            k: background neighbours per indexed vector (``r(v)`` averages ``k`` cosines).
+            beta: weight β ≥ 0 of :func:`itemrec.evaluation.hubness_offsets` (``cos − β·r``).
+            fingerprint: the model id of ``vectors`` (checked against the gallery's).
 
         Returns:
-            The number of background vectors.
+            The number of background vectors stored.
 
         Raises:
-            GalleryError: ``k`` not a positive integer, ``beta`` negative or not finite, or
-                inputs that do not match the gallery.
+            GalleryError: ``k`` not a positive integer, ``beta`` negative or not finite, or the
+                input unusable (see :meth:`~itemrec.gallery.inputs.VectorInputs.vectors`).
+            GalleryMismatchError: vectors of another dimension or model.
         """
         x = self._vectors_from(data, images, paths, vectors, fingerprint, "background")[0]
         if isinstance(k, bool) or int(k) != k or k < 1:
@@ -85,10 +105,10 @@ class BackgroundMixin:
             self.store.set_meta(cur, hubness_k=k, hubness_beta=beta, background_version=version,
                                 threshold=None, calibration=None)
             self.store.bump_generation(cur)
-        self._sync()
+        self.sync.sync()
 
     @property
-    def hubness(self) -> dict[str, Any] | None:
+    def settings(self) -> dict[str, Any] | None:
         """``{"k", "beta", "n_background"}`` while the correction is on, else None."""
         if not self._meta.get("hubness_k"):
             return None
@@ -105,6 +125,15 @@ class BackgroundMixin:
             self._bg_cache = (version, bg)
             self._adj_cache = (version, np.zeros(0, np.int64), np.zeros(0, np.float64))
         return self._bg_cache[1]
+
+    def adjustments(self) -> np.ndarray | None:
+        """The score offset ``−β · r(v)`` of each indexed vector, aligned with the synchroniser's
+        ``vector_ids``; None without a background. Offsets of new vectors are computed on first use.
+
+        Returns:
+            (n,) float64 offsets, or None.
+        """
+        return self._adjustments()
 
     def _adjustments(self) -> np.ndarray | None:
         """``−o(v) = −β · r(v)`` (:func:`itemrec.evaluation.hubness_offsets`) for each vector of ``self._vid``

@@ -67,9 +67,26 @@ def operating_points(gallery: Any, calib_emb: Any, calib_ids: list[str], query_e
                      enrolled: set[str], fars: tuple[float, ...] = OPERATING_FARS) -> list[dict[str, Any]]:
     """The trade-off behind the threshold: for each target FAR, the threshold
     :meth:`~itemrec.gallery.Gallery.calibrate` fits on ``calib_emb``/``calib_ids`` (not stored) and
-    what the gallery then decides on the queries: :func:`decision_rates` plus the calibration's
-    threshold, FAR, DIR and score counts (``recognised`` is ``accepted_correct``, and
-    ``unknown_rejected`` is ``rejected_unknown``, as the demo's report names them)."""
+    what the gallery then decides on the queries.
+
+    Args:
+        gallery: an open :class:`~itemrec.gallery.Gallery`.
+        calib_emb: (M, D) calibration embeddings.
+        calib_ids: (M,) the item each calibration photo shows.
+        query_emb: (N, D) query embeddings.
+        query_products: (N,) the item each query shows.
+        enrolled: the enrolled item ids.
+        fars: the target FARs.
+
+    Returns:
+        One dict per target FAR: ``target_far``, the calibration's ``threshold``, ``far_calib``,
+        ``dir_calib``, ``n_impostor``, ``n_mated``, the :func:`decision_rates` on the queries, and
+        ``recognised`` (= ``accepted_correct``) and ``unknown_rejected`` (= ``rejected_unknown``),
+        as the demo's report names them.
+
+    Raises:
+        ValueError: a calibration without impostor scores (see :meth:`Gallery.calibrate`).
+    """
     rows = []
     for far in fars:
         cal = gallery.calibrate(calib_emb, calib_ids, target_far=far, save=False)
@@ -83,8 +100,16 @@ def operating_points(gallery: Any, calib_emb: Any, calib_ids: list[str], query_e
 
 
 def match_ids(labels: Sequence[str], item_ids: Sequence[str]) -> list[str]:
-    """Each label as the enrolled item id it names (exact, else by :func:`~itemrec.data.layout.class_key`),
-    or unchanged when no item matches."""
+    """Each label as the enrolled item id it names.
+
+    Args:
+        labels: (N,) labels (folder names, item names).
+        item_ids: the enrolled item ids.
+
+    Returns:
+        (N,) the item id each label names, matched exactly, else by
+        :func:`~itemrec.data.layout.class_key` (case, ``-``/``_``); a label unchanged when no item matches.
+    """
     from itemrec.data.layout import class_key
 
     exact = set(item_ids)
@@ -99,7 +124,8 @@ def evaluate_gallery(gallery: Any, query_emb: np.ndarray, query_labels: Sequence
 
     Args:
         gallery: an open :class:`~itemrec.gallery.Gallery`.
-        query_emb: (N, D) query embeddings; query_labels: (N,) their item names (matched by :func:`match_ids`).
+        query_emb: (N, D) query embeddings.
+        query_labels: (N,) their item names (matched by :func:`match_ids`).
         calib: ``(embeddings, labels)`` to fit the trade-off's thresholds on; ``None``: the queries
             themselves (thresholds then fitted and reported on the same photos: optimistic).
         fars: target FARs of the trade-off.
@@ -131,6 +157,16 @@ def calibration_notes(n_impostor: int, n_genuine: int, target_far: float, thresh
     With ``n`` impostor scores the smallest FAR that can be told from 0 is ``1/n``; a target
     below it gives the threshold just above the highest impostor score, which means only
     "above every impostor seen", not the target FAR.
+
+    Args:
+        n_impostor: impostor (non-mated) scores used.
+        n_genuine: genuine (mated) scores used.
+        target_far: the FAR asked for.
+        threshold: the threshold chosen.
+        max_impostor: the highest impostor score, quoted in the warning when given.
+
+    Returns:
+        Lines to print: the counts, and a warning when ``target_far < 1 / n_impostor``.
     """
     lines = [f"used {n_impostor} impostor scores (best match to another item) and {n_genuine} genuine scores "
              "(photos of enrolled items)"]

@@ -19,7 +19,7 @@ similarity search with GPUs", 2017):
 
 The on-disk form is one file: a header (magic, JSON with the generation and
 parameters, the tombstone ids) followed by the FAISS serialisation; callers
-write it to a temporary file and ``os.replace`` it (see :func:`save_index_file`).
+write it to a temporary file and ``os.replace`` it (see :func:`itemrec.gallery.index_file.save_index_file`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -36,30 +36,19 @@ INDEX_KINDS = ("flat", "ivf", "hnsw")
 _MAGIC = b"ITEMREC-INDEX-1\n"
 
 
-class SearchIndex(Protocol):
-    """What the gallery needs from an index (ids are int64, vectors float32 (N, D))."""
-
-    dim: int
-
-    @property
-    def ntotal(self) -> int: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: np.ndarray) -> int: ...
-
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def ids(self) -> np.ndarray: ...
-
-    def to_bytes_into(self, fh: Any) -> None: ...
-
-
 class FaissIndex:
     """A FAISS index with external int64 ids; see the module docstring for the kinds.
 
-    ``search`` returns ``(scores (n, k) float32, ids (n, k) int64)``, best first,
-    with id ``-1`` and score ``-inf`` where fewer than ``k`` vectors exist.
+    Args:
+        dim: the vector dimension.
+        kind: ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        nlist, nprobe, min_train: IVF cells (default ``4·√N``), cells visited per query, and the
+            vectors held before it trains (exact until then).
+        hnsw_m, ef_construction, ef_search: HNSW links per node and candidate list sizes.
+        tombstone_ratio: HNSW rebuilds once removed vectors pass this fraction.
+
+    Raises:
+        ValueError: an unknown ``kind`` or a dimension below 1.
     """
 
     def __init__(
@@ -133,6 +122,7 @@ class FaissIndex:
     # -- SearchIndex ------------------------------------------------------------
     @property
     def ntotal(self) -> int:
+        """Vectors searchable (HNSW tombstones excluded)."""
         return int(self._index.ntotal) - len(self._tombstones)
 
     @property
@@ -151,7 +141,15 @@ class FaissIndex:
         return ids, vectors
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under the given ids (ids must not be present already)."""
+        """Add vectors under the given ids; an IVF index trains once it holds ``min_train`` vectors.
+
+        Args:
+            ids: (N,) int64 ids, none of them present already.
+            vectors: (N, D) float32 unit rows.
+
+        Raises:
+            ValueError: wrong shapes, or as many ids as vectors not given.
+        """
         ids, vectors = self._check(ids, vectors)
         if not len(ids):
             return
@@ -173,7 +171,11 @@ class FaissIndex:
             self._index.add_with_ids(all_vecs, all_ids)
 
     def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of everything searchable, reconstructed from the index."""
+        """Everything searchable, reconstructed from the index.
+
+        Returns:
+            ``(ids (n,) int64, vectors (n, D) float32)``.
+        """
         if self._is_ivf():
             ids = self.ids()
             vecs = np.vstack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
@@ -185,7 +187,14 @@ class FaissIndex:
         return self._pos_ids[live].copy(), np.asarray(vecs[live], np.float32)
 
     def remove(self, ids: np.ndarray) -> int:
-        """Remove the given ids (absent ids are ignored); returns how many were removed."""
+        """Remove the given ids (absent ids are ignored); HNSW marks tombstones and rebuilds past ``tombstone_ratio``.
+
+        Args:
+            ids: int64 ids.
+
+        Returns:
+            How many were removed.
+        """
         import faiss
 
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
@@ -212,7 +221,18 @@ class FaissIndex:
         return len(positions)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (scores, ids) per query row by inner product."""
+        """Top-``k`` vectors per query row by inner product (the cosine for unit rows), best first.
+
+        Args:
+            vectors: (n, D) float32 queries.
+            k: results per query.
+
+        Returns:
+            ``(scores (n, k) float32, ids (n, k) int64)``; ``-inf`` and ``-1`` where fewer than ``k`` exist.
+
+        Raises:
+            ValueError: wrong query shape, or ``k < 1``.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"index expects queries of shape (N, {self.dim}), got {vectors.shape}")
@@ -251,7 +271,11 @@ class FaissIndex:
         return scores, ids
 
     def ids(self) -> np.ndarray:
-        """Every searchable id (sorted)."""
+        """Every searchable id.
+
+        Returns:
+            (n,) int64, sorted.
+        """
         import faiss
 
         if self._is_ivf():
@@ -267,7 +291,12 @@ class FaissIndex:
         return np.sort(self._pos_ids[live])
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
-        """Trade speed for recall at query time (IVF ``nprobe``, HNSW ``efSearch``)."""
+        """Trade speed for recall at query time.
+
+        Args:
+            nprobe: IVF cells visited per query (None: unchanged).
+            ef_search: HNSW candidate list size (None: unchanged).
+        """
         if nprobe is not None:
             self.params["nprobe"] = int(nprobe)
             if self._is_ivf():
@@ -279,10 +308,21 @@ class FaissIndex:
 
     # -- persistence -----------------------------------------------------------
     def header(self) -> dict[str, Any]:
+        """What the index file's header records about the index.
+
+        Returns:
+            ``{"kind", "dim", "params", "ntotal"}``.
+        """
         return {"kind": self.kind, "dim": self.dim, "params": self.params, "ntotal": self.ntotal}
 
     def write(self, fh: Any, extra: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Write header, tombstones, named int64 ``arrays`` and the FAISS serialisation into a binary file."""
+        """Write header, tombstones, named int64 ``arrays`` and the FAISS serialisation into a binary file.
+
+        Args:
+            fh: a file open for binary writing.
+            extra: more header keys (JSON-serialisable), such as the gallery generation.
+            arrays: named int64 arrays stored after the header.
+        """
         import faiss
 
         arrays = {
@@ -299,7 +339,18 @@ class FaissIndex:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> tuple["FaissIndex", dict[str, Any], dict[str, np.ndarray]]:
-        """Read a file written by :meth:`write`; returns the index, its header and its arrays."""
+        """Read a file written by :meth:`write`.
+
+        Args:
+            path: the index file.
+
+        Returns:
+            ``(index, header dict, {name: int64 array})`` (the extra arrays given to :meth:`write`).
+
+        Raises:
+            ValueError: not an index file, truncated, or ids and vectors disagree.
+            OSError: the file cannot be read (FAISS raises ``RuntimeError`` for a damaged body).
+        """
         import faiss
 
         path = Path(path)
@@ -323,52 +374,3 @@ class FaissIndex:
         if not self._is_ivf() and len(self._pos_ids) != raw.ntotal:
             raise ValueError(f"{path}: {len(self._pos_ids)} ids for {raw.ntotal} vectors")
         return self, head, arrays
-
-
-def save_index_file(
-    index: FaissIndex, path: str | os.PathLike, extra: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
-) -> None:
-    """Durably replace ``path`` with ``index``: write a temp file, fsync, ``os.replace``, fsync the folder.
-
-    A crash at any moment leaves either the old file or the new one, never a mix.
-    """
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        index.write(fh, extra, arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete ``path.tmp.PID`` files left by processes that no longer run."""
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f"{path.name}.tmp.*"):
-        try:
-            pid = int(tmp.name.rsplit(".", 1)[1])
-        except ValueError:
-            continue
-        if pid != os.getpid() and _pid_alive(pid):
-            continue
-        if pid == os.getpid():
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

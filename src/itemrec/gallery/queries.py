@@ -1,28 +1,95 @@
-"""Reading side of :class:`~itemrec.gallery.Gallery`: search, query, items, calibrate, check."""
+"""Reading side of a gallery: search, recognise (query), list items, calibrate the threshold.
+
+:class:`Recognizer` answers queries against the index a
+:class:`~itemrec.gallery.sync.Synchroniser` keeps in step with the store; every public
+method first picks up other writers' changes.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
 
-from itemrec.gallery.results import Calibration, IntegrityReport, Match, QueryResult, choose_threshold
+from itemrec.gallery.results import Calibration, Match, QueryResult, choose_threshold
 
 
-class QueryMixin:
-    """Methods of :class:`~itemrec.gallery.Gallery` that only read (they first pick up other writers' changes)."""
+class Recognizer:
+    """Nearest-item search, open-set recognition and threshold calibration for one gallery.
 
-    # provided by Gallery
-    dim: int
-    prototype: str
+    An item scores the best cosine similarity over its indexed vectors (its images in
+    ``"each"`` mode, its prototype in ``"mean"`` mode), plus the hubness offset of that vector
+    when a background is set; a query whose best score is below the threshold is unknown.
+
+    Args:
+        store: the gallery's :class:`~itemrec.gallery.store.MetadataStore`.
+        sync: its :class:`~itemrec.gallery.sync.Synchroniser`.
+        hubness: its :class:`~itemrec.gallery.background.HubnessCorrection`.
+        inputs: its :class:`~itemrec.gallery.inputs.VectorInputs`.
+        prototype: ``"each"`` or ``"mean"``.
+    """
+
+    def __init__(self, store: Any, sync: Any, hubness: Any, inputs: Any, prototype: str) -> None:
+        self.store = store
+        self.sync = sync
+        self.hubness = hubness
+        self.inputs = inputs
+        self.prototype = prototype
+        self._items: dict[int, tuple[str, str, dict[str, Any]]] = {}
+        self._items_gen = -1
+
+    @property
+    def _gen(self) -> int:
+        return self.sync.generation
+
+    def _vectors_from(self, *args: Any) -> tuple[np.ndarray, list[str | None], list[tuple[str, str]]]:
+        return self.inputs.vectors(*args)
+
+    def refresh(self) -> bool:
+        """Pick up other processes' writes.
+
+        Returns:
+            True if there were any.
+        """
+        return self.sync.refresh()
+
+    @property
+    def threshold(self) -> float | None:
+        """The stored unknown-rejection threshold, or None (nothing rejected)."""
+        t = self.sync.meta.get("threshold")
+        return None if t is None else float(t)
+
+    def set_threshold(self, threshold: float | None, calibration: Calibration | None = None) -> None:
+        """Store the unknown-rejection threshold (other handles pick it up at their next query).
+
+        Args:
+            threshold: the similarity below which a query is unknown, or None (reject nothing).
+            calibration: how it was chosen, stored with it.
+
+        Raises:
+            PermissionError: the gallery is open read-only.
+        """
+        with self.store.write() as cur:
+            self.store.set_meta(cur, threshold=threshold, calibration=None if calibration is None else calibration.__dict__)
+            self.store.bump_generation(cur)
+        self.sync.sync()
 
     def search(self, vectors: Any, k: int = 5, fingerprint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` distinct items per query vector: ``(similarities (n, k) float32, item_pks (n, k) int64)``.
+        """Top-``k`` distinct items per query vector.
 
-        An item's score is the best cosine similarity over its indexed vectors;
-        missing places (fewer than ``k`` items) hold ``-inf`` and ``-1``.
+        Args:
+            vectors: (n, dim) or (dim,) query embeddings (normalised here).
+            k: items per query.
+            fingerprint: the model id of ``vectors``, checked against the gallery's when given.
+
+        Returns:
+            ``(scores (n, k) float32, item_pks (n, k) int64)``, best first; missing places (fewer
+            than ``k`` items) hold ``-inf`` and ``-1``.
+
+        Raises:
+            ValueError: ``k < 1``.
+            GalleryError, GalleryMismatchError: unusable vectors (see :class:`VectorInputs`).
         """
         q = self._vectors_from(None, None, None, vectors, fingerprint, "query")[0]
         self.refresh()
@@ -34,13 +101,13 @@ class QueryMixin:
         n = len(q)
         out_s = np.full((n, k), -np.inf, np.float32)
         out_p = np.full((n, k), -1, np.int64)
-        ntotal = self._index.ntotal
+        ntotal = self.sync.index.ntotal
         if ntotal == 0 or n == 0:
             return out_s, out_p
-        adj = self._adjustments()  # hubness correction per vector (see gallery.background), or None
+        adj = self.hubness.adjustments()  # hubness correction per vector (see gallery.background), or None
         if adj is None and self._one_vector_per_item():  # no aggregation and no re-ranking needed
-            scores, ids = self._index.search(q, k)
-            return scores, self._pks_of(ids)
+            scores, ids = self.sync.index.search(q, k)
+            return scores, self.sync.pks_of(ids)
         # fetch kk vectors, aggregate them into items (an item scores its best vector), re-fetch more
         # while that cannot be the answer: fewer than k items, or (with adjustments) a vector not fetched
         # could still beat the k-th item, as its score is at most the last fetched raw score + max(adj)
@@ -48,9 +115,9 @@ class QueryMixin:
         todo = np.arange(n)
         kk = min(ntotal, max(4 * k, k + 16))
         while len(todo):
-            raw, ids = self._index.search(q[todo], kk)
-            pos, found = self._positions(ids)
-            pks = np.where(found, self._vpk[pos], -1)
+            raw, ids = self.sync.index.search(q[todo], kk)
+            pos, found = self.sync.positions(ids)
+            pks = np.where(found, self.sync.item_pks[pos], -1)
             scores = raw if adj is None else np.where(found, raw + adj[pos], -np.inf)
             again = []
             for row, qi in enumerate(todo):
@@ -75,35 +142,13 @@ class QueryMixin:
         return out_s, out_p
 
     def _one_vector_per_item(self) -> bool:
-        """True in ``"mean"`` mode, or when no item has two indexed vectors (cached per generation)."""
-        if self.prototype == "mean":
-            return True
-        cached = getattr(self, "_one_per_item_cache", None)
-        if cached is None or cached[0] != self._gen:
-            pks = np.sort(self._vpk)
-            cached = (self._gen, bool(len(pks) < 2 or (pks[1:] != pks[:-1]).all()))
-            self._one_per_item_cache = cached
-        return cached[1]
-
-    def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(positions in self._vid, found)`` of vector ids (``-1`` and unknown ids: not found, position 0)."""
-        vid = self._vid
-        if not len(vid):
-            return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
-        if vid[-1] - vid[0] == len(vid) - 1:  # ids without gaps (no removals): arithmetic, not a binary search
-            pos = ids - vid[0]
-            found = (pos >= 0) & (pos < len(vid))
-            return (pos if found.all() else np.where(found, pos, 0)), found
-        pos = np.searchsorted(vid, ids).clip(0, len(vid) - 1)
-        found = (ids >= 0) & (vid[pos] == ids)
-        return pos, found
-
-    def _pks_of(self, ids: np.ndarray) -> np.ndarray:
-        """Item pk of each vector id (``-1`` for ``-1`` or an unknown id); ``self._vid`` is sorted and unique."""
-        pos, found = self._positions(ids)
-        return self._vpk[pos] if found.all() else np.where(found, self._vpk[pos], -1)
+        """True in ``"mean"`` mode, or when no item has two indexed vectors."""
+        return self.prototype == "mean" or self.sync.one_vector_per_item()
 
     def _item_info(self, pks: set[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        if self._items_gen != self.sync.generation:  # names and attributes may have changed
+            self._items.clear()
+            self._items_gen = self.sync.generation
         missing = [p for p in pks if p not in self._items]
         if missing:
             for pk, (iid, name, attrs) in self.store.items_by_pk(missing).items():
@@ -121,10 +166,26 @@ class QueryMixin:
         fingerprint: str | None = None,
         threshold: float | None = None,
     ) -> list[QueryResult]:
-        """Recognise each query (images, paths or vectors): top-``k`` items and the unknown flag.
+        """Recognise each query: its top-``k`` items and whether it is unknown.
 
-        ``unknown`` is ``best similarity < threshold`` (the gallery's unless given);
-        with no threshold set nothing is rejected except on an empty gallery.
+        A query is unknown when its best similarity is below ``threshold`` (the gallery's unless
+        given); with no threshold set nothing is rejected, except on an empty gallery.
+
+        Args:
+            data: images, paths or vectors (kind guessed), or use one of the keywords.
+            images: (n, H, W, 3) uint8 photos.
+            paths: image files (unreadable ones skipped, so fewer results).
+            vectors: (n, dim) embeddings.
+            k: items per query.
+            fingerprint: the model id of ``vectors``, checked when given.
+            threshold: overrides the stored threshold for this call.
+
+        Returns:
+            One :class:`~itemrec.gallery.results.QueryResult` per (readable) query, in order.
+
+        Raises:
+            ValueError: ``k < 1``.
+            GalleryError, GalleryMismatchError: unusable input (see :class:`VectorInputs`).
         """
         q = self._vectors_from(data, images, paths, vectors, fingerprint, "query")[0]
         self.refresh()
@@ -139,17 +200,16 @@ class QueryMixin:
         return results
 
     def items(self) -> Any:
-        """A pandas DataFrame, one row per item: item_id, name, attributes (dict), created_at, n_vectors."""
+        """The enrolled items.
+
+        Returns:
+            A pandas DataFrame, one row per item in enrolment order: ``item_id``, ``name``,
+            ``attributes`` (dict), ``created_at`` (ISO 8601 UTC), ``n_vectors`` (its images).
+        """
         import pandas as pd
 
         self.refresh()
-        with self.store.lock:
-            rows = self.store.conn.execute(
-                "SELECT i.item_id, i.name, i.attributes, i.created_at, "
-                "(SELECT COUNT(*) FROM vectors v WHERE v.item_pk = i.item_pk AND v.indexed = ?) "
-                "FROM items i ORDER BY i.item_pk",
-                (1 if self.prototype == "each" else 0,),
-            ).fetchall()
+        rows = self.store.item_rows(indexed=self.prototype == "each")
         frame = pd.DataFrame(rows, columns=["item_id", "name", "attributes", "created_at", "n_vectors"])
         frame["attributes"] = [json.loads(a) for a in frame["attributes"]]
         return frame
@@ -205,78 +265,10 @@ class QueryMixin:
         return cal
 
     def _enrolled_ids(self, ids: list[str]) -> set[str]:
+        """The enrolled ones among ``ids``; cached for this very list at this generation (calibrate
+        asks once per query)."""
         cache = getattr(self, "_enrolled_cache", None)
-        if cache is None or cache[0] != self._gen:
-            uniq = sorted(set(ids))
-            found: set[str] = set()
-            with self.store.lock:
-                for start in range(0, len(uniq), 900):
-                    chunk = uniq[start : start + 900]
-                    marks = ",".join("?" * len(chunk))
-                    found |= {r[0] for r in self.store.conn.execute(f"SELECT item_id FROM items WHERE item_id IN ({marks})", chunk)}
-            cache = (self._gen, found)
+        if cache is None or cache[0] != self._gen or cache[1] is not ids:
+            cache = (self._gen, ids, self.store.existing_item_ids(ids))
             self._enrolled_cache = cache
-        return cache[1]
-
-    def check(self) -> IntegrityReport:
-        """Integrity: SQLite ``PRAGMA integrity_check``, index size == indexed rows, ids mapped both ways."""
-        self.refresh()
-        problems = []
-        sqlite = self.store.integrity()
-        if sqlite != "ok":
-            problems.append(f"sqlite integrity_check: {sqlite}")
-        with self.store.read() as cur:
-            gen = self.store.generation(cur)
-            n_items = cur.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-            n_vectors = cur.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-            rows = cur.execute("SELECT vector_id, item_pk FROM vectors WHERE indexed = 1 ORDER BY vector_id").fetchall()
-            orphans = cur.execute(
-                "SELECT COUNT(*) FROM vectors v LEFT JOIN items i ON v.item_pk = i.item_pk WHERE i.item_pk IS NULL"
-            ).fetchone()[0]
-            empty = cur.execute(
-                "SELECT COUNT(*) FROM items i WHERE NOT EXISTS (SELECT 1 FROM vectors v WHERE v.item_pk = i.item_pk)"
-            ).fetchone()[0]
-            bad_len = cur.execute("SELECT COUNT(*) FROM vectors WHERE length(vec) != ?", (4 * self.dim,)).fetchone()[0]
-        store_ids = np.array([r[0] for r in rows], np.int64)
-        store_pks = np.array([r[1] for r in rows], np.int64)
-        index_ids = self._index.ids()
-        missing = np.setdiff1d(store_ids, index_ids).tolist()
-        unknown = np.setdiff1d(index_ids, store_ids).tolist()
-        if gen != self._gen:
-            problems.append(f"index generation {self._gen} != store generation {gen}")
-        if self._index.ntotal != len(store_ids):
-            problems.append(f"index holds {self._index.ntotal} vectors, store has {len(store_ids)} indexed rows")
-        if missing:
-            problems.append(f"{len(missing)} stored vectors missing from the index (e.g. {missing[:5]})")
-        if unknown:
-            problems.append(f"{len(unknown)} index ids not in the store (e.g. {unknown[:5]})")
-        if not (np.array_equal(self._vid, store_ids) and np.array_equal(self._vpk, store_pks)):
-            problems.append("vector-id -> item map of the index differs from the store")
-        if orphans:
-            problems.append(f"{orphans} vectors belong to no item")
-        if empty:
-            problems.append(f"{empty} items have no vectors")
-        if bad_len:
-            problems.append(f"{bad_len} stored vectors are not {self.dim} float32 values")
-        file_gen = self.index_file_generation
-        if file_gen is not None and file_gen > gen:
-            problems.append(f"index file generation {file_gen} is ahead of the store ({gen})")
-        return IntegrityReport(
-            sqlite, int(n_items), int(n_vectors), len(store_ids), self._index.ntotal, gen, file_gen, missing, unknown, problems
-        )
-
-    def describe(self) -> dict[str, Any]:
-        """Summary for ``itemrec gallery list``/``/health``."""
-        self.refresh()
-        return {
-            "path": os.fspath(self.path),
-            "items": len(self),
-            "vectors": self._index.ntotal,
-            "dim": self.dim,
-            "index": self._meta["index_type"],
-            "prototype": self.prototype,
-            "fingerprint_id": self.fingerprint_id,
-            "threshold": self.threshold,
-            "hubness": self.hubness,
-            "generation": self._gen,
-        }
+        return cache[2]

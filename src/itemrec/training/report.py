@@ -47,8 +47,8 @@ def _far_key(far: float) -> str:
 
 
 def _embed(embedder: Any, ds: Any, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    emb, keep, skipped = embedder.embed_paths(list(ds.paths), progress=progress)
-    return emb, ds.labels[keep], np.asarray(ds.paths)[keep], len(skipped)
+    s = embedder.embed(list(ds.paths), ds.labels, progress=progress)
+    return s.vectors, s.labels, np.asarray(s.paths), len(s.skipped)
 
 
 def _gallery(splits: Any, classes: np.ndarray, embedder: Any, progress: bool) -> tuple[np.ndarray, np.ndarray, str]:
@@ -67,10 +67,10 @@ def _gallery(splits: Any, classes: np.ndarray, embedder: Any, progress: bool) ->
             paths.append(calib.paths[idx[0]])
             labels.append(int(c))
         source = "first calib image"
-    emb, keep, skipped = embedder.embed_paths(list(paths), progress=progress)
-    if skipped:
-        raise ValueError(f"gallery images cannot be read: {skipped[:3]}")
-    return emb, np.asarray(labels)[keep], source
+    s = embedder.embed(list(paths), np.asarray(labels), progress=progress)
+    if s.skipped:
+        raise ValueError(f"gallery images cannot be read: {list(s.skipped[:3])}")
+    return s.vectors, s.labels, source
 
 
 def _rankings(config: Any, test_e: np.ndarray, test_y: np.ndarray, gal_e: np.ndarray, gal_y: np.ndarray
@@ -189,10 +189,9 @@ def _validation_scores(config: Any, splits: Any, embedder: Any, progress: bool) 
 
     vc = splits.val_classes
     gal = class_gallery(vc)
-    q_e, q_keep, _ = embedder.embed_paths(gal.query_paths, progress=progress)
-    g_e, g_keep, _ = embedder.embed_paths(gal.gallery_paths, progress=progress)
-    scores = open_set_scores(q_e, gal.query_labels[q_keep], g_e, gal.gallery_labels[g_keep],
-                             config.eval.metric)
+    q = embedder.embed(gal.query_paths, gal.query_labels, progress=progress)
+    g = embedder.embed(gal.gallery_paths, gal.gallery_labels, progress=progress)
+    scores = open_set_scores(q.vectors, q.labels, g.vectors, g.labels, config.eval.metric)
     return {"classes": splits.validation_classes, **scores}
 
 

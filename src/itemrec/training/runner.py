@@ -316,7 +316,7 @@ class _Trainer:
                 "class_names": names if len(names) > int(classes.max()) else None}
 
     def phase1(self) -> None:
-        c, t = self.config, self.config.train
+        t = self.config.train
         phase_dir = self.run_dir / "phase1"
         groups = {"head": self.head.weights, "loss": self.loss.weights}
         info = self.info["phases"].setdefault("phase1", {"epochs": t.frozen_epochs})
