@@ -9,7 +9,7 @@
    -> in-batch batch-hard mining -> triplet loss -> update) vs a bare train
    step of the same compiled model on one in-memory batch
    (``train_on_batch``). Target: >= 0.9x the bare step rate.
-3. JPEG files -> embeddings (:meth:`itemrec.embedder.ImageEmbedder.embed_paths`,
+3. JPEG files -> embeddings (:meth:`itemrec.embedder.ImageEmbedder.embed`,
    and the feature cache's :func:`itemrec.training.features.compute_features`) vs the bare forward
    pass on in-memory tensors. Target: >= 0.9x.
 
@@ -140,13 +140,13 @@ def main() -> None:
         emb_model = attach_head(backbone, head_t, preprocess="mobilenet_v2")
         embedder = ImageEmbedder(emb_model, S, batch_size=64)
         x_mem = images.astype(np.float32)
-        embedder.embed_paths(paths[:64])
+        embedder.embed(paths[:64])
         for b in range(0, 128, 64):
             emb_model.predict_on_batch(x_mem[b : b + 64])
         t_files, t_fwd, t_cachepath = [], [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            embedder.embed_paths(paths)
+            embedder.embed(paths)
             t_files.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             for b in range(0, n, 64):
@@ -158,7 +158,7 @@ def main() -> None:
         f, w, c = (min(v) for v in (t_files, t_fwd, t_cachepath))
         print(f"\n3. embeddings of {n} JPEG files, batches of 64")
         print(f"   bare forward pass on in-memory tensors:       {n / w:8.1f} img/s")
-        print(f"   ImageEmbedder.embed_paths (Pillow decode):    {n / f:8.1f} img/s   -> {w / f:5.2f}x (target >= 0.9x)")
+        print(f"   ImageEmbedder.embed (Pillow decode):          {n / f:8.1f} img/s   -> {w / f:5.2f}x (target >= 0.9x)")
         print(f"   feature cache's compute_features:             {n / c:8.1f} img/s   -> {w / c:5.2f}x")
 
 

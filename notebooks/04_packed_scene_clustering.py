@@ -173,8 +173,8 @@ fig_curves = plots.plot_history(curves, [[c for c in curves if c.endswith(" loss
                                 title="training of each head", path=out / "head_curves.png")
 display(fig_curves)
 best = sweep.best("map_at_r")
-test_emb, keep, _ = best.embedder().embed_paths(list(test.paths))
-fig_clusters = plots.plot_features_2d(test_emb, test.labels[keep], method="tsne", seed=SEED,
+test_set = best.embedder().embed(list(test.paths), test.labels)  # vectors with the labels of the files kept
+fig_clusters = plots.plot_features_2d(test_set.vectors, test_set.labels, method="tsne", seed=SEED,
                                       class_names=cleaned.dataset.class_names,
                                       title=f"t-SNE of {len(test)} held-out crops, {best.name}", path=out / "head_tsne.png")
 fig_clusters
