@@ -70,9 +70,6 @@ PENDING_MODULES: set[str] = {
     "itemrec.faces",
     "itemrec.cli.embed",
     "itemrec.cli.gallery",
-    "itemrec.gallery.background",
-    "itemrec.gallery.queries",
-    "itemrec.gallery.results",
 }
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
