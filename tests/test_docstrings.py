@@ -12,8 +12,7 @@ What is checked
 * Modules: every ``.py`` file under ``src/itemrec`` except those whose own name starts with
   ``_`` (``_jsonio.py``, ``__main__.py``, ...); a package's ``__init__.py`` is checked as the
   package itself (``itemrec.cli`` defines ``main``), since what it defines is public.
-  Modules listed in :data:`PENDING_MODULES` are not checked yet (the issue is being done
-  module by module); empty that set and every module is held to the rules.
+  Every such module is held to the rules (issue 14 was done module by module; none is exempt now).
 * Public definitions: module-level functions and classes whose names do not start with
   ``_``, and the methods of those classes whose names do not start with ``_`` (dunders
   excluded; ``__init__`` is read as the class's constructor). ``@overload`` stubs are skipped.
@@ -47,7 +46,7 @@ Exemptions:
   override that raises departs from that contract, so if its own body has a ``raise`` it
   needs a docstring with a ``Raises:`` section (rule 4).
 
-Run ``python tests/test_docstrings.py`` to print every module's problems, pending ones included.
+Run ``python tests/test_docstrings.py`` to print every module's problems.
 """
 
 from __future__ import annotations
@@ -61,29 +60,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "itemrec"
-
-#: Modules not checked yet (being documented under issue 14). Remove a module once it passes.
-PENDING_MODULES: set[str] = {
-    "itemrec.clustering",
-    "itemrec.evaluate_folder",
-    "itemrec.evaluate_folder_report",
-    "itemrec.faces",
-    "itemrec.cli.embed",
-    "itemrec.cli.gallery",
-    "itemrec.evaluation",
-    "itemrec.evaluation.classification",
-    "itemrec.evaluation.clustering_quality",
-    "itemrec.evaluation.gallery_draws",
-    "itemrec.evaluation.gini",
-    "itemrec.evaluation.hubness",
-    "itemrec.evaluation.openset",
-    "itemrec.evaluation.protocols",
-    "itemrec.evaluation.retrieval",
-    "itemrec.evaluation.verification",
-    "itemrec.gallery.background",
-    "itemrec.gallery.queries",
-    "itemrec.gallery.results",
-}
 
 #: Framework hook overrides (Keras layers/models/losses/callbacks, ``json.JSONEncoder``,
 #: ``http.server``, ``argparse``): documented by the base class.
@@ -390,7 +366,7 @@ def module_name(path: Path) -> str:
 
 
 def all_modules() -> dict[str, Path]:
-    """Every module the check applies to (pending ones included), by dotted name.
+    """Every module the check applies to, by dotted name.
 
     Returns:
         Dotted name to path, sorted by name; files whose own name starts with ``_`` other than
@@ -405,21 +381,15 @@ def all_modules() -> dict[str, Path]:
 
 
 MODULES = all_modules()
-CHECKED = [m for m in MODULES if m not in PENDING_MODULES]
 
 
 # ----------------------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("module", CHECKED)
+@pytest.mark.parametrize("module", list(MODULES))
 def test_public_api_documented(module: str) -> None:
     problems = check_module(MODULES[module])
     assert not problems, f"{len(problems)} docstring problem(s) in {module}:\n" + "\n".join(problems)
-
-
-def test_pending_modules_exist() -> None:
-    stale = sorted(PENDING_MODULES - set(MODULES))
-    assert not stale, f"PENDING_MODULES names modules that do not exist (renamed or removed?): {stale}"
 
 
 def test_checker_catches_each_rule() -> None:
@@ -518,9 +488,8 @@ if __name__ == "__main__":
     status = 0
     for name, path in MODULES.items():
         problems = check_module(path)
-        tag = "pending" if name in PENDING_MODULES else "checked"
-        print(f"{name} [{tag}]: {len(problems)} problem(s)")
+        print(f"{name}: {len(problems)} problem(s)")
         for problem in problems:
             print(f"    {problem}")
-        status |= bool(problems) and name not in PENDING_MODULES
+        status |= bool(problems)
     sys.exit(status)

@@ -60,6 +60,19 @@ class ClusteringResult:
     ``-1`` for noise. HDBSCAN's clusters keep ids ``0..n_hdbscan_clusters-1``;
     OPTICS's come after them. ``from_optics[i]`` is true where OPTICS gave
     the label (the point was HDBSCAN noise and OPTICS clustered it).
+
+    Attributes:
+        labels: (N,) int64 final cluster ids, ``-1`` for points both stages left as noise.
+            Ids of each stage are numbered in order of first appearance.
+        n_clusters: clusters in ``labels`` (HDBSCAN's plus OPTICS's).
+        n_hdbscan_clusters: clusters found by the HDBSCAN stage.
+        hdbscan_labels: (N,) int64 the HDBSCAN stage's ids alone (``-1``: HDBSCAN noise,
+            including every point when HDBSCAN was skipped for too few points).
+        from_optics: (N,) bool, the point's label came from the OPTICS stage.
+        params: the settings used (``min_cluster_size``, ``min_samples``, ``metric``,
+            ``optics_on_noise``, ``optics_min_samples``, ``optics_xi``, ``optics_max_eps``
+            (``None``: no cap), ``cluster_selection_method``, ``cluster_selection_epsilon``,
+            ``allow_single_cluster``), JSON-ready.
     """
 
     labels: np.ndarray
@@ -80,7 +93,11 @@ class ClusteringResult:
         return self.n_clusters - self.n_hdbscan_clusters
 
     def cluster_sizes(self) -> dict[int, int]:
-        """``{cluster id: number of points}``, noise left out."""
+        """``{cluster id: number of points}``, noise left out.
+
+        Returns:
+            A dict from each cluster id in ``labels`` (ascending) to its size, ``≥ 1``.
+        """
         ids, counts = np.unique(self.labels[self.labels >= 0], return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
 
@@ -90,6 +107,15 @@ class ClusterQuality:
     """Agreement of predicted clusters with true labels (see :func:`clustering_scores`).
 
     ``n_clusters`` counts real clusters (noise excluded); ``n_noise`` the ``-1`` points.
+
+    Attributes:
+        ari: adjusted Rand index (Hubert & Arabie 1985), ``≤ 1``; about 0 for chance, may be negative.
+        nmi: normalized mutual information (arithmetic-mean normalisation), in ``[0, 1]``.
+        purity: ``(1/N) Σ_k max_j |C_k ∩ T_j|`` in ``(0, 1]``; inflated by noise scored as
+            singletons, so read it with ``n_noise``.
+        n_clusters: distinct non-negative predicted cluster ids (noise excluded).
+        n_true_classes: distinct true classes.
+        n_noise: points predicted as noise (``-1``).
     """
 
     ari: float
@@ -164,31 +190,32 @@ def cluster_embeddings(
 ) -> ClusteringResult:
     """Cluster ``emb`` (N, D) with HDBSCAN, then OPTICS on HDBSCAN's noise (module docstring).
 
-    Parameters
-    ----------
-    min_cluster_size, min_samples, cluster_selection_method,
-    cluster_selection_epsilon, allow_single_cluster:
-        passed to :class:`sklearn.cluster.HDBSCAN` (``min_samples=None`` means
-        ``min_cluster_size``). ``allow_single_cluster=True`` lets HDBSCAN
-        return one cluster holding everything (needed when all points are one product).
-    metric: ``"cosine"`` (euclidean on L2-normalised rows), ``"cosine_exact"``
-        (precomputed ``1 - cos`` matrix) or ``"euclidean"`` (raw rows).
-    optics_on_noise: run the second stage at all.
-    optics_min_samples, optics_xi, optics_max_eps: passed to
-        :class:`sklearn.cluster.OPTICS` (``max_eps`` in the chosen metric's
-        units; ``inf`` = no cap, as in the original method).
-
     Edge cases: ``N = 0`` gives an empty result; ``N = 1`` is one noise point;
     fewer points than ``min_cluster_size`` (or ``min_samples``) skip HDBSCAN
     (everything is noise for stage 2); fewer noise points than
     ``optics_min_samples`` skip OPTICS. Exact duplicates are fine.
 
     Args:
-        emb: (N, D) embeddings.
-        (the others as listed above.)
+        emb: (N, D) finite embeddings (no zero row for the cosine metrics).
+        min_cluster_size: smallest HDBSCAN cluster, ``≥ 2`` (:class:`sklearn.cluster.HDBSCAN`).
+        min_samples: ``k`` of HDBSCAN's core distance, ``≥ 1``; ``None`` means ``min_cluster_size``.
+        metric: ``"cosine"`` (euclidean on L2-normalised rows), ``"cosine_exact"``
+            (precomputed ``1 - cos`` N × N matrix) or ``"euclidean"`` (raw rows).
+        optics_on_noise: run the second (OPTICS) stage at all.
+        optics_min_samples: OPTICS's ``min_samples``, ``≥ 2`` (2 recovers pairs).
+        optics_xi: OPTICS's xi, the minimum steepness of the reachability plot that bounds
+            a cluster, in ``(0, 1)``.
+        optics_max_eps: OPTICS's ``max_eps``, in the chosen metric's units; ``inf`` = no cap,
+            as in the original method.
+        cluster_selection_method: HDBSCAN's ``"eom"`` (excess of mass, the most stable
+            clusters) or ``"leaf"`` (the leaves of the condensed tree).
+        cluster_selection_epsilon: HDBSCAN's distance below which clusters are merged
+            (0: none), in the chosen metric's units.
+        allow_single_cluster: let HDBSCAN return one cluster holding everything (needed
+            when all points are one product).
 
     Returns:
-        :class:`ClusteringResult`.
+        :class:`ClusteringResult` (with the settings in ``params``).
 
     Raises:
         ValueError: unknown metric, ``min_cluster_size < 2``, ``min_samples < 1``,

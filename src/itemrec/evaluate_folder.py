@@ -36,7 +36,35 @@ from itemrec.embedded import EmbeddedSet
 
 @dataclass
 class FolderEvalOptions:
-    """Options of :func:`evaluate_folder` (the CLI flags of ``itemrec evaluate --data``)."""
+    """Options of :func:`evaluate_folder` (the CLI flags of ``itemrec evaluate --data``).
+
+    Attributes:
+        shots: photos per class drawn into the gallery in each draw, ``≥ 0`` (0: the
+            catalogue image alone, which then needs ``catalogue``).
+        draws: random galleries drawn, ``≥ 1``; the CMC intervals are the 2.5/97.5
+            percentiles across them.
+        seed: seed of the draws (``numpy.random.default_rng``) and of the verification's
+            split of the classes into a fitting and a reporting half.
+        catalogue: folder of catalogue images (``<class>.<ext>`` files or ``<class>/``
+            folders), always in the gallery; ``None``: none.
+        gallery_split: the split gallery photos are drawn from in a ``split/class`` tree
+            (``None``: the split whose name starts with "train").
+        query_splits: the splits whose photos query (``None``: every split but the gallery's).
+        background: folder or CSV manifest of photos of other products for the hubness
+            correction (Conneau et al. 2018 CSLS, :func:`itemrec.evaluation.hubness_offsets`);
+            ``None``: no correction.
+        hubness_k: background neighbours per gallery image in the correction, ``≥ 1``.
+        beta: weight β ``≥ 0`` of the correction (0.5: the CSLS ranking).
+        exclude_near_duplicates: drop from each draw's queries the photos that are near copies
+            (perceptual hash, :mod:`itemrec.data.near_duplicates`) of a gallery photo of their
+            class or of its catalogue image.
+        max_distance: largest Hamming distance, in bits of the 64-bit hash (0..64), at which
+            two photos count as near copies.
+        far_targets: false-accept rates, each in ``[0, 1)``, at which VAL is reported.
+        max_rank: last rank of the CMC curves (capped at the number of gallery classes).
+        metric: ``"cosine"`` or ``"l2"``.
+        notes: lines added to the report's ``notes`` (e.g. how the model was loaded).
+    """
 
     shots: int = 1
     draws: int = 20
@@ -58,6 +86,16 @@ class FolderEvalOptions:
 def read_catalogue(folder: str | os.PathLike) -> dict[str, str]:
     """Class key -> catalogue image: ``<class>.<ext>`` files, or the first image of each ``<class>/`` folder.
 
+    A ``<class>.<ext>`` file wins over a ``<class>/`` folder of the same key. Keys are
+    :func:`itemrec.data.layout.class_key` of the names (so they match the photos' classes
+    across case and ``-``/``_``).
+
+    Args:
+        folder: the catalogue folder (``~`` expanded).
+
+    Returns:
+        ``{class key: image path}``.
+
     Raises:
         FileNotFoundError: the folder does not exist.
         LayoutError: it holds no image.
@@ -76,7 +114,22 @@ def read_catalogue(folder: str | os.PathLike) -> dict[str, str]:
 
 
 def choose_pools(data: LabelledImages, opts: FolderEvalOptions) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(in_gallery (N,) bool, as_query (N,) bool, description)`` for the rows of ``data.frame``."""
+    """Which photos may enter the gallery and which may query (the rules in the module docstring).
+
+    Args:
+        data: the labelled photos (:func:`itemrec.data.layout.read_labelled`).
+        opts: the options; ``gallery_split``, ``query_splits`` and ``shots`` are read.
+
+    Returns:
+        ``(in_gallery, as_query, description)``: two (N,) bool masks over the rows of
+        ``data.frame`` (without splits both are all true: a photo drawn into the gallery
+        does not query in that draw) and one line for the report.
+
+    Raises:
+        LayoutError: splits asked for in a tree without splits, a split name that does not
+            exist, no split named ``train*`` when gallery photos are needed and no
+            ``gallery_split`` is given, or no split left for the queries.
+    """
     split = data.frame["split"].to_numpy()
     if not data.splits:
         if opts.gallery_split or opts.query_splits:
@@ -184,8 +237,11 @@ def evaluate_folder(embedder: Any, data_path: str | os.PathLike, opts: FolderEva
         are under ``"_curves"`` and the per-class table under ``"_per_class"``.
 
     Raises:
-        FileNotFoundError: a folder does not exist. LayoutError: the data cannot be used as asked
-        (message says why and what to pass). ValueError: bad option values.
+        FileNotFoundError: a folder (data, catalogue or background) does not exist.
+        LayoutError: the data cannot be used as asked (the message says why and what to pass):
+            no split for the gallery or the queries, no image readable, or no class that can
+            be evaluated.
+        ValueError: bad option values (``shots < 0``, ``draws < 1``, a bad metric, ...).
     """
     from itemrec import evaluation as ev
 

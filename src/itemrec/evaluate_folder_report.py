@@ -22,7 +22,17 @@ def _f(x: Any) -> str:
 
 
 def cmc_table(report: dict[str, Any]) -> pd.DataFrame:
-    """One row per rank: ``image_mean, image_ci_low, image_ci_high, balanced_mean, balanced_ci_low, balanced_ci_high``."""
+    """One row per rank: ``image_mean, image_ci_low, image_ci_high, balanced_mean, balanced_ci_low, balanced_ci_high``.
+
+    Args:
+        report: the dict of :func:`itemrec.evaluate_folder.evaluate_folder`; its ``"_curves"``
+            (a :class:`itemrec.evaluation.GalleryDrawsResult`) is read.
+
+    Returns:
+        A DataFrame with a ``rank`` column (1..max_rank) and, for the image-averaged and the
+        class-balanced CMC, the mean over draws and the 2.5/97.5 percentiles across draws
+        (identification rates in ``[0, 1]``).
+    """
     res = report["_curves"]
     return pd.DataFrame({
         "rank": res.image.ranks,
@@ -33,7 +43,20 @@ def cmc_table(report: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str = "CMC") -> dict[str, str]:
-    """Write the files of the module docstring into ``out_dir`` (created); returns ``{name: path}``."""
+    """Write the files of the module docstring into ``out_dir`` (created).
+
+    ``evaluation.json`` holds the report's public keys (those not starting with ``_``) plus
+    ``"files"``; ``report["files"]`` is set too, so :func:`summary_lines` lists them.
+
+    Args:
+        report: the dict of :func:`itemrec.evaluate_folder.evaluate_folder` (with its
+            ``"_curves"`` and ``"_per_class"``).
+        out_dir: the output folder, created with its parents if missing.
+        title: title of the CMC plot.
+
+    Returns:
+        ``{file name: path}`` of ``evaluation.json``, ``cmc.csv``, ``per_class.csv`` and ``cmc.png``.
+    """
     from itemrec import plots
 
     out = Path(out_dir)
@@ -54,7 +77,17 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, title: str 
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
-    """The lines ``itemrec evaluate --data`` prints."""
+    """The lines ``itemrec evaluate --data`` prints.
+
+    Args:
+        report: the dict of :func:`itemrec.evaluate_folder.evaluate_folder` (after
+            :func:`write_report` the written files are listed last).
+
+    Returns:
+        Human-readable lines without newlines: the data and gallery, the hubness and
+        near-copy settings when on, both CMCs' rank-1/rank-5 with intervals, Recall@1/5 and
+        MAP@R, VAL at each target FAR, the notes.
+    """
     c, g = report["cmc"], report["gallery"]
     gal = " + ".join(x for x in (
         f"catalogue ({g['catalogue_images']} images)" if g["catalogue_images"] else "",

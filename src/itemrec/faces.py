@@ -38,7 +38,16 @@ CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascad
 
 @dataclass
 class FaceCrop:
-    """One photo's face crop: ``box`` = (x, y, w, h) of the detected face in the photo, or None."""
+    """One photo's face crop: ``box`` = (x, y, w, h) of the detected face in the photo, or None.
+
+    Attributes:
+        image: (size, size, 3) uint8 RGB crop.
+        detected: whether a face was found (False: ``image`` is the photo's central square).
+        box: ``(x, y, w, h)`` in pixels of the largest detected face in the photo, or ``None``.
+        crop_box: ``(x1, y1, x2, y2)`` in pixels of the square cut from the photo (``x2``, ``y2``
+            exclusive), before resizing to ``size``.
+        n_faces: faces the cascade found in the photo (0 when none; only the largest is kept).
+    """
 
     image: np.ndarray
     detected: bool
@@ -49,7 +58,20 @@ class FaceCrop:
 
 @dataclass
 class FaceCrops:
-    """Crops of many photos: ``images[i]`` comes from ``paths[i]``; ``detected[i]`` False = centre crop."""
+    """Crops of many photos: ``images[i]`` comes from ``paths[i]``; ``detected[i]`` False = centre crop.
+
+    Made by :func:`crop_faces`; M photos were read out of the N requested.
+
+    Attributes:
+        images: (M, size, size, 3) uint8 RGB crops.
+        detected: (M,) bool, a face was found (False: the central square was used).
+        boxes: (M, 4) int64 ``(x, y, w, h)`` in pixels of the largest face; ``-1`` where none was found.
+        n_faces: (M,) int64 faces found in each photo.
+        paths: the M paths read, in request order.
+        keep: (M,) int64 positions of those photos among the N requested paths (unreadable
+            files are left out).
+        skipped: ``(path, reason)`` of each unreadable file.
+    """
 
     images: np.ndarray
     detected: np.ndarray
@@ -69,10 +91,14 @@ class FaceCrops:
 class LooRetrieval:
     """Leave-one-out nearest-neighbour retrieval (see module docstring).
 
-    ``precision_at_k[k]`` is the mean over queries of (same-label neighbours
-    among the k nearest) / k; ``per_class_precision_at_1`` the precision@1 of
-    each label's queries; ``neighbours[i]`` the indices of query i's nearest
-    neighbours, nearest first (itself excluded).
+    Attributes:
+        precision_at_k: ``{k: mean over queries of (same-label neighbours among the k nearest) / k}``,
+            each in ``[0, 1]``.
+        per_class_precision_at_1: ``{label: precision@1 of that label's queries}`` (labels as
+            Python ints when they are integers, else as stored).
+        neighbours: (N, max k) int indices of each query's nearest neighbours by cosine
+            distance, nearest first (itself excluded; ties by index).
+        predicted: (N,) the label of each query's nearest neighbour (the 1-NN prediction).
     """
 
     precision_at_k: dict[int, float]
@@ -167,6 +193,7 @@ def detect_faces(
     Raises:
         ValueError: not an RGB uint8 image, ``scale_factor <= 1`` or an unloadable cascade.
         FileNotFoundError: no cascade file found.
+        RuntimeError: this OpenCV has no ``CascadeClassifier`` (OpenCV 5).
     """
     import cv2
 

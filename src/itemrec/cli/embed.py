@@ -11,6 +11,11 @@ from itemrec.cli import CLIError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``embed`` command to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     parser = subparsers.add_parser(
         "embed",
         help="embed image files with a trained model",
@@ -32,7 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_model(path: Path) -> Path:
-    """A run folder -> its ``embedding.keras``; a ``.keras`` file -> itself."""
+    """A run folder -> its ``embedding.keras``; a ``.keras`` file -> itself.
+
+    Args:
+        path: a finished ``itemrec train`` run folder, or a ``.keras`` embedding model file.
+
+    Returns:
+        The path of the ``.keras`` file to load.
+
+    Raises:
+        CLIError: a folder without ``embedding.keras``, a file that is not ``.keras``, or a
+            ``.keras`` path that does not exist.
+    """
     if path.is_dir():
         candidate = path / "embedding.keras"
         if not candidate.is_file():
@@ -46,7 +62,17 @@ def resolve_model(path: Path) -> Path:
 
 
 def expand_images(items: list[Path]) -> list[Path]:
-    """Files as given, folders expanded recursively (sorted); missing paths raise :class:`CLIError`."""
+    """Files as given, folders expanded recursively (sorted); missing paths raise :class:`CLIError`.
+
+    Args:
+        items: image files and folders (:func:`itemrec.cli.sources.expand_images`).
+
+    Returns:
+        The image paths, in the order given (each folder's images sorted).
+
+    Raises:
+        CLIError: a path does not exist, or a folder holds no images.
+    """
     from itemrec.cli.sources import expand_images as expand
 
     return [Path(p) for p in expand([str(i) for i in items])]

@@ -14,6 +14,12 @@ from itemrec.cli.sources import check_readable, expand_images, read_source
 
 
 def register(subparsers: Any) -> None:
+    """Add the ``gallery`` command group (create, add, remove, list, query, calibrate, evaluate,
+    background, check) to the ``itemrec`` parser.
+
+    Args:
+        subparsers: the top-level parser's ``add_subparsers()`` action.
+    """
     p = subparsers.add_parser("gallery", help="build and query a persistent item gallery (SQLite + FAISS)",
                               description="Build and query a persistent item gallery (SQLite + FAISS).")
     sub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
@@ -286,7 +292,18 @@ def _pct(x: float | None) -> str:
 
 
 def gallery_eval_lines(report: dict[str, Any]) -> list[str]:
-    """The table ``gallery evaluate`` prints."""
+    """The table ``gallery evaluate`` prints.
+
+    Args:
+        report: the dict of :func:`itemrec.gallery.evaluation.evaluate_gallery` (``"threshold"``,
+            ``"at_threshold"``, ``"operating_points"``, ``"calibrated_on"``, ``"enrolled_items"``,
+            ``"unknown_labels"``), optionally with ``"unreadable"`` (the query photos skipped).
+
+    Returns:
+        Lines without newlines: the query counts, the rates at the gallery's own threshold
+        (percentages; ``n/a`` where a rate is undefined), and one row per target FAR of the
+        threshold trade-off.
+    """
     r = report["at_threshold"]
     t = report["threshold"]
     lines = [

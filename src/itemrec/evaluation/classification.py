@@ -20,7 +20,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class ClassificationReport:
-    """Accuracy, top-k accuracy, averaged P/R/F1, per-class table and confusion matrix."""
+    """Accuracy, top-k accuracy, averaged P/R/F1, per-class table and confusion matrix.
+
+    Made by :func:`classification_report`. Rates lie in ``[0, 1]``; a class with no predicted
+    (or no true) sample gets precision (recall) 0 rather than NaN (``zero_division=0``).
+
+    Attributes:
+        accuracy: fraction of samples with ``ŷ = y``.
+        top_k_accuracy: ``{k: fraction whose true class is among the k highest scores}``;
+            empty when the predictions were 1-D ids rather than scores.
+        precision_macro: per-class precision averaged over the C classes (unweighted).
+        recall_macro: per-class recall averaged over the classes.
+        f1_macro: per-class F1 averaged over the classes.
+        precision_weighted: per-class precision averaged with each class's support as weight.
+        recall_weighted: support-weighted recall (equal to ``accuracy`` when every
+            prediction is one of the C classes).
+        f1_weighted: support-weighted F1.
+        per_class: a ``pandas.DataFrame`` with one row per class and columns ``class_name``,
+            ``precision``, ``recall``, ``f1`` and ``support`` (true samples of the class).
+        confusion: (C, C) int counts, row = true class, column = predicted class.
+        class_names: the C class names, index = class id.
+    """
 
     accuracy: float
     top_k_accuracy: dict[int, float]

@@ -18,7 +18,15 @@ import numpy as np
 
 @dataclass
 class ClusteringScores:
-    """ARI, NMI (arithmetic), purity, and the numbers of clusters and classes of one clustering."""
+    """ARI, NMI (arithmetic), purity, and the numbers of clusters and classes of one clustering.
+
+    Attributes:
+        ari: adjusted Rand index, ``≤ 1`` (1: identical partitions, about 0: chance; can be negative).
+        nmi: normalized mutual information with arithmetic-mean normalisation, in ``[0, 1]``.
+        purity: see :func:`purity`, in ``(0, 1]``.
+        n_clusters: distinct predicted labels (noise ``-1`` counts as one cluster).
+        n_classes: distinct true classes.
+    """
 
     ari: float
     nmi: float
@@ -40,7 +48,8 @@ def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     """``(1/N) Σ_k max_j |cluster_k ∩ class_j|``.
 
     Args:
-        labels_true: (N,) classes; labels_pred: (N,) clusters.
+        labels_true: (N,) true class of each sample.
+        labels_pred: (N,) predicted cluster of each sample (``-1`` noise is one more cluster).
 
     Returns:
         Purity in ``(0, 1]``.
@@ -59,7 +68,8 @@ def clustering_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> Clust
     """ARI, NMI and purity of a clustering (scikit-learn's ARI and arithmetic NMI).
 
     Args:
-        labels_true: (N,) classes; labels_pred: (N,) clusters.
+        labels_true: (N,) true class of each sample.
+        labels_pred: (N,) predicted cluster of each sample (``-1`` noise is one more cluster).
 
     Returns:
         :class:`ClusteringScores`.

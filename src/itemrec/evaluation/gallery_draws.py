@@ -33,12 +33,20 @@ from .cmc import CMCResult, cmc_from_ranks
 class GalleryDrawsResult:
     """What :func:`cmc_gallery_draws` measured.
 
-    ``image`` and ``balanced`` are :class:`CMCResult` (mean over draws, 2.5/97.5 percentiles
-    across draws, ``per_draw`` (draws, max_rank)). ``classes`` (C,) the evaluated labels;
-    ``per_class_hit1``/``per_class_hit5`` (C,) the share of each class's queries ranked
-    right at 1 / within 5, pooled over draws; ``per_class_queries`` (C,) its queries pooled
-    over draws. ``n_queries`` (draws,) and ``n_excluded`` (draws,): queries used and dropped
-    as near copies in each draw.
+    Attributes:
+        image: image-averaged :class:`CMCResult`: mean over draws, 2.5/97.5 percentiles across
+            draws, ``per_draw`` (draws, max_rank); its ``n_queries`` is the mean number of
+            queries per draw (rounded down).
+        balanced: class-balanced :class:`CMCResult` (one random query per class per draw),
+            same layout; its ``n_queries`` is C, the number of evaluated classes.
+        classes: (C,) the evaluated labels, sorted ascending and distinct.
+        per_class_hit1: (C,) share of each class's queries whose true class ranked first,
+            pooled over draws, in ``[0, 1]``; NaN for a class that never had a query.
+        per_class_hit5: (C,) share ranked within the first 5, pooled over draws (NaN as above).
+        per_class_queries: (C,) int, each class's queries pooled over draws.
+        n_queries: (draws,) int, queries used in each draw.
+        n_excluded: (draws,) int, queries dropped in each draw as near copies of a gallery
+            photo of their class or of its catalogue image (0 without ``near``).
     """
 
     image: CMCResult
@@ -105,7 +113,8 @@ def cmc_gallery_draws(
     """Image-averaged and class-balanced CMC over ``n_draws`` random galleries (module docstring).
 
     Args:
-        photo_emb: (N, D) photo embeddings; photo_labels: (N,) int labels.
+        photo_emb: (N, D) photo embeddings.
+        photo_labels: (N,) int labels of the photos.
         classes: (C,) the labels evaluated (their photos query); photos of other labels may
             still enter the gallery as distractors.
         shots: photos per class drawn into the gallery each draw (0: catalogue only).
@@ -118,14 +127,19 @@ def cmc_gallery_draws(
         near: ``(i, j)`` index pairs of photos that are near copies (same class); ``None``: no exclusion.
         near_catalogue: (N,) bool, photos that are near copies of their class's catalogue image
             (dropped from the queries when ``near`` is given).
-        background_emb: (B, D) photos for the hubness correction (``None``: off); hubness_k, beta: its k and β.
+        background_emb: (B, D) photos for the hubness correction (``None``: off); the
+            correction supports only ``"cosine"`` and ``"l2"`` (:func:`itemrec.evaluation.hubness_offsets`).
+        hubness_k: background neighbours per gallery item for the correction, ``≥ 1`` (capped at B).
+        beta: weight β ``≥ 0`` of the correction (0.5: the CSLS ranking of Conneau et al. 2018).
 
     Returns:
         :class:`GalleryDrawsResult`.
 
     Raises:
-        ValueError: an empty gallery, a class with fewer than ``shots`` gallery photos or with
-            no query left, bad shapes.
+        ValueError: an empty gallery (``shots = 0`` without catalogue images, or a class
+            with no catalogue image and ``shots = 0``), ``shots < 0``, a class with fewer than
+            ``shots`` gallery photos or with no query left, ``n_draws < 1`` or
+            ``max_rank < 1``, bad shapes or metric, or bad ``hubness_k``/``beta``.
     """
     x = np.asarray(photo_emb)
     y = np.asarray(photo_labels, np.int64)

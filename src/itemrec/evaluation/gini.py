@@ -9,7 +9,7 @@ Regression Trees*, 1984): ``G(p) = 1 − Σ_i p_i²``, 0 for a one-hot vector an
 Lorenz curve): ``Σ_i Σ_j |p_i − p_j| / (2 C Σ_i p_i)``, high for a peaked vector;
 it is provided for comparison only.
 
-Rejection: reject when ``G(p) > τ``. τ is fitted on in-distribution validation
+Rejection: reject when ``G(p) ≥ τ``. τ is fitted on in-distribution validation
 outputs to reject a target fraction of them (:func:`fit_gini_threshold`) and
 reported on in- and out-of-distribution test outputs (:func:`gini_rejection_report`),
 with the ROC of the impurity as an out-of-distribution score.
@@ -70,7 +70,16 @@ def lorenz_gini(p: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GiniThreshold:
-    """Reject when Gini impurity ``≥ value``; fitted on in-distribution validation outputs."""
+    """Reject when Gini impurity ``≥ value``; fitted on in-distribution validation outputs.
+
+    Made by :func:`fit_gini_threshold`.
+
+    Attributes:
+        value: τ, an impurity in ``[0, 1 − 1/C]`` (or just past it; ``−inf`` when every output
+            may be rejected); an output with ``G(p) ≥ τ`` is rejected.
+        target_in_rejection: the fraction of in-distribution outputs allowed to be rejected, in ``[0, 1)``.
+        in_rejection_val: fraction of the validation outputs rejected at τ, in ``[0, target_in_rejection]``.
+    """
 
     value: float
     target_in_rejection: float
@@ -79,7 +88,21 @@ class GiniThreshold:
 
 @dataclass
 class RejectionReport:
-    """Rejection rates of a fitted threshold and the ROC of the impurity as an OOD score."""
+    """Rejection rates of a fitted threshold and the ROC of the impurity as an OOD score.
+
+    Made by :func:`gini_rejection_report`. The ROC treats out-of-distribution outputs as the
+    positives and the impurity as the score (higher = more likely out of distribution).
+
+    Attributes:
+        threshold: the :class:`GiniThreshold` applied (fitted on validation outputs).
+        in_rejection_rate: fraction of in-distribution test outputs rejected (``G ≥ τ``), in ``[0, 1]``.
+        out_rejection_rate: fraction of out-of-distribution test outputs rejected, in ``[0, 1]``.
+        auc: area under the ROC, in ``[0, 1]`` (``sklearn.metrics.roc_auc_score``; 0.5 = chance).
+        fpr: (K,) in-distribution outputs rejected at each ROC threshold (false-positive rate).
+        tpr: (K,) out-of-distribution outputs rejected at each ROC threshold (true-positive rate).
+        roc_thresholds: (K,) decreasing impurity thresholds of ``sklearn.metrics.roc_curve``
+            (rejecting ``G ≥ t``; the first is above every score).
+    """
 
     threshold: GiniThreshold
     in_rejection_rate: float

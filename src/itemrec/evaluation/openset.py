@@ -27,7 +27,20 @@ from .thresholds import accepted, detection_rates, threshold_at_far
 
 @dataclass
 class OpenSetThreshold:
-    """Acceptance threshold on the nearest-gallery distance, fitted on validation probes."""
+    """Acceptance threshold on the nearest-gallery distance, fitted on validation probes.
+
+    Made by :func:`fit_openset_threshold`; the ``*_val`` fields are measured on the same
+    validation probes the threshold was chosen on (report on test probes with
+    :func:`evaluate_openset`).
+
+    Attributes:
+        value: τ, the largest nearest-gallery distance still accepted (``s ≤ τ``); ``+inf``
+            when every probe may be accepted.
+        target_far: the false-accept rate asked for, in ``[0, 1]``.
+        far_val: fraction of unknown validation probes accepted at τ, in ``[0, target_far]``.
+        dir_val: detection-and-identification rate of the known validation probes at τ, in ``[0, 1]``.
+        metric: ``"cosine"`` or ``"l2"``, the distance τ applies to.
+    """
 
     value: float
     target_far: float
@@ -38,7 +51,21 @@ class OpenSetThreshold:
 
 @dataclass
 class OpenSetReport:
-    """DIR, FAR and accuracies of an :class:`OpenSetThreshold` on test probes."""
+    """DIR, FAR and accuracies of an :class:`OpenSetThreshold` on test probes.
+
+    Rates are NaN where the set they divide by is empty (no known or no unknown probe).
+
+    Attributes:
+        threshold: the :class:`OpenSetThreshold` applied (fitted on validation probes).
+        dir: known probes accepted with the right nearest label / known probes, in ``[0, 1]``.
+        far: unknown probes accepted / unknown probes, in ``[0, 1]``.
+        unknown_accuracy: ``1 − far``, unknown probes correctly answered "unknown".
+        known_rejection_rate: known probes rejected (nearest distance ``> τ``) / known probes.
+        accuracy: fraction of all probes answered right: a known probe accepted with the
+            right label, or an unknown probe rejected.
+        n_known: test probes whose label is in the gallery.
+        n_unknown: test probes whose label is not in the gallery.
+    """
 
     threshold: OpenSetThreshold
     dir: float
@@ -52,7 +79,14 @@ class OpenSetReport:
 
 @dataclass
 class DirFarCurve:
-    """DIR and FAR across thresholds (descriptive; no threshold is chosen)."""
+    """DIR and FAR across thresholds (descriptive; no threshold is chosen).
+
+    Attributes:
+        thresholds: (T,) ascending distinct nearest-gallery distances of the probes; a probe
+            is accepted at ``t`` when its distance ``≤ t``.
+        dir: (T,) detection-and-identification rate of the known probes at each threshold, in ``[0, 1]``.
+        far: (T,) fraction of unknown probes accepted at each threshold, in ``[0, 1]``.
+    """
 
     thresholds: np.ndarray
     dir: np.ndarray
@@ -70,8 +104,10 @@ def nearest_gallery(
     """Each probe's nearest gallery item (:func:`itemrec.evaluation.knn`, ties by gallery index).
 
     Args:
-        gallery_emb: (G, d); gallery_labels: (G,) ints.
-        probe_emb: (P, d); probe_labels: (P,) ints.
+        gallery_emb: (G, d) gallery embeddings.
+        gallery_labels: (G,) int class ids of the gallery.
+        probe_emb: (P, d) probe embeddings.
+        probe_labels: (P,) int class ids of the probes (classes absent from the gallery are unknown).
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB.
 
@@ -80,7 +116,8 @@ def nearest_gallery(
         known (P,) bool: the probe's label is in the gallery)``.
 
     Raises:
-        ValueError: bad arrays or metric.
+        ValueError: embeddings not 2-D and finite, labels not 1-D ints of matching length,
+            gallery and probe dimensions differ, or bad metric.
     """
     g = check_embeddings(gallery_emb, "gallery embeddings")
     gl = check_labels(gallery_labels, len(g), "gallery labels")
@@ -113,8 +150,10 @@ def fit_openset_threshold(
     ``+∞`` when ``m = n_unknown``).
 
     Args:
-        gallery_emb: (G, d); gallery_labels: (G,).
-        val_probe_emb: (P, d); val_probe_labels: (P,), known and unknown classes.
+        gallery_emb: (G, d) gallery embeddings.
+        gallery_labels: (G,) int class ids of the gallery.
+        val_probe_emb: (P, d) validation probe embeddings.
+        val_probe_labels: (P,) int class ids, of both known (in the gallery) and unknown classes.
         target_far: in ``[0, 1]``.
         metric: ``"cosine"`` or ``"l2"``.
 
@@ -122,7 +161,8 @@ def fit_openset_threshold(
         :class:`OpenSetThreshold` with its FAR and DIR on the validation probes.
 
     Raises:
-        ValueError: ``target_far`` outside ``[0, 1]``, or the probes lack known or unknown classes.
+        ValueError: ``target_far`` outside ``[0, 1]``, the probes lack known or unknown
+            classes, or bad arrays or metric (:func:`nearest_gallery`).
     """
     if not 0 <= target_far <= 1:
         raise ValueError(f"target_far must lie in [0, 1]; got {target_far}")
@@ -145,9 +185,11 @@ def evaluate_openset(
 
     Args:
         threshold: from :func:`fit_openset_threshold` (a probe is accepted when its nearest
-            distance is ``≤ threshold.value``).
-        gallery_emb: (G, d); gallery_labels: (G,).
-        probe_emb: (P, d); probe_labels: (P,).
+            distance is ``≤ threshold.value``); its metric is used.
+        gallery_emb: (G, d) gallery embeddings.
+        gallery_labels: (G,) int class ids of the gallery.
+        probe_emb: (P, d) test probe embeddings.
+        probe_labels: (P,) int class ids of the probes (known and unknown classes).
 
     Returns:
         :class:`OpenSetReport` (NaN rates where the known or unknown set is empty).
@@ -184,15 +226,17 @@ def dir_far_curve(
     """DIR and FAR at every distinct nearest distance of the probes (exact step curve).
 
     Args:
-        gallery_emb: (G, d); gallery_labels: (G,).
-        probe_emb: (P, d); probe_labels: (P,), known and unknown classes.
+        gallery_emb: (G, d) gallery embeddings.
+        gallery_labels: (G,) int class ids of the gallery.
+        probe_emb: (P, d) probe embeddings.
+        probe_labels: (P,) int class ids, of both known and unknown classes.
         metric: ``"cosine"`` or ``"l2"``.
 
     Returns:
         :class:`DirFarCurve`, thresholds ascending (accept ``s ≤ t``).
 
     Raises:
-        ValueError: the probes lack known or unknown classes.
+        ValueError: the probes lack known or unknown classes, or bad arrays or metric.
     """
     dist, correct, known = nearest_gallery(gallery_emb, gallery_labels, probe_emb, probe_labels, metric)
     if not known.any() or known.all():

@@ -36,8 +36,10 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
     that image has the lower gallery index.
 
     Args:
-        query_emb: (Q, D); query_labels: (Q,) ints.
-        gallery_emb: (G, D), any number of images per class; gallery_labels: (G,).
+        query_emb: (Q, D) query embeddings.
+        query_labels: (Q,) int class ids of the queries.
+        gallery_emb: (G, D) gallery embeddings, any number of images per class.
+        gallery_labels: (G,) int class ids of the gallery images.
         metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"`` (squared L2 ranks as L2 does).
         gallery_offsets: (G,) added to every distance to that gallery image (a hubness
             correction, :func:`itemrec.evaluation.hubness_offsets`); ``None``: none.
@@ -61,8 +63,10 @@ def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_
     """CMC over every query (image-averaged) with Wilson 95% intervals; see the module docstring.
 
     Args:
-        query_emb: (Q, D); query_labels: (Q,).
-        gallery_emb: (G, D); gallery_labels: (G,).
+        query_emb: (Q, D) query embeddings, each used once.
+        query_labels: (Q,) int class ids of the queries.
+        gallery_emb: (G, D) gallery embeddings (e.g. one catalogue image per class).
+        gallery_labels: (G,) int class ids of the gallery images.
         max_rank: last rank of the curve.
         metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
 
@@ -70,7 +74,7 @@ def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_
         :class:`CMCResult` (ranks from :func:`class_ranks`).
 
     Raises:
-        ValueError: ``max_rank < 1`` or bad arrays.
+        ValueError: ``max_rank < 1``, or bad arrays or metric.
     """
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1; got {max_rank}")
@@ -86,8 +90,10 @@ def cmc_k_shot(photo_emb: np.ndarray, photo_labels: np.ndarray, catalogue_emb: n
     """k-shot enrolment CMC: catalogue image + ``shots`` photos per class in the gallery, the rest query.
 
     Args:
-        photo_emb: (N, D) photos of the classes; photo_labels: (N,).
-        catalogue_emb: (C, D) one catalogue image per class (``None``-free); catalogue_labels: (C,).
+        photo_emb: (N, D) photos of the classes.
+        photo_labels: (N,) int class ids of the photos.
+        catalogue_emb: (C, D) one catalogue image per class (``None``-free).
+        catalogue_labels: (C,) int class ids of the catalogue images.
         shots: photos per class moved into the gallery each draw (0 = catalogue only).
         max_rank, n_draws, seed, metric: as in :func:`itemrec.evaluation.cmc_representative`.
 
@@ -97,7 +103,8 @@ def cmc_k_shot(photo_emb: np.ndarray, photo_labels: np.ndarray, catalogue_emb: n
 
     Raises:
         ValueError: a class with ``shots`` or fewer photos (no query would be left),
-            or photo classes missing from the catalogue.
+            photo classes missing from the catalogue, ``shots < 0``, ``n_draws < 1`` or
+            ``max_rank < 1``, or bad arrays or metric.
     """
     x = check_embeddings(photo_emb, "photo embeddings")
     y = check_labels(photo_labels, len(x), "photo labels")

@@ -36,7 +36,21 @@ _KNN_ROWS = 16384  # queries per neighbour search in retrieval_report (outputs: 
 
 @dataclass
 class RetrievalReport:
-    """Musgrave et al. (2020) retrieval metrics, averaged over queries with ``R > 0``."""
+    """Musgrave et al. (2020) retrieval metrics, averaged over queries with ``R > 0``.
+
+    Every rate lies in ``[0, 1]``; the definitions are in the module docstring.
+
+    Attributes:
+        recall_at_k: ``{K: Recall@K}``, the fraction of queries with a relevant reference
+            among their first K neighbours, for each K asked for.
+        precision_at_1: fraction of queries whose nearest reference is relevant (= Recall@1).
+        r_precision: mean R-precision (relevant references among the first R, divided by R).
+        map_at_r: mean MAP@R.
+        mean_average_precision: mean average precision over each query's full ranking, or
+            ``None`` when it was not asked for (``with_map=False``).
+        n_queries: queries averaged (those with at least one relevant reference, ``R > 0``).
+        n_skipped: queries left out because no reference shares their label (``R = 0``).
+    """
 
     recall_at_k: dict[int, float]
     precision_at_1: float
@@ -107,9 +121,11 @@ def retrieval_report(
     ``(distance, index)`` order).
 
     Args:
-        query_emb: (n, d); query_labels: (n,) ints.
-        reference_emb: (m, d), or None for the queries themselves (self excluded);
-            reference_labels: (m,) with it.
+        query_emb: (n, d) query embeddings.
+        query_labels: (n,) int class ids of the queries.
+        reference_emb: (m, d) reference embeddings, or None for the queries themselves
+            (each query's own row excluded from its ranking).
+        reference_labels: (m,) int class ids of ``reference_emb``; given exactly when it is.
         ks: the K of Recall@K.
         metric: ``"cosine"`` or ``"l2"``.
         with_map: also the full-ranking mAP (every pair's exact distance: slow for large sets).

@@ -34,7 +34,21 @@ N_GRID = 4096
 
 @dataclass
 class Threshold:
-    """A distance threshold fitted on validation pairs (accept a pair when ``D ≤ value``)."""
+    """A distance threshold fitted on validation pairs (accept a pair when ``D ≤ value``).
+
+    Made by :func:`fit_threshold`; the ``*_val`` fields describe the validation split the
+    threshold was chosen on, not a held-out result (use :func:`evaluate_threshold` for that).
+
+    Attributes:
+        value: the distance threshold ``t`` (``+inf`` when every pair may be accepted); a pair
+            is accepted when its distance ``D ≤ t``. Cosine distances lie in ``[0, 2]``.
+        target_far: the false-accept rate asked for, in ``[0, 1)``.
+        far_val: FAR at ``value`` on the validation pairs, in ``[0, target_far]``.
+        val_val: VAL (true-accept rate) at ``value`` on the validation pairs, in ``[0, 1]``.
+        n_same_val: same-label validation pairs ``i < j``.
+        n_diff_val: different-label validation pairs ``i < j``.
+        metric: ``"cosine"`` or ``"l2"``, the distance the threshold applies to.
+    """
 
     value: float
     target_far: float
@@ -47,7 +61,17 @@ class Threshold:
 
 @dataclass
 class VerificationReport:
-    """VAL and FAR of a fitted threshold on a (test) split."""
+    """VAL and FAR of a fitted threshold on a (test) split (Schroff et al. 2015).
+
+    Attributes:
+        threshold: the :class:`Threshold` that was applied (fitted on another split).
+        val: ``true_accepts / n_same`` in ``[0, 1]`` (NaN when there is no same-label pair).
+        far: ``false_accepts / n_diff`` in ``[0, 1]`` (NaN when there is no different-label pair).
+        true_accepts: same-label pairs with ``D ≤ threshold.value``.
+        false_accepts: different-label pairs with ``D ≤ threshold.value``.
+        n_same: same-label pairs ``i < j`` of the split.
+        n_diff: different-label pairs ``i < j`` of the split.
+    """
 
     threshold: Threshold
     val: float
@@ -66,7 +90,15 @@ class VerificationReport:
 
 @dataclass
 class ValFarCurve:
-    """VAL and FAR at each threshold (a descriptive sweep; no threshold is chosen)."""
+    """VAL and FAR at each threshold (a descriptive sweep; no threshold is chosen).
+
+    Attributes:
+        thresholds: (T,) ascending distance thresholds.
+        val: (T,) VAL at each threshold: fraction of same-label pairs with ``D ≤ t``, in ``[0, 1]``.
+        far: (T,) FAR at each threshold: fraction of different-label pairs with ``D ≤ t``, in ``[0, 1]``.
+        n_same: same-label pairs ``i < j`` counted.
+        n_diff: different-label pairs ``i < j`` counted.
+    """
 
     thresholds: np.ndarray
     val: np.ndarray
@@ -109,16 +141,20 @@ def pair_counts(
     """Exact pair counts at each threshold: pairs ``i < j`` with ``D ≤ t``.
 
     Args:
-        emb: (n, d); labels: (n,) ints.
+        emb: (n, d) embeddings.
+        labels: (n,) int class ids.
         thresholds: (T,) ascending distance thresholds.
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB for the distance blocks.
 
     Returns:
-        ``(same ≤ t (T,), diff ≤ t (T,), n_same, n_diff)``.
+        ``(same, diff, n_same, n_diff)``: ``same`` and ``diff`` are (T,) int64 counts of the
+        same- / different-label pairs with ``D ≤ t`` at each threshold (non-decreasing);
+        ``n_same`` and ``n_diff`` are the totals of each kind of pair.
 
     Raises:
-        ValueError: fewer than two embeddings, bad metric, or thresholds not 1-D ascending.
+        ValueError: fewer than two embeddings, embeddings not 2-D finite, labels not (n,)
+            ints, bad metric, or thresholds not 1-D ascending.
     """
     emb, labels = _checked(emb, labels, metric)
     t = np.asarray(thresholds, dtype=np.float64)
@@ -153,7 +189,8 @@ def diff_pair_order_statistics(
     """The exact ``r``-th smallest different-label pair distance for each r in ``ranks``.
 
     Args:
-        emb: (n, d); labels: (n,) ints.
+        emb: (n, d) embeddings.
+        labels: (n,) int class ids.
         ranks: 1-based ranks among the different-label pairs.
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB.
@@ -162,7 +199,8 @@ def diff_pair_order_statistics(
         (len(ranks),) float64 distances.
 
     Raises:
-        ValueError: a rank outside ``1..n_diff``.
+        ValueError: ``ranks`` empty or a rank outside ``1..n_diff``; or the inputs are
+            invalid (fewer than two embeddings, bad labels or metric).
         RuntimeError: the two passes saw different distances (non-deterministic BLAS).
     """
     emb, labels = _checked(emb, labels, metric)
@@ -213,7 +251,8 @@ def fit_threshold(
     two order statistics are found (:func:`diff_pair_order_statistics`), never all distances.
 
     Args:
-        val_emb: (n, d) validation embeddings; val_labels: (n,) ints.
+        val_emb: (n, d) validation embeddings.
+        val_labels: (n,) int class ids of ``val_emb``.
         target_far: in ``[0, 1)``.
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB for the distance blocks.
@@ -222,7 +261,8 @@ def fit_threshold(
         :class:`Threshold`, with the FAR and VAL it has on the validation pairs.
 
     Raises:
-        ValueError: ``target_far`` outside ``[0, 1)``, or no same- or no different-label pair.
+        ValueError: ``target_far`` outside ``[0, 1)``, fewer than two embeddings, bad labels
+            or metric, or no same- or no different-label pair.
     """
     if not 0 <= target_far < 1:
         raise ValueError(f"target_far must lie in [0, 1); got {target_far}")
@@ -253,7 +293,8 @@ def evaluate_threshold(
 
     Args:
         threshold: a :class:`Threshold` (its metric is used); pairs with ``D ≤ threshold.value`` are accepted.
-        test_emb: (n, d); test_labels: (n,) ints.
+        test_emb: (n, d) test embeddings.
+        test_labels: (n,) int class ids of ``test_emb``.
         memory_mb: budget in MiB.
 
     Returns:
@@ -317,7 +358,8 @@ def val_far_curve(
     distance; on a grid it is the trapezoid approximation at the grid's points.
 
     Args:
-        emb: (n, d); labels: (n,) ints.
+        emb: (n, d) embeddings.
+        labels: (n,) int class ids.
         thresholds: an int (a grid over the distance range) or the thresholds themselves.
         metric: ``"cosine"`` or ``"l2"``.
         memory_mb: budget in MiB.

@@ -10,7 +10,17 @@ import numpy as np
 
 @dataclass(slots=True)
 class Match:
-    """One candidate item for a query: cosine ``similarity`` of its best vector (or prototype)."""
+    """One candidate item for a query: cosine ``similarity`` of its best vector (or prototype).
+
+    Attributes:
+        item_id: the item's id, as enrolled.
+        name: the item's display name (its id unless one was given).
+        similarity: cosine similarity of the query to the item's best-scoring vector (or its
+            mean prototype), in ``[-1, 1]``; with a background set (hubness correction,
+            :mod:`itemrec.gallery.background`) the corrected score ``cos − β·r``, which may
+            fall below ``-1``.
+        attributes: the item's JSON attributes (an empty dict when none were stored).
+    """
 
     item_id: str
     name: str
@@ -24,6 +34,13 @@ class QueryResult:
 
     ``unknown`` is true when the best similarity is below the gallery threshold
     (or the gallery is empty): the query is taken to show an item not enrolled.
+
+    Attributes:
+        matches: up to k :class:`Match` objects, by decreasing similarity (fewer when the
+            gallery holds fewer items; empty for an empty gallery).
+        unknown: no match, or the best similarity ``< threshold``.
+        threshold: the similarity threshold applied (the gallery's, or the one passed to the
+            query), or ``None`` when none is set (then only an empty result is unknown).
     """
 
     matches: list[Match]
@@ -59,7 +76,16 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class EnrollResult:
-    """An acknowledged (committed) enrolment."""
+    """An acknowledged (committed) enrolment.
+
+    Attributes:
+        item_id: the item's id.
+        n_vectors: vectors written for the item in this enrolment (its readable images, or
+            the vectors given).
+        generation: the store generation of the transaction that committed it.
+        skipped: ``(path, reason)`` of each image file that could not be read or embedded
+            (empty when every file was used, or vectors or arrays were given).
+    """
 
     item_id: str
     n_vectors: int
@@ -69,7 +95,23 @@ class EnrollResult:
 
 @dataclass(frozen=True)
 class Calibration:
-    """An open-set threshold chosen for a target false-accept rate (see :func:`choose_threshold`)."""
+    """An open-set threshold chosen for a target false-accept rate (see :func:`choose_threshold`).
+
+    Made by :meth:`itemrec.gallery.Gallery.calibrate`; ``float(calibration)`` is the threshold.
+    The rates are measured on the same validation searches the threshold was chosen on.
+
+    Attributes:
+        threshold: the similarity threshold ``t``, in ``[-1, 1]`` for plain cosines; a query
+            is accepted when its best similarity is ``>= t``.
+        target_far: the false-accept rate (FPIR) asked for, in ``[0, 1]``.
+        far: fraction of impostor (non-mated) searches accepted at ``t``, ``≤ target_far``.
+        dir: detection-and-identification rate: enrolled validation queries whose top item is
+            right and scores ``>= t``, over all enrolled queries, in ``[0, 1]`` (NaN when no
+            validation query is of an enrolled item).
+        n_impostor: impostor scores used: one per validation query with another item among
+            its two best, scored by the best of those other items.
+        n_mated: validation queries of enrolled items (the denominator of ``dir``).
+    """
 
     threshold: float
     target_far: float
@@ -84,7 +126,21 @@ class Calibration:
 
 @dataclass(frozen=True)
 class IntegrityReport:
-    """What :meth:`Gallery.check` found; ``ok`` when ``problems`` is empty."""
+    """What :meth:`Gallery.check` found; ``ok`` when ``problems`` is empty.
+
+    Attributes:
+        sqlite: the result of SQLite's ``PRAGMA integrity_check`` (``"ok"`` when sound).
+        n_items: items in the store.
+        n_vectors: vectors in the store (indexed or not, e.g. the images behind a mean prototype).
+        n_indexed: stored vectors marked as indexed (those the search index should hold).
+        index_ntotal: vectors in the in-memory search index.
+        generation: the store's generation.
+        index_file_generation: generation of the index file last read or written, or ``None``
+            when none was.
+        missing_from_index: ids of indexed stored vectors that the search index lacks.
+        unknown_in_index: ids in the search index that no indexed stored vector has.
+        problems: one human-readable line per problem found; empty when the gallery is consistent.
+    """
 
     sqlite: str
     n_items: int
