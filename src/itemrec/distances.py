@@ -37,6 +37,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from itemrec.serialization import ConfigObject
+
 _EPS = 1e-12
 
 
@@ -67,14 +69,14 @@ def _check_pair(a: Any, b: Any) -> None:
         raise ValueError(f"embedding sizes differ: a has D={a.shape[-1]}, b has D={b.shape[-1]}")
 
 
-class Distance:
+class Distance(ConfigObject):
     """Base class: a metric between embeddings, in ``keras.ops`` and in NumPy.
 
     Subclasses implement :meth:`_matrix` and :meth:`_matrix_numpy` on float32
     inputs (and :meth:`_rows` for paired rows when the matrix formula does not
     give it cheaply). ``inverted`` says the direction: ``False`` when smaller is
     closer (a distance), ``True`` when larger is closer (a similarity).
-    The constructor takes no arguments, so the config is ``{}``.
+    The constructor takes no arguments, so the config is ``{}`` (:class:`~itemrec.serialization.ConfigObject`).
     """
 
     name = "distance"
@@ -155,35 +157,6 @@ class Distance:
     def _rows(self, a: Any, b: Any) -> Any:
         raise NotImplementedError
 
-    # -- serialisation ---------------------------------------------------------
-    def get_config(self) -> dict:
-        """The constructor arguments (none).
-
-        Returns:
-            ``{}``.
-        """
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "Distance":
-        """Rebuild from :meth:`get_config`.
-
-        Args:
-            config: the dict :meth:`get_config` returned.
-
-        Returns:
-            A new instance.
-        """
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[union-attr]
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def _squared(a: Any, b: Any, same: bool) -> Any:

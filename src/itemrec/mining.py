@@ -37,6 +37,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from itemrec.serialization import ConfigObject
+
 _BIG = 1e9
 
 
@@ -115,7 +117,7 @@ def _one_per_anchor(pos: Any, neg: Any, pos_index: Any, neg_index: Any) -> Tripl
     return Triplets(pair_mask=pair_mask, negatives=negatives)
 
 
-class Miner:
+class Miner(ConfigObject):
     """Base class of every miner: ``miner(labels, distances, inverted=False)``.
 
     Subclasses implement :meth:`mine` on a "smaller is closer" matrix and return
@@ -155,29 +157,6 @@ class Miner:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement mine(labels, distances)")
 
-    def get_config(self) -> dict:
-        """The constructor arguments.
-
-        Returns:
-            A dict that ``type(self)(**config)`` accepts.
-        """
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "Miner":
-        """Rebuild from :meth:`get_config`.
-
-        Args:
-            config: the dict :meth:`get_config` returned.
-
-        Returns:
-            A new miner.
-        """
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class TripletMiner(Miner):

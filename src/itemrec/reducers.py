@@ -20,8 +20,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from itemrec.serialization import ConfigObject
 
-class Reducer:
+
+class Reducer(ConfigObject):
     """Base class: ``reducer(losses, mask) -> scalar`` (see the module docstring)."""
 
     name = "reducer"
@@ -54,34 +56,6 @@ class Reducer:
         """
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        """The constructor arguments (none).
-
-        Returns:
-            ``{}``.
-        """
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "Reducer":
-        """Rebuild from :meth:`get_config`.
-
-        Args:
-            config: the dict :meth:`get_config` returned.
-
-        Returns:
-            A new reducer.
-        """
-        return cls(**config)
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 @keras.saving.register_keras_serializable(package="itemrec")

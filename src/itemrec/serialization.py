@@ -20,6 +20,44 @@ import keras
 PACKAGE = "itemrec"
 
 
+class ConfigObject:
+    """Base of the small serialisable objects (distances, miners, reducers): the constructor's
+    arguments are the config.
+
+    Subclasses with arguments override :meth:`get_config`; equality and the repr follow it.
+    """
+
+    def get_config(self) -> dict:
+        """The constructor arguments (none here).
+
+        Returns:
+            A dict that ``type(self)(**config)`` accepts.
+        """
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Any:
+        """Rebuild from :meth:`get_config`.
+
+        Args:
+            config: the dict :meth:`get_config` returned.
+
+        Returns:
+            A new instance.
+        """
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self), repr(sorted(self.get_config().items()))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
 def registered_name(obj: Any) -> str:
     """The name an object or class is written under: ``"TripletLoss"`` for itemrec's, else ``"pkg>Name"``.
 
