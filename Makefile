@@ -34,7 +34,7 @@ strip: setup-dev
 	$(PY) -m jupytext --sync --quiet $(NOTEBOOK_PY)
 	$(PY) -m nbstripout $(NOTEBOOK_PY:.py=.ipynb)
 
-notebook: setup-dev
+notebook: setup-dev strip
 	$(PY) notebooks/run_notebook.py $(NB) $(if $(FULL),--full)
 
 test: setup-dev strip

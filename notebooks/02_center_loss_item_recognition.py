@@ -131,7 +131,7 @@ pd.DataFrame(np.asarray(center_loss.centers), index=["centre 0", "centre 1"], co
 # %% tags=["train"]
 config = run_config("center", "center", lam=LAMBDA, finetune_lam=FINETUNE_LAMBDA, alpha=ALPHA,
                     feature_monitor=True, monitor_classes=MONITOR_CLASSES)
-config.to_json(out / "center_config.json")  # the same run from the command line: itemrec train --config ...
+config.to_json(out / "center_config.json")  # the same run from the command line: itemrec train <that file>
 center = g.run_or_load(config)
 print(center.run_dir.name)
 center.training["phases"]

@@ -273,3 +273,22 @@ def test_old_loss_conversion_keeps_every_older_name():
     names = {convert_old_loss({"name": n}, warn=False)[0]["class_name"] for n in OLDER}
     assert names == {"SoftmaxLoss", "CenterLoss", "TripletLoss", "MultiSimilarityLoss", "ProxyAnchorLoss",
                      "ContrastiveLoss"}
+
+
+def test_nested_bad_argument_names_the_root_cause_and_imports_search_the_current_folder(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"TypeError: BatchHardMiner\(\) takes no arguments"):
+        ExperimentConfig.from_dict({"loss": {"class_name": "TripletLoss", "config": {
+            "miner": {"class_name": "BatchHardMiner", "config": {"foo": 1}}}}})
+    (tmp_path / "shop_here.py").write_text(textwrap.dedent('''
+        import keras
+        from itemrec.mining import BatchHardMiner
+
+        @keras.saving.register_keras_serializable(package="here")
+        class HereMiner(BatchHardMiner):
+            """Batch-hard under another name."""
+    '''))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    cfg = ExperimentConfig.from_dict({"imports": ["shop_here"], "loss": {"class_name": "TripletLoss", "config": {
+        "miner": {"class_name": "here>HereMiner", "config": {}}}}})
+    assert type(cfg.loss.build(3).miner).__name__ == "HereMiner"

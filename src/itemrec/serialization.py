@@ -157,7 +157,15 @@ def deserialize(spec: Any, what: str = "object", **defaults: Any) -> Any:
     try:
         return keras.saving.deserialize_keras_object(full)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {spec['class_name']!r} with config {config}: {exc}") from exc
+        raise ValueError(f"{what} {spec['class_name']!r} with config {config}: {_root_cause(exc)}") from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The message of the innermost exception (Keras wraps a constructor's error in its own)."""
+    seen = exc
+    while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(seen).__name__}: {seen}" if seen is not exc else str(exc)
 
 
 def accepts(cls: type, argument: str) -> bool:
@@ -181,12 +189,19 @@ def accepts(cls: type, argument: str) -> bool:
 def import_modules(names: list[str]) -> None:
     """Import each module of ``names`` (those that register user-defined objects).
 
+    The current folder is searched too (as ``python -m`` does), then ``sys.path``.
+
     Args:
         names: dotted module names.
 
     Raises:
         ValueError: a module cannot be imported (the message names it and the error).
     """
+    import os
+    import sys
+
+    if names and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     for name in names:
         try:
             importlib.import_module(name)
