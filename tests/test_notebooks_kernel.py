@@ -28,7 +28,7 @@ def test_notebook_02_new_lambda_trains_a_new_run_and_the_cmc_plot_keeps_both(dat
                          CMC_DRAWS=5, SUBSET={"train": 4, "val": None, "test": 2})
         k.run("parameters", k.code_cells()[1], "train", "cmc")
         first = _runs(out / "runs", "center")
-        assert [c["loss"]["lam"] for c in first.values()] == [0.1]
+        assert [c["loss"]["config"]["lam"] for c in first.values()] == [0.1]
         # the researcher edits λ in the parameters cell and re-runs it, then only the training and CMC cells
         k.set_parameters(LAMBDA=0.001)
         k.run("parameters", "train", "cmc")
@@ -36,10 +36,10 @@ def test_notebook_02_new_lambda_trains_a_new_run_and_the_cmc_plot_keeps_both(dat
         labels = json.loads(k.eval('__import__("json").dumps([ln.get_label() for ln in fig_lambda.axes[0].get_lines()])'))
     assert set(first) < set(runs) and len(runs) == 2  # run a is still there, run b is new
     (name_b,) = set(runs) - set(first)
-    assert runs[name_b]["loss"]["lam"] == 0.001 and name_b.startswith("center_lam0.001_")
+    assert runs[name_b]["loss"]["config"]["lam"] == 0.001 and name_b.startswith("center_lam0.001_")
     assert runs[name_b]["train"]["frozen_epochs"] == 1 and runs[name_b]["eval"]["cmc_draws"] == 5
     (name_a,) = first
-    assert (out / "runs" / name_a / "done.json").is_file() and runs[name_a]["loss"]["lam"] == 0.1
+    assert (out / "runs" / name_a / "done.json").is_file() and runs[name_a]["loss"]["config"]["lam"] == 0.1
     # the CMC cell's figure holds one curve per λ, from the two kept runs
     assert sorted(label.split(" ")[0] for label in labels) == ["λ=0.001", "λ=0.1"]
 
