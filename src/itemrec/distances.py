@@ -37,7 +37,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from itemrec.serialization import ConfigObject
+from itemrec.serialization import ConfigObject, resolve
 
 _EPS = 1e-12
 
@@ -298,20 +298,7 @@ def get_distance(distance: Any) -> Distance:
         ValueError: an unknown name, or a dict that does not describe a :class:`Distance`.
         TypeError: any other type.
     """
-    if isinstance(distance, Distance):
-        return distance
-    if isinstance(distance, str):
-        if distance not in DISTANCES:
-            raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")
-        return DISTANCES[distance]()
-    if isinstance(distance, dict):
-        from itemrec.serialization import deserialize
-
-        obj = deserialize(distance, "distance")
-        if not isinstance(obj, Distance):
-            raise ValueError(f"{distance!r} is not a Distance")
-        return obj
-    raise TypeError(f"distance must be a name, a serialised dict or a Distance; got {type(distance).__name__}")
+    return resolve(distance, Distance, DISTANCES, "distance")
 
 
 def check_metric(metric: str) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.serialization import ConfigObject
+from itemrec.serialization import ConfigObject, resolve
 
 _BIG = 1e9
 
@@ -366,16 +366,7 @@ def get_miner(miner: Any, kind: type = Miner) -> Any:
     """
     if miner is None:
         return None
-    if isinstance(miner, str):
-        if miner not in MINERS:
-            raise ValueError(f"unknown miner {miner!r}; choose one of {sorted(MINERS)} or pass a miner object")
-        miner = MINERS[miner]()
-    elif isinstance(miner, dict):
-        from itemrec.serialization import deserialize
-
-        miner = deserialize(miner, "miner")
-    if not isinstance(miner, Miner):
-        raise TypeError(f"miner must be a name, a serialised dict or a Miner; got {type(miner).__name__}")
+    miner = resolve(miner, Miner, MINERS, "miner", hint=" or pass a miner object", not_base=TypeError)
     if not isinstance(miner, kind):
         raise ValueError(f"{type(miner).__name__} is not a {kind.__name__}")
     return miner

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from itemrec.serialization import ConfigObject
+from itemrec.serialization import ConfigObject, resolve
 
 
 class Reducer(ConfigObject):
@@ -115,18 +115,4 @@ def get_reducer(reducer: Any) -> Reducer | None:
         ValueError: an unknown name or a dict that is not a reducer.
         TypeError: any other type.
     """
-    if reducer is None or isinstance(reducer, Reducer):
-        return reducer
-    if isinstance(reducer, str):
-        name = _OLD_NAMES.get(reducer, reducer)
-        if name not in REDUCERS:
-            raise ValueError(f"unknown reducer {reducer!r}; choose one of {sorted(REDUCERS)}")
-        return REDUCERS[name]()
-    if isinstance(reducer, dict):
-        from itemrec.serialization import deserialize
-
-        obj = deserialize(reducer, "reducer")
-        if not isinstance(obj, Reducer):
-            raise ValueError(f"{reducer!r} is not a Reducer")
-        return obj
-    raise TypeError(f"reducer must be a name, a serialised dict or a Reducer; got {type(reducer).__name__}")
+    return None if reducer is None else resolve(reducer, Reducer, REDUCERS, "reducer", aliases=_OLD_NAMES)

@@ -168,6 +168,45 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(seen).__name__}: {seen}" if seen is not exc else str(exc)
 
 
+def resolve(value: Any, base: type, names: dict[str, type], what: str, aliases: dict[str, str] | None = None,
+            hint: str = "", not_base: type[Exception] = ValueError) -> Any:
+    """An object of ``base`` from itself, a short name of ``names`` or a serialised dict.
+
+    The one rule behind :func:`~itemrec.distances.get_distance`, :func:`~itemrec.mining.get_miner`
+    and :func:`~itemrec.reducers.get_reducer`.
+
+    Args:
+        value: an instance of ``base``, a name, or a ``{"class_name", "config"}`` dict.
+        base: the class the result must be an instance of.
+        names: short name -> class, built with no arguments.
+        what: what it is, for messages (``"distance"``, ``"miner"``, ...).
+        aliases: older names -> names.
+        hint: added to the unknown-name message.
+        not_base: the error raised when a dict describes an object of another class.
+
+    Returns:
+        The object.
+
+    Raises:
+        ValueError: an unknown name; a dict :func:`deserialize` rejects.
+        TypeError: any other type.
+        Exception: ``not_base`` when the dict describes another kind of object.
+    """
+    if isinstance(value, base):
+        return value
+    if isinstance(value, str):
+        key = (aliases or {}).get(value, value)
+        if key not in names:
+            raise ValueError(f"unknown {what} {value!r}; choose one of {sorted(names)}{hint}")
+        return names[key]()
+    if isinstance(value, dict):
+        obj = deserialize(value, what)
+        if not isinstance(obj, base):
+            raise not_base(f"{value!r} is not a {base.__name__}")
+        return obj
+    raise TypeError(f"{what} must be a name, a serialised dict or a {base.__name__}; got {type(value).__name__}")
+
+
 def accepts(cls: type, argument: str) -> bool:
     """Whether ``cls(...)`` takes a keyword ``argument`` by name.
 

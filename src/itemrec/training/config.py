@@ -564,10 +564,12 @@ class ExperimentConfig:
             if not isinstance(section, cls):
                 raise ConfigError(f"{key} must be a {cls.__name__}; got {type(section).__name__}")
             section.validate()
-        if self.train.init_from_catalogue and not self.loss.build(2).has_class_vectors:
+        # the loss's own checks ran in its section; build it once more only for what train asks of it
+        probe = self.loss.build(2) if self.train.init_from_catalogue or self.train.finetune_lam is not None else None
+        if self.train.init_from_catalogue and not probe.has_class_vectors:
             raise ConfigError(f"train.init_from_catalogue needs a loss with class vectors (a cosine head, "
                               f"ProxyAnchorLoss); {self.loss.class_name} ({self.loss.name}) has none")
-        if self.train.finetune_lam is not None and not hasattr(self.loss.build(2), "lam"):
+        if self.train.finetune_lam is not None and not hasattr(probe, "lam"):
             raise ConfigError(f"train.finetune_lam is the centre loss's λ in fine-tuning; the loss is "
                               f"{self.loss.class_name}")
         if self.model.head == "none" and self.train.frozen_epochs:
