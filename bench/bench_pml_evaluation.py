@@ -7,11 +7,13 @@ which are re-ranked on exact pair distances by ``(distance, index)``; rows whose
 be proved complete are redone from NumPy distance blocks.
 
 For each size: random clustered 128-d embeddings, L2-normalised (so L2 and cosine rank alike), 100
-points per class on average; the set is its own reference set, self excluded. Prints both
-implementations' values, their largest difference, each one's seconds and the ratio PML / itemrec
-(above 1: itemrec is faster).
+points per class on average; the set is its own reference set, self excluded. The two run in turn,
+``--repeats`` times each (itemrec, PML, itemrec, PML, ...), so that a burst of load on a shared
+machine falls on both; it prints both implementations' values, their largest difference, each
+one's seconds (every run, then the median) and the ratio of the medians PML / itemrec (above 1:
+itemrec is faster).
 
-    python bench/bench_pml_evaluation.py                 # 10,000 and 100,000 points
+    python bench/bench_pml_evaluation.py                 # 10,000 and 100,000 points, 3 runs each
     python bench/bench_pml_evaluation.py --sizes 10000   # quicker
 """
 
@@ -63,15 +65,23 @@ def pml(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each implementation, in turn (default 3)")
     args = ap.parse_args()
     print(f"{'n':>8} {'metric':>15} {'itemrec':>10} {'PML':>10} {'|diff|':>9}")
     for n in args.sizes:
         x, y = make_data(n)
-        a, ta = ours(x, y)
-        b, tb = pml(x, y)
+        times_a, times_b = [], []
+        for _ in range(max(1, args.repeats)):
+            a, ta = ours(x, y)
+            b, tb = pml(x, y)
+            times_a.append(ta)
+            times_b.append(tb)
         for key in a:
             print(f"{n:>8} {key:>15} {a[key]:>10.6f} {b[key]:>10.6f} {abs(a[key] - b[key]):>9.2e}")
-        print(f"{n:>8} {'seconds':>15} {ta:>10.2f} {tb:>10.2f}   PML / itemrec = {tb / ta:.2f}x")
+        ma, mb = float(np.median(times_a)), float(np.median(times_b))
+        runs = ", ".join(f"{p:.2f}/{q:.2f}" for p, q in zip(times_a, times_b))
+        print(f"{n:>8} {'seconds':>15} {ma:>10.2f} {mb:>10.2f}   PML / itemrec = {mb / ma:.2f}x"
+              f"   (median of {len(times_a)}; runs itemrec/PML: {runs})")
 
 
 if __name__ == "__main__":

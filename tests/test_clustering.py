@@ -36,7 +36,7 @@ def test_well_separated_blobs_recovered_exactly_cosine():
 def test_well_separated_blobs_euclidean():
     centers = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
     x, y = blobs(centers, per=10, std=0.5, seed=1)
-    res = cluster_embeddings(x, min_cluster_size=4, metric="euclidean")
+    res = cluster_embeddings(x, min_cluster_size=4, metric="l2")
     assert adjusted_rand_score(y, res.labels) == 1.0
 
 
@@ -51,8 +51,25 @@ def test_cosine_is_scale_invariant_and_agrees_with_exact_cosine():
     # The precomputed 1 - cos matrix gives the same partition on other blobs; on the seed=2 ones
     # above it splits one blob (the stability difference the module docstring describes).
     x, y = blobs(centers, per=6, std=0.4, seed=3)
-    assert adjusted_rand_score(y, cluster_embeddings(x, metric="cosine_exact").labels) == 1.0
+    assert adjusted_rand_score(y, cluster_embeddings(x, metric="cosine", precomputed=True).labels) == 1.0
     assert adjusted_rand_score(y, cluster_embeddings(x).labels) == 1.0
+
+
+def test_distances_are_named_as_in_itemrec_distances_and_older_names_warn():
+    from itemrec.distances import CosineDistance, L2Distance
+
+    centers = 10.0 * np.eye(8)[:4]
+    x, _ = blobs(centers, per=6, std=0.4, seed=3)
+    for old, new, pre in (("euclidean", L2Distance(), False), ("cosine_exact", CosineDistance(), True)):
+        with pytest.warns(FutureWarning, match=f'older spelling of metric="{new.name}"'):
+            a = cluster_embeddings(x, metric=old)
+        b = cluster_embeddings(x, metric={"class_name": type(new).__name__, "config": {}}, precomputed=pre)
+        assert (a.labels == b.labels).all() and a.params == b.params
+        assert b.params["metric"] == new.name and b.params["precomputed"] is pre
+    # the l2 matrix given precomputed clusters as the rows do (sklearn's euclidean either way)
+    assert (cluster_embeddings(x, metric="l2", precomputed=True).labels == cluster_embeddings(x, metric="l2").labels).all()
+    with pytest.raises(ValueError, match="orders neighbours like 'l2'"):
+        cluster_embeddings(x, metric="squared_l2")
 
 
 def test_chordal_distance_identity():
@@ -84,7 +101,7 @@ def merge_data() -> np.ndarray:
 
 def test_optics_recovers_pairs_from_hdbscan_noise_without_id_collision():
     x = merge_data()  # 30 points in 3 blobs, then 2 tight pairs (30,31), (32,33), then one outlier (34)
-    res = cluster_embeddings(x, min_cluster_size=4, metric="euclidean")
+    res = cluster_embeddings(x, min_cluster_size=4, metric="l2")
     hdb = res.hdbscan_labels
     # HDBSCAN with min_cluster_size=4 cannot make a cluster of a pair: the pairs and the outlier are noise.
     assert res.n_hdbscan_clusters == 3
@@ -100,7 +117,7 @@ def test_optics_recovers_pairs_from_hdbscan_noise_without_id_collision():
     assert res.labels[34] == -1 and res.n_noise == 1
     assert res.n_clusters == 5 and res.n_optics_clusters == 2
 
-    off = cluster_embeddings(x, min_cluster_size=4, metric="euclidean", optics_on_noise=False)
+    off = cluster_embeddings(x, min_cluster_size=4, metric="l2", optics_on_noise=False)
     assert (off.labels == hdb).all() and off.n_clusters == 3 and not off.from_optics.any()
 
 
@@ -114,11 +131,11 @@ def test_n_zero_and_n_one():
 def test_fewer_points_than_min_cluster_size():
     # 3 points, min_cluster_size=5: HDBSCAN is skipped (all noise); OPTICS then groups the two close ones.
     x = np.array([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]])
-    res = cluster_embeddings(x, min_cluster_size=5, metric="euclidean", optics_max_eps=0.5)
+    res = cluster_embeddings(x, min_cluster_size=5, metric="l2", optics_max_eps=0.5)
     assert res.n_hdbscan_clusters == 0 and (res.hdbscan_labels == -1).all()
     assert res.labels.tolist() == [0, 0, -1]
     # Without the second stage everything stays noise.
-    res = cluster_embeddings(x, min_cluster_size=5, metric="euclidean", optics_on_noise=False)
+    res = cluster_embeddings(x, min_cluster_size=5, metric="l2", optics_on_noise=False)
     assert res.labels.tolist() == [-1, -1, -1] and res.n_clusters == 0
 
 
@@ -130,7 +147,7 @@ def test_no_noise_left_skips_optics():
 
 def test_one_point_of_noise_stays_noise():
     x = np.concatenate([merge_data()[:30], [[200.0, -200.0]]])
-    res = cluster_embeddings(x, min_cluster_size=4, metric="euclidean")
+    res = cluster_embeddings(x, min_cluster_size=4, metric="l2")
     assert res.n_clusters == 3 and res.labels[30] == -1 and res.n_noise == 1
     assert not res.from_optics.any()  # one noise point < optics_min_samples=2: OPTICS not run
 
@@ -138,7 +155,7 @@ def test_one_point_of_noise_stays_noise():
 def test_all_noise_goes_to_optics():
     # Two far-apart pairs: min_cluster_size=3 leaves all four as HDBSCAN noise.
     x = np.array([[0.0, 0.0], [0.0, 0.01], [10.0, 10.0], [10.0, 10.01]])
-    res = cluster_embeddings(x, min_cluster_size=3, metric="euclidean")
+    res = cluster_embeddings(x, min_cluster_size=3, metric="l2")
     assert (res.hdbscan_labels == -1).all()
     assert res.from_optics.all()
     assert res.labels[0] == res.labels[1] != res.labels[2] == res.labels[3]
@@ -149,7 +166,7 @@ def test_single_cluster():
     # Ten equally spaced points: with min_samples=2 every mutual reachability edge is 1, so the
     # hierarchy is one merge; allow_single_cluster lets HDBSCAN return that one cluster.
     x = np.arange(10.0)[:, None] * np.array([[1.0, 0.0]])
-    res = cluster_embeddings(x, min_cluster_size=3, min_samples=2, metric="euclidean", allow_single_cluster=True)
+    res = cluster_embeddings(x, min_cluster_size=3, min_samples=2, metric="l2", allow_single_cluster=True)
     assert res.labels.tolist() == [0] * 10 and res.n_clusters == 1 and res.n_hdbscan_clusters == 1
     assert not res.from_optics.any()
 
@@ -161,7 +178,7 @@ def test_duplicate_points():
     assert adjusted_rand_score(np.repeat([0, 1], 5), res.labels) == 1.0
     same = cluster_embeddings(np.tile([0.3, 0.4, 0.5], (6, 1)))
     assert same.labels.tolist() == [0] * 6 and same.n_clusters == 1
-    same_e = cluster_embeddings(np.tile([0.3, 0.4, 0.5], (6, 1)), metric="euclidean")
+    same_e = cluster_embeddings(np.tile([0.3, 0.4, 0.5], (6, 1)), metric="l2")
     assert same_e.labels.tolist() == [0] * 6
 
 

@@ -149,12 +149,25 @@ def test_error_bound_covers_block_and_faiss_distances(metric, dtype):
     exact = pairs.exact(rows, np.broadcast_to(np.arange(len(r)), (len(q), len(r))))
     block = pairs.block(slice(0, len(q))).astype(np.float64)
     assert (np.abs(block - exact) <= pairs.bound(rows, block)).all()
-    index = (faiss.IndexFlatIP if metric == "cosine" else faiss.IndexFlatL2)(64)
-    index.add(pairs.r.astype(np.float32))
-    s, _ = index.search(pairs.q.astype(np.float32), len(r))
-    s = np.sort(s, axis=1)[:, ::-1] if metric == "cosine" else np.sort(s, axis=1)
-    approx = 1.0 - s.astype(np.float64) if metric == "cosine" else np.sqrt(np.maximum(s, 0).astype(np.float64))
-    assert (np.abs(approx - np.sort(exact, axis=1)) <= pairs.bound(rows, approx, 2.0**-24)).all()
+    # the FAISS index and queries the engine itself searches (l2: inner products of [q, 1] and [2r, −‖r‖²])
+    engine = NeighbourEngine(q, r, metric, backend="faiss")
+    s, idx = engine._faiss_index().search(engine._faiss_queries(rows), len(r))
+    approx = engine._faiss_distances(rows, s)
+    assert (np.abs(approx - np.take_along_axis(exact, idx, axis=1)) <= pairs.bound(rows, approx, 2.0**-24)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_faiss_candidates_far_from_the_origin_are_redone_not_wrong(dtype):
+    # points 1000 from the origin, 0.01 apart: float32 inner products lose the differences, so the
+    # FAISS lists cannot be proved complete and the engine must redo them from exact distances
+    rng = np.random.default_rng(5)
+    x = (1000.0 + 0.01 * rng.normal(size=(300, 8))).astype(dtype)
+    a = knn(x, x, 7, "l2", exclude_self=True, backend="faiss")
+    b = knn(x, x, 7, "l2", exclude_self=True, backend="numpy", memory_mb=0.05)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+    for i in (0, 123, 299):  # and the order is the brute-force (distance, index) order
+        assert a[1][i].tolist() == _loop_order(x, x, i, "l2", exclude_self=True)[:7]
 
 
 def test_engine_arguments_are_checked():
@@ -185,3 +198,31 @@ def test_l2_normalize_rows():
         l2_normalize_rows(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="2-D"):
         l2_normalize_rows(np.ones(3))
+
+
+def test_exclude_self_never_counts_a_lone_query_as_its_own_match():
+    # query 2 and query 3 are the only members of their classes: with the self excluded they have
+    # no match (rank 0, a miss at every rank), not a match with themselves at the end of the list.
+    # Queries 0 and 1 match each other first. CMC at every rank: 2 of 4 queries = 0.5.
+    from itemrec.evaluation import cmc
+
+    x = np.array([[0.0], [1.0], [2.0], [10.0]])
+    y = np.array([0, 0, 1, 2])
+    for memory in ({}, {"memory_mb": 0.0001}):  # one block; one row per block
+        assert first_match_rank(x, y, x, y, "l2", exclude_self=True, **memory).tolist() == [1, 1, 0, 0]
+        assert first_match_rank(x, y, x, y, "l2", exclude_self=True, count="classes", **memory).tolist() == [1, 1, 0, 0]
+    np.testing.assert_allclose(cmc(x, y, x, y, max_rank=4, metric="l2", exclude_self=True).mean, [0.5] * 4)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_faiss_blocks_past_the_first_exclude_their_own_rows(monkeypatch, metric):
+    # 40 rows in FAISS blocks of 7: a block that used its local row numbers would exclude the wrong
+    # references (and return queries to themselves); the lists must be the brute-force ones
+    from itemrec.evaluation import neighbours
+
+    monkeypatch.setattr(neighbours, "_FAISS_ROWS", 7)
+    x = np.random.default_rng(3).normal(size=(40, 8))
+    _, idx = knn(x, x, 5, metric, exclude_self=True, backend="faiss")
+    assert not (idx == np.arange(40)[:, None]).any()
+    for i in range(40):
+        assert idx[i].tolist() == _loop_order(x, x, i, metric, exclude_self=True)[:5], i

@@ -74,26 +74,53 @@ def _raw(url: str, request: bytes, timeout: float = 10) -> bytes:
 
 def test_negative_or_bad_content_length_answers_400(server):
     for value in (b"-5", b"abc"):
-        t0 = time.monotonic()
+        # a hung server sends nothing before _raw's socket timeout, and the reply is empty
         reply = _raw(server["url"], b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
-        assert time.monotonic() - t0 < 5  # answered, not hung until a timeout
 
 
-def test_keep_alive_responses_do_not_wait_for_a_delayed_ack(server):
+def test_every_connection_gets_tcp_nodelay():
     """Headers and body are two writes; without TCP_NODELAY the body waited ~40 ms for the client's
-    delayed ACK on every keep-alive request. A protocol check, not a speed target: the median
-    must be far below 40 ms (it is ~1 ms), which a delayed ACK can never give."""
-    with socket.create_connection(_addr(server["url"]), timeout=10) as s:
-        times = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            buf = b""
-            while not (b"\r\n\r\n" in buf and buf.rstrip().endswith(b"}")):
-                buf += s.recv(65536)
-            times.append(time.perf_counter() - t0)
-    assert sorted(times)[len(times) // 2] < 0.025, times
+    delayed ACK on every keep-alive request. Checked as the socket option on the server's side of
+    real connections, served in this process by the same uvicorn server and protocol as
+    ``itemrec serve`` (the latency itself is measured in ``bench/bench_service.py``)."""
+    import threading
+
+    from itemrec.service.server import bind, make_server
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = make_server(app)
+    sock = bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(2000):  # until it serves (a hang-stopper, not a speed bound)
+            if server.started:
+                break
+            time.sleep(0.01)
+        assert server.started
+        clients = [socket.create_connection(sock.getsockname(), timeout=10) for _ in range(3)]
+        for c in clients:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"ok"):  # answered (headers, then the body): the connection is made
+                chunk = c.recv(65536)
+                assert chunk, reply
+                reply += chunk
+        conns = list(server.server_state.connections)
+        assert len(conns) == 3
+        for proto in conns:
+            served = proto.transport.get_extra_info("socket")
+            assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        for c in clients:
+            c.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def test_an_11_mib_body_gets_the_413(server):
@@ -187,9 +214,7 @@ def test_sigterm_after_abuse_stops_promptly(server):
     held = [socket.create_connection(_addr(url), timeout=10) for _ in range(30)]
     for s in held[:15]:
         s.sendall(b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nabc")
-    t0 = time.monotonic()
-    assert stop_server(proc, timeout=30) == 0
-    assert time.monotonic() - t0 < 15
+    assert stop_server(proc, timeout=30) == 0  # stopped by itself: stop_server kills only after 30 s
     log = server_log(proc)
     assert "server stopped" in log and "Traceback" not in log
     for s in held:

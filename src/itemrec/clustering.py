@@ -33,10 +33,15 @@ the L2-normalised embeddings with euclidean distance: it is a true metric
 (``d_cos`` breaks the triangle inequality), needs no ``N x N`` matrix, and
 is steadier: ``d_cos`` squares the small within-cluster distances, which
 exaggerates structure inside a cluster, and on well separated synthetic
-blobs the exact ``d_cos`` (``metric="cosine_exact"``, a precomputed
+blobs the exact ``d_cos`` (``metric="cosine", precomputed=True``, a precomputed
 matrix) split one blob where the chordal distance did not. With
-``"euclidean"`` the raw embeddings are used. ``optics_max_eps`` is in the
+``"l2"`` the raw embeddings are used. ``optics_max_eps`` is in the
 units of the chosen distance.
+
+Distances are named as everywhere in itemrec (:mod:`itemrec.distances`): a name, a
+serialised dict or a :class:`~itemrec.distances.Distance`, of the distances whose values
+evaluation computes (:data:`METRICS`). The older names ``"euclidean"`` and ``"cosine_exact"``
+still work, with a ``FutureWarning`` that gives the new spelling.
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ from typing import Any
 import numpy as np
 
 from itemrec._numeric import l2_normalize_rows
+from itemrec.evaluation._chunked import METRICS, check_metric  # clustering takes the distances evaluation computes
 
-METRICS = ("cosine", "cosine_exact", "euclidean")
+#: older names: metric → (distance, precomputed)
+_OLD_METRICS = {"euclidean": ("l2", False), "cosine_exact": ("cosine", True)}
 
 
 @dataclass
@@ -187,6 +194,7 @@ def cluster_embeddings(
     cluster_selection_method: str = "eom",
     cluster_selection_epsilon: float = 0.0,
     allow_single_cluster: bool = False,
+    precomputed: bool = False,
 ) -> ClusteringResult:
     """Cluster ``emb`` (N, D) with HDBSCAN, then OPTICS on HDBSCAN's noise (module docstring).
 
@@ -199,8 +207,10 @@ def cluster_embeddings(
         emb: (N, D) finite embeddings (no zero row for the cosine metrics).
         min_cluster_size: smallest HDBSCAN cluster, ``≥ 2`` (:class:`sklearn.cluster.HDBSCAN`).
         min_samples: ``k`` of HDBSCAN's core distance, ``≥ 1``; ``None`` means ``min_cluster_size``.
-        metric: ``"cosine"`` (euclidean on L2-normalised rows), ``"cosine_exact"``
-            (precomputed ``1 - cos`` N × N matrix) or ``"euclidean"`` (raw rows).
+        metric: ``"cosine"`` (euclidean on L2-normalised rows; with ``precomputed``, the
+            ``1 - cos`` N × N matrix) or ``"l2"`` (raw rows): a name, a serialised dict or a
+            :class:`~itemrec.distances.Distance`. ``"euclidean"`` and ``"cosine_exact"`` are the
+            older names of ``"l2"`` and of ``"cosine"`` with ``precomputed=True`` (``FutureWarning``).
         optics_on_noise: run the second (OPTICS) stage at all.
         optics_min_samples: OPTICS's ``min_samples``, ``≥ 2`` (2 recovers pairs).
         optics_xi: OPTICS's xi, the minimum steepness of the reachability plot that bounds
@@ -213,16 +223,17 @@ def cluster_embeddings(
             (0: none), in the chosen metric's units.
         allow_single_cluster: let HDBSCAN return one cluster holding everything (needed
             when all points are one product).
+        precomputed: give HDBSCAN and OPTICS the full N × N matrix of the distance itself
+            (``metric="precomputed"``), rather than rows and sklearn's euclidean distance.
 
     Returns:
         :class:`ClusteringResult` (with the settings in ``params``).
 
     Raises:
-        ValueError: unknown metric, ``min_cluster_size < 2``, ``min_samples < 1``,
+        ValueError: a distance clustering cannot compute, ``min_cluster_size < 2``, ``min_samples < 1``,
             ``optics_min_samples < 2``, or bad embeddings (non-2-D, NaN/inf, zero rows for cosine).
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric, precomputed = _resolve_metric(metric, precomputed)
     if int(min_cluster_size) < 2:
         raise ValueError(f"min_cluster_size must be at least 2, got {min_cluster_size}")
     if min_samples is not None and int(min_samples) < 1:
@@ -235,6 +246,7 @@ def cluster_embeddings(
         min_cluster_size=int(min_cluster_size),
         min_samples=None if min_samples is None else int(min_samples),
         metric=metric,
+        precomputed=precomputed,
         optics_on_noise=bool(optics_on_noise),
         optics_min_samples=int(optics_min_samples),
         optics_xi=float(optics_xi),
@@ -247,12 +259,7 @@ def cluster_embeddings(
         empty = np.zeros(0, dtype=np.int64)
         return ClusteringResult(empty, 0, 0, empty.copy(), np.zeros(0, dtype=bool), params)
 
-    if metric == "cosine_exact":
-        data = cosine_distances(emb)
-        sk_metric = "precomputed"
-    else:
-        data = l2_normalize(emb) if metric == "cosine" else emb
-        sk_metric = "euclidean"
+    data, sk_metric = _clustering_input(emb, metric, precomputed)
 
     hdb = np.full(n, -1, dtype=np.int64)
     k = int(min_cluster_size if min_samples is None else min_samples)
@@ -285,6 +292,30 @@ def cluster_embeddings(
         from_optics[noise[got]] = True
     n_clusters = int(labels.max() + 1) if (labels >= 0).any() else 0
     return ClusteringResult(labels, n_clusters, n_hdb, hdb, from_optics, params)
+
+
+def _resolve_metric(metric: Any, precomputed: bool) -> tuple[str, bool]:
+    """``(distance name, precomputed)`` from a distance or an older name (with a ``FutureWarning``)."""
+    if isinstance(metric, str) and metric in _OLD_METRICS:
+        name, pre = _OLD_METRICS[metric]
+        new = f'metric="{name}"' + (", precomputed=True" if pre else "")
+        warnings.warn(f'cluster_embeddings(metric="{metric}") is the older spelling of {new}; '
+                      "the older names will be removed", FutureWarning, stacklevel=3)
+        return name, pre or bool(precomputed)
+    return check_metric(metric), bool(precomputed)
+
+
+def _clustering_input(emb: np.ndarray, metric: str, precomputed: bool) -> tuple[np.ndarray, str]:
+    """What HDBSCAN/OPTICS are fitted on, and their ``metric``: unit or raw rows, or the N × N matrix."""
+    if not precomputed:
+        return (l2_normalize(emb) if metric == "cosine" else emb), "euclidean"
+    if metric == "cosine":
+        return cosine_distances(emb), "precomputed"
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    dist = euclidean_distances(emb)
+    np.fill_diagonal(dist, 0.0)
+    return dist, "precomputed"
 
 
 def _optics(data: np.ndarray, metric: str, min_samples: int, xi: float, max_eps: float) -> np.ndarray:

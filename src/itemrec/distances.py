@@ -81,6 +81,10 @@ class Distance(ConfigObject):
 
     name = "distance"
     inverted = False
+    #: the evaluated distance (``"cosine"`` or ``"l2"``, :data:`EVALUATED`) whose order of neighbours
+    #: this one's equals, or ``None``; ranking metrics (CMC, Recall@K, MAP@R) accept this distance
+    #: and compute that one (:func:`evaluation_metric`)
+    ranks_like: str | None = None
 
     # -- keras.ops -------------------------------------------------------------
     def pairwise(self, a: Any, b: Any | None = None) -> Any:
@@ -180,6 +184,7 @@ class SquaredL2Distance(Distance):
     """``‖a − b‖²`` (see the module docstring)."""
 
     name = "squared_l2"
+    ranks_like = "l2"
 
     def _matrix(self, a, b, same):
         return _squared(a, b, same)
@@ -196,6 +201,7 @@ class L2Distance(Distance):
     """``‖a − b‖`` with a zero gradient at zero distance (see the module docstring)."""
 
     name = "l2"
+    ranks_like = "l2"
 
     def _matrix(self, a, b, same):
         return _safe_sqrt(_squared(a, b, same))
@@ -212,6 +218,7 @@ class MeanSquaredDistance(Distance):
     """``‖a − b‖² / D``, the original triplet experiment's mean-squared distance."""
 
     name = "mse"
+    ranks_like = "l2"
 
     def _matrix(self, a, b, same):
         return _squared(a, b, same) / ops.cast(ops.shape(a)[-1], "float32")
@@ -240,6 +247,7 @@ class CosineDistance(Distance):
     """``1 − cos(a, b)`` in [0, 2]; the zero vector has cosine 0 to everything (distance 1)."""
 
     name = "cosine"
+    ranks_like = "cosine"
 
     def _matrix(self, a, b, same):
         dist = ops.maximum(1.0 - _cosine(a, b), 0.0)
@@ -264,6 +272,7 @@ class CosineSimilarity(Distance):
 
     name = "cosine_similarity"
     inverted = True
+    ranks_like = "cosine"
 
     def _matrix(self, a, b, same):
         return _cosine(a, b)
@@ -299,6 +308,48 @@ def get_distance(distance: Any) -> Distance:
         TypeError: any other type.
     """
     return resolve(distance, Distance, DISTANCES, "distance")
+
+
+#: the distances whose values evaluation (:mod:`itemrec.evaluation`: exact pair values, error bounds,
+#: thresholds in their units), the gallery and clustering compute in NumPy
+EVALUATED: tuple[type[Distance], ...] = (CosineDistance, L2Distance)
+
+
+def evaluation_metric(distance: Any, ranking_only: bool = False) -> str:
+    """The name under which evaluation computes ``distance``: ``"cosine"`` or ``"l2"``.
+
+    Evaluation computes the values of the distances of :data:`EVALUATED`. A measure that only
+    ranks (CMC, Recall@K, MAP@R: ``ranking_only=True``) also takes any distance whose
+    :attr:`Distance.ranks_like` names one of them, such as ``"squared_l2"`` (ranks like ``"l2"``)
+    or ``"cosine_similarity"`` (ranks like ``"cosine"``), and computes that one.
+
+    Args:
+        distance: a name, a serialised ``{"class_name", "config"}`` dict or a :class:`Distance`
+            (as :func:`get_distance`).
+        ranking_only: the caller reads only the order of neighbours, not distance values.
+
+    Returns:
+        ``"cosine"`` or ``"l2"``.
+
+    Raises:
+        ValueError: an unknown distance, or one evaluation cannot compute (naming the one it
+            ranks like, when there is one).
+        TypeError: ``distance`` of another type.
+    """
+    names = tuple(cls.name for cls in EVALUATED)
+    if isinstance(distance, str) and distance not in DISTANCES:
+        also = [n for n, c in sorted(DISTANCES.items()) if c.ranks_like in names and n not in names]
+        more = f", or a distance that ranks like one of them: {also}" if ranking_only else ""
+        raise ValueError(f"unknown distance metric {distance!r}; evaluation computes {names}{more}")
+    dist = get_distance(distance)
+    if type(dist) in EVALUATED:
+        return dist.name
+    if ranking_only and dist.ranks_like in names:
+        return dist.ranks_like
+    hint = (f"; it orders neighbours like {dist.ranks_like!r}, so pass {dist.ranks_like!r} "
+            f"(distance values and thresholds are then in {dist.ranks_like!r} units)") if dist.ranks_like in names else ""
+    raise ValueError(f"evaluation computes the distances {names}; got {dist.name!r} "
+                     f"({type(dist).__name__}){hint}")
 
 
 def check_metric(metric: str) -> str:

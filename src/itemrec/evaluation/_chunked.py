@@ -32,6 +32,8 @@ import numpy as np
 
 from itemrec._numeric import l2_normalize_rows
 
+#: the names of the distances evaluation computes: those of :data:`itemrec.distances.EVALUATED`
+#: (a test holds the two equal; written out so that evaluation imports without Keras)
 METRICS = ("cosine", "l2")
 DEFAULT_MEMORY_MB = 256.0
 U32 = 2.0**-24  # unit roundoff of float32
@@ -87,21 +89,26 @@ def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def check_metric(metric: str) -> str:
-    """``metric`` itself.
+def check_metric(metric, ranking_only: bool = False) -> str:
+    """The evaluation name of ``metric`` (:func:`itemrec.distances.evaluation_metric`).
 
     Args:
-        metric: a name.
+        metric: a distance name, a serialised distance dict or a :class:`~itemrec.distances.Distance`.
+        ranking_only: the caller reads only the order of neighbours, so a distance that ranks
+            like one of :data:`METRICS` (``"squared_l2"``, ``"mse"``, ``"cosine_similarity"``) is accepted.
 
     Returns:
-        ``metric``.
+        ``"cosine"`` or ``"l2"``.
 
     Raises:
-        ValueError: not one of :data:`METRICS`.
+        ValueError: a distance evaluation cannot compute, or an unknown name.
+        TypeError: ``metric`` of another type.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
-    return metric
+    if isinstance(metric, str) and metric in METRICS:
+        return metric
+    from itemrec.distances import evaluation_metric  # imports Keras: only for other names and objects
+
+    return evaluation_metric(metric, ranking_only)
 
 
 def check_offsets(offsets: np.ndarray, n: int) -> np.ndarray:
@@ -158,7 +165,7 @@ class PairDistances:
     """
 
     def __init__(self, query: np.ndarray, reference: np.ndarray, metric: str = "cosine") -> None:
-        check_metric(metric)
+        metric = check_metric(metric)
         if query.shape[1] != reference.shape[1]:
             raise ValueError(f"query dim {query.shape[1]} != reference dim {reference.shape[1]}")
         self.metric = metric
@@ -185,22 +192,23 @@ class PairDistances:
         """Number of references (m)."""
         return len(self.r)
 
-    def block(self, rows: np.ndarray | slice) -> np.ndarray:
-        """Fast distances (one BLAS product) of query ``rows`` to every reference.
+    def block(self, rows: np.ndarray | slice, cols: slice = slice(None)) -> np.ndarray:
+        """Fast distances (one BLAS product) of query ``rows`` to the references ``cols``.
 
         Args:
             rows: a slice or an index array of query rows.
+            cols: a slice of reference columns (default: every reference).
 
         Returns:
-            (len(rows), m) in ``self.dtype``.
+            (len(rows), len(cols)) in ``self.dtype``.
         """
-        prod = self.q[rows] @ self.r.T
+        prod = self.q[rows] @ self.r[cols].T
         if self.metric == "cosine":
             np.subtract(1.0, prod, out=prod)
             return prod
         prod *= -2.0
         prod += self.q_sq[rows, None]
-        prod += self.r_sq[None, :]
+        prod += self.r_sq[None, cols]
         np.maximum(prod, 0.0, out=prod)
         return np.sqrt(prod, out=prod)
 
@@ -337,15 +345,7 @@ def upper_triangle_blocks(
     step = rows_per_block(len(pairs.q), np.dtype(pairs.dtype).itemsize, memory_mb)
     for start in range(0, len(pairs.q), step):
         stop = min(start + step, len(pairs.q))
-        prod = pairs.q[start:stop] @ pairs.q[start:].T
-        if metric == "cosine":
-            yield start, stop, np.subtract(1.0, prod, out=prod)
-            continue
-        prod *= -2.0
-        prod += pairs.q_sq[start:stop, None]
-        prod += pairs.q_sq[None, start:]
-        np.maximum(prod, 0.0, out=prod)
-        yield start, stop, np.sqrt(prod, out=prod)
+        yield start, stop, pairs.block(slice(start, stop), slice(start, None))
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> np.ndarray:

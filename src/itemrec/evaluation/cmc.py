@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, checked_pair
+from ._chunked import DEFAULT_MEMORY_MB, check_embeddings, check_labels, check_metric, checked_pair
 from .neighbours import NeighbourEngine, first_match_rank
 
 
@@ -110,7 +110,8 @@ def cmc(
         gallery_emb: (G, d).
         gallery_labels: (G,) ints.
         max_rank: last rank of the curve.
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         exclude_self: the gallery is the query set.
         memory_mb: budget in MiB for distance blocks.
         gallery_offsets: (G,) hubness offsets, or None.
@@ -169,7 +170,8 @@ def cmc_representative(
         n_draws: random query draws.
         queries_per_class: queries per class per draw.
         seed: seed of ``numpy.random.default_rng``.
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         query_ids, gallery_ids: optional ids (e.g. paths); a query whose id is a gallery id is
             never drawn.
         memory_mb: budget in MiB for distance blocks.
@@ -257,7 +259,8 @@ def per_class_ranks(
         gallery_emb: (G, d).
         gallery_labels: (G,) ints.
         ks: ranks of the ``hit@k`` columns, each ≥ 1.
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         memory_mb: budget in MiB.
         gallery_offsets: (G,) hubness offsets, or None.
 
@@ -273,7 +276,7 @@ def per_class_ranks(
     q, ql, g, gl = checked_pair(query_emb, query_labels, gallery_emb, gallery_labels, False)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be ranks ≥ 1; got {ks}")
-    engine = NeighbourEngine(q, g, metric, gallery_offsets, memory_mb)
+    engine = NeighbourEngine(q, g, check_metric(metric, ranking_only=True), gallery_offsets, memory_mb)
     ranks = engine.first_match_rank(ql, gl)
     top1 = gl[engine.knn(1)[1][:, 0]]
     rows = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._chunked import check_metric
 from .hubness import hubness_offsets
 from .protocols import class_ranks
 from .cmc import CMCResult, cmc_from_ranks
@@ -120,7 +121,8 @@ def cmc_gallery_draws(
         shots: photos per class drawn into the gallery each draw (0: catalogue only).
         n_draws, seed: draws and the seed of ``numpy.random.default_rng``.
         max_rank: last rank of the curves (capped at the number of gallery classes).
-        metric: ``"cosine"``, ``"l2"`` or ``"squared_l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         in_gallery, as_query: (N,) bool, which photos may be drawn into the gallery / may query
             (default: all; a ``split/class`` tree draws from one split and queries another).
         catalogue_emb, catalogue_labels: (K, D) and (K,), always in the gallery.
@@ -148,6 +150,7 @@ def cmc_gallery_draws(
     as_query = np.ones(len(y), bool) if as_query is None else np.asarray(as_query, bool)
     cat_y = None if catalogue_labels is None else np.asarray(catalogue_labels, np.int64)
     _check(y, classes, in_gallery, as_query, shots, cat_y)
+    metric = check_metric(metric, ranking_only=True)  # "squared_l2" ranks, and its offsets are, in "l2"
     if n_draws < 1 or max_rank < 1:
         raise ValueError("n_draws and max_rank must be >= 1")
     pairs = _same_class_pairs(y, near)

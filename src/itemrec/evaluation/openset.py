@@ -123,7 +123,7 @@ def nearest_gallery(
     gl = check_labels(gallery_labels, len(g), "gallery labels")
     p = check_embeddings(probe_emb, "probe embeddings")
     pl = check_labels(probe_labels, len(p), "probe labels")
-    check_metric(metric)
+    metric = check_metric(metric)
     d, idx = knn(p, g, 1, metric, memory_mb=memory_mb)
     known = np.isin(pl, gl)
     return d[:, 0], gl[idx[:, 0]] == pl, known

@@ -40,7 +40,8 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
         query_labels: (Q,) int class ids of the queries.
         gallery_emb: (G, D) gallery embeddings, any number of images per class.
         gallery_labels: (G,) int class ids of the gallery images.
-        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"`` (squared L2 ranks as L2 does).
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         gallery_offsets: (G,) added to every distance to that gallery image (a hubness
             correction, :func:`itemrec.evaluation.hubness_offsets`); ``None``: none.
 
@@ -54,7 +55,7 @@ def class_ranks(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np
     g = check_embeddings(gallery_emb, "gallery embeddings")
     ql = check_labels(query_labels, len(q), "query labels")
     gl = check_labels(gallery_labels, len(g), "gallery labels")
-    return first_match_rank(q, ql, g, gl, "l2" if metric == "squared_l2" else metric,
+    return first_match_rank(q, ql, g, gl, metric,
                             reference_offsets=gallery_offsets, count="classes")
 
 
@@ -68,7 +69,8 @@ def cmc_image_averaged(query_emb: np.ndarray, query_labels: np.ndarray, gallery_
         gallery_emb: (G, D) gallery embeddings (e.g. one catalogue image per class).
         gallery_labels: (G,) int class ids of the gallery images.
         max_rank: last rank of the curve.
-        metric: ``"cosine"``, ``"squared_l2"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
 
     Returns:
         :class:`CMCResult` (ranks from :func:`class_ranks`).

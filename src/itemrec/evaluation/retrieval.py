@@ -127,7 +127,8 @@ def retrieval_report(
             (each query's own row excluded from its ranking).
         reference_labels: (m,) int class ids of ``reference_emb``; given exactly when it is.
         ks: the K of Recall@K.
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
         with_map: also the full-ranking mAP (every pair's exact distance: slow for large sets).
         memory_mb: budget in MiB.
 
@@ -138,7 +139,7 @@ def retrieval_report(
         ValueError: bad arrays or metric, reference labels without embeddings (or the reverse),
             fewer references than ``max(ks)``, or no query with a relevant reference.
     """
-    check_metric(metric)
+    metric = check_metric(metric, ranking_only=True)
     q = check_embeddings(query_emb, "query embeddings")
     ql = check_labels(query_labels, len(q), "query labels")
     same_set = reference_emb is None
@@ -194,7 +195,8 @@ def map_at_r(query_emb, query_labels, reference_emb=None, reference_labels=None,
     Args:
         query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
             (no reference set: the queries themselves, self excluded).
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
 
     Returns:
         The metric, a float.
@@ -211,7 +213,8 @@ def r_precision(query_emb, query_labels, reference_emb=None, reference_labels=No
     Args:
         query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
             (no reference set: the queries themselves, self excluded).
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
 
     Returns:
         The metric, a float.
@@ -229,7 +232,8 @@ def recall_at_k(query_emb, query_labels, reference_emb=None, reference_labels=No
         query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
             (no reference set: the queries themselves, self excluded).
         k: the K.
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
 
     Returns:
         The metric, a float.
@@ -246,7 +250,8 @@ def mean_average_precision(query_emb, query_labels, reference_emb=None, referenc
     Args:
         query_emb, query_labels, reference_emb, reference_labels: as in :func:`retrieval_report`
             (no reference set: the queries themselves, self excluded).
-        metric: ``"cosine"`` or ``"l2"``.
+        metric: ``"cosine"`` or ``"l2"``, or a distance that ranks like one (``"squared_l2"``, ``"mse"``,
+            ``"cosine_similarity"``; :func:`itemrec.distances.evaluation_metric`).
 
     Returns:
         The metric, a float.

@@ -125,10 +125,10 @@ def _pair_blocks(emb: np.ndarray, labels: np.ndarray, metric: str, memory_mb: fl
 def _checked(emb, labels, metric):
     emb = check_embeddings(emb, "embeddings")
     labels = check_labels(labels, len(emb), "labels")
-    check_metric(metric)
+    metric = check_metric(metric)
     if len(emb) < 2:
         raise ValueError("verification needs at least two embeddings")
-    return emb, labels
+    return emb, labels, metric
 
 
 def pair_counts(
@@ -156,7 +156,7 @@ def pair_counts(
         ValueError: fewer than two embeddings, embeddings not 2-D finite, labels not (n,)
             ints, bad metric, or thresholds not 1-D ascending.
     """
-    emb, labels = _checked(emb, labels, metric)
+    emb, labels, metric = _checked(emb, labels, metric)
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or np.any(np.diff(t) < 0):
         raise ValueError("thresholds must be a 1-D ascending array")
@@ -203,7 +203,7 @@ def diff_pair_order_statistics(
             invalid (fewer than two embeddings, bad labels or metric).
         RuntimeError: the two passes saw different distances (non-deterministic BLAS).
     """
-    emb, labels = _checked(emb, labels, metric)
+    emb, labels, metric = _checked(emb, labels, metric)
     lo, hi = _distance_range(emb, metric)
     scale = N_GRID / (hi - lo)
 
@@ -266,7 +266,7 @@ def fit_threshold(
     """
     if not 0 <= target_far < 1:
         raise ValueError(f"target_far must lie in [0, 1); got {target_far}")
-    emb, labels = _checked(val_emb, val_labels, metric)
+    emb, labels, metric = _checked(val_emb, val_labels, metric)
     n = len(labels)
     n_same = int(sum(c * (c - 1) // 2 for c in np.unique(labels, return_counts=True)[1]))
     n_diff = n * (n - 1) // 2 - n_same
@@ -370,7 +370,7 @@ def val_far_curve(
     Raises:
         ValueError: fewer than two embeddings, or no same- or no different-label pair.
     """
-    emb, labels = _checked(emb, labels, metric)
+    emb, labels, metric = _checked(emb, labels, metric)
     if isinstance(thresholds, (int, np.integer)):
         lo, hi = _distance_range(emb, metric)
         t = np.linspace(max(lo, 0.0), hi, int(thresholds))
