@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -128,6 +129,13 @@ def test_older_config_loads_converted_with_a_warning_to_the_same_loss(name):
         warnings.simplefilter("error")
         again = ExperimentConfig.from_dict(json.loads(cfg.to_json()))
     assert again.loss == cfg.loss and "class_name" in cfg.to_dict()["loss"]
+
+
+def test_the_older_format_warning_names_the_config_file(tmp_path):
+    path = tmp_path / "old_run.json"
+    path.write_text(json.dumps({"loss": {"name": "triplet", "margin": 0.3}}))
+    with pytest.warns(FutureWarning, match=f"^{re.escape(str(path))}: the loss section"):
+        ExperimentConfig.from_json(path)
 
 
 def test_older_override_keys_name_their_new_place_and_class_change_resets_arguments():

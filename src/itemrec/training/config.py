@@ -775,7 +775,7 @@ def _upgrade(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not is_old_format(loss):
         return raw
     seed = raw.get("seed", 0)
-    new, moved = convert_old_loss(loss, seed if isinstance(seed, int) else 0)
+    new, moved = convert_old_loss(loss, seed if isinstance(seed, int) else 0, where=where)
     raw = dict(raw)
     raw["loss"] = new
     train = dict(raw.get("train") or {})

@@ -149,7 +149,8 @@ def is_old_format(section: Any) -> bool:
         and set(section) <= set(OLD_KEYS)
 
 
-def convert_old_loss(section: dict[str, Any], seed: int = 0, warn: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def convert_old_loss(section: dict[str, Any], seed: int = 0, warn: bool = True,
+                     where: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The older flat ``loss`` section as the new one, plus the keys that moved to ``train``.
 
     The same objects the older trainer built (``build_loss``'s branches), with the older
@@ -159,6 +160,7 @@ def convert_old_loss(section: dict[str, Any], seed: int = 0, warn: bool = True) 
         section: the older ``loss`` object.
         seed: the experiment's top-level seed.
         warn: emit a ``FutureWarning`` that shows the new form.
+        where: what the warning names as the section's source (the config file's path), or None.
 
     Returns:
         ``(loss, train)``: the new ``loss`` dict, and ``{"init_from_catalogue": ...,
@@ -205,7 +207,7 @@ def convert_old_loss(section: dict[str, Any], seed: int = 0, warn: bool = True) 
 
         moved = {k: v for k, v in train.items() if v not in (None, False)}
         warnings.warn(
-            f"the loss section {json.dumps(section)} is in the older format; it reads as "
+            (f"{where}: " if where else "") + f"the loss section {json.dumps(section)} is in the older format; it reads as "
             f"\"loss\": {json.dumps(new)}" + (f" with train {json.dumps(moved)}" if moved else "")
             + ". Write it that way: the older format will stop loading.", FutureWarning, stacklevel=3)
     return new, train
