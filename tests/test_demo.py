@@ -74,6 +74,28 @@ def test_metrics_lie_in_unit_interval(demo):
     assert r["recognised"] + r["misidentified"] + r["rejected_known"] == pytest.approx(1.0)
     assert r["unknown_rejected"] + r["unknown_accepted"] == pytest.approx(1.0)
     assert r["n_known_queries"] + r["n_unknown_queries"] == d["dataset"]["test_images"]
+    assert m["rank5"] >= m["rank1"] and m["recall_at_5"] >= m["recall_at_1"]
+
+
+@pytest.mark.xfail(strict=True, reason="the --quick demo's model does not learn: every test photo embeds to almost the "
+                                       "same vector (pairwise cosine > 0.9999), its metrics are at chance level")
+def test_quick_demo_beats_chance(demo):
+    """Floors on the quick demo's metrics, which it does not reach yet: a known failure, kept visible.
+
+    Observed 2026-12-01 with seed 0 (deterministic ops; at chance at each of 5 commits back to the demo's first):
+    rank1 0.167 = chance (6 catalogue images, 1/6), rank5 0.833 = chance (5/6), Recall@1 0.28 (chance 5/35 = 0.14),
+    MAP@R 0.125 (chance about 0.07), ROC AUC 0.500, DIR at FAR 0.000, no known photo recognised. Training is
+    3 epochs x 8 steps: train accuracy stays at 0.15-0.18 (chance 1/6), val accuracy 1/6 in every epoch.
+    The same demo with 15 epochs (otherwise QUICK) learns: rank1 0.60, Recall@1 0.58, MAP@R 0.39, ROC AUC 0.81,
+    recognised 0.5. The floors below are at about 0.6x those values; strict: when the quick demo learns, this test
+    passes, xfail reports that, and the marker is to be removed.
+    """
+    _, _, d = demo
+    m, r = d["metrics"], d["recognition"]
+    assert m["rank1"] > 0.35, m  # chance 1/6
+    assert m["recall_at_1"] > 0.3 and m["map_at_r"] > 0.2, m  # chance 0.14 and about 0.07
+    assert m["roc_auc"] > 0.65, m  # chance 0.5
+    assert r["top1_accuracy"] > 0.35 and r["recognised"] > 0.1, r  # 5 enrolled products: chance top-1 0.2
 
 
 def test_gallery_persists_with_its_threshold(demo):

@@ -89,6 +89,9 @@ def test_frozen_then_finetuned_mobilenet_through_the_trainer(tiny_catalogue, mob
     assert res.frozen_check["finetuned_backbone_params"] > 0
     assert list(res.history["phase"]) == [1, 1, 2] and list(res.history["epoch"]) == [0, 1, 2]
     m = res.metrics()
+    # No floor: this tiny run (4 products, 24 training photos at 32 px, 2 + 1 epochs) checks the two phases'
+    # plumbing and does not learn. Observed 2026-12-01: accuracy 0.125 on the 8 test photos, chance 0.25; the
+    # bn_dropout head's val accuracy is 0.25 in every epoch (one class predicted) while its train accuracy moves.
     assert 0.0 <= m["accuracy"] <= 1.0
     assert np.isnan(m["top5_accuracy"])  # 4 classes: top-5 accuracy is undefined, not 1
     h = res.history

@@ -45,6 +45,11 @@ def _in_unit(x) -> bool:
     return x is not None and 0.0 <= float(x) <= 1.0
 
 
+def _above(x, floor) -> bool:
+    """In [0, 1] and above ``floor`` (a floor set well above chance, well below the value observed)."""
+    return _in_unit(x) and float(x) > floor
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
@@ -63,7 +68,10 @@ def test_notebook_04_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     sweep = res["sweep"]
     assert [r["head"] for r in sweep][:2] == ["frozen features (no head)", "softmax (baseline)"]
     assert len(sweep) == 2 + len(P["SCALES"])
-    assert all(_in_unit(r["recall_at_1"]) and _in_unit(r["map_at_r"]) for r in sweep)
+    # every row, the frozen features and the softmax baseline too: 24 classes, about 9 test crops each, chance
+    # Recall@1 about 0.04 and MAP@R about 0.01. Observed (2026-12-01): Recall@1 0.80-0.83, MAP@R 0.47-0.60 (the frozen
+    # features 0.47). Floors at about 0.6x catch a broken head, embedding or evaluation in any row.
+    assert all(_above(r["recall_at_1"], 0.5) and _above(r["map_at_r"], 0.3) for r in sweep), sweep
     assert res["best_scale"] in P["SCALES"]
     best = max((r for r in sweep if r["scale"] is not None), key=lambda r: r["map_at_r"])
     assert best["recall_at_1"] > 0.5  # 24 classes: chance is about 0.04
@@ -97,15 +105,26 @@ def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     d = res["digits"]
     assert sum(d["sizes"].values()) == P["MNIST_LIMIT"]
     assert [r["margin"] for r in d["margin_sweep"]] == list(P["MARGINS"])
+    # ten digits, about 40 of each in val and test: chance Recall@1 about 0.1, MAP@R about 0.02, triplet accuracy
+    # (d(a, p) < d(a, n)) 0.5. Observed (2026-12-01) after one epoch: val Recall@1 0.69 / 0.71, MAP@R 0.35 / 0.33,
+    # triplet accuracy 0.87 / 0.84 (margins 0.2 / 1.0); test Recall@1 0.735, MAP@R 0.39. Floors at about 0.6x.
     for r in d["margin_sweep"]:
-        assert _in_unit(r["val_recall_at_1"]) and _in_unit(r["val_map_at_r"]) and _in_unit(r["val_triplet_accuracy"])
+        assert _above(r["val_recall_at_1"], 0.45) and _above(r["val_map_at_r"], 0.2), r
+        assert _above(r["val_triplet_accuracy"], 0.7), r
     assert d["best_margin"] in P["MARGINS"]
-    assert _in_unit(d["test_recall_at_1"]) and _in_unit(d["test_map_at_r"])
+    assert _above(d["test_recall_at_1"], 0.45) and _above(d["test_map_at_r"], 0.22), d
     assert 0.2 < d["classifier_accuracy"] <= 1.0  # ten digits: chance 0.1, even after one short epoch
     rej = res["rejection"]
     assert rej["n_letters"] > 100
     assert all(_in_unit(rej[k]) for k in ("val_rejection", "digit_rejection", "letter_rejection", "auc"))
     assert rej["val_rejection"] <= P["TARGET_IN_REJECTION"] + 1e-9
+    # rejecting digits (knowns) is lower-better: a ceiling. tau is fitted to reject 5 % of the validation digits;
+    # observed 0.04 on the 400 test digits (2026-12-01). 3x the target catches a threshold that does not carry over.
+    assert rej["digit_rejection"] <= 3 * P["TARGET_IN_REJECTION"], rej
+    # a score unrelated to digit-ness rejects letters as often as digits, AUC 0.5. Observed (2026-12-01): letters
+    # rejected 0.092 vs digits 0.04, AUC 0.60 (weak after one epoch in QUICK mode; 1482 letters vs 400 digits,
+    # standard error about 0.015). The floor 0.55 is half the observed margin over chance.
+    assert rej["letter_rejection"] > rej["digit_rejection"] and rej["auc"] > 0.55, rej
     orig = rej["original_gini_rule"]
     assert orig["threshold"] == P["GINI_COEFFICIENT_THRESHOLD"] == 0.87
     assert all(_in_unit(orig[k]) for k in ("digit_rejection", "letter_rejection", "auc"))
@@ -116,8 +135,15 @@ def test_notebook_05_quick(data_root, mobilenet_weights, tmp_path, monkeypatch):
     assert P["FACES_ONLY"] is True and f["n_photos"] >= 0.7 * 5 * P["FACES_PER_PERSON"]
     for key in ("detection_rate", "loo_precision_at_1", "loo_precision_at_3", "whole_photo_loo_precision_at_1"):
         assert _in_unit(f[key]), key
+    # 5 people, about 5 face crops each (26 kept): chance LOO precision@k about 4/25 = 0.16. Observed (2026-12-01):
+    # crops precision@1 0.73, @3 0.71; whole photos precision@1 0.69. Floors at about 0.6x catch crops or
+    # embeddings that carry no identity.
+    assert f["loo_precision_at_1"] > 0.45 and f["loo_precision_at_3"] > 0.4, f
+    assert f["whole_photo_loo_precision_at_1"] > 0.4, f
     assert f["detection_rate"] >= 0.7
     assert -1 <= f["hdbscan_optics_ari"] <= 1 and -1 <= f["agglomerative_ari"] <= 1
+    # ARI is 0 for clusterings unrelated to the people; observed (2026-12-01) agglomerative 0.48, HDBSCAN/OPTICS 0.26
+    assert f["agglomerative_ari"] > 0.25 and f["hdbscan_optics_ari"] > 0.1, f
     for name in ("digits_tsne.png", "gini_rejection.png", "face_crops.png", "faces_tsne.png"):
         assert (out / name).is_file(), name
     assert image_outputs(nb) >= 6 + len(P["MARGINS"])  # samples, one per margin, t-SNE, confusion, Gini, crops, faces
