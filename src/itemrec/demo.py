@@ -92,7 +92,7 @@ class DemoSize:
 
 
 FULL = DemoSize()
-QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=3, steps_per_epoch=8, batch_size=16,
+QUICK = DemoSize(products=12, photos=8, image_size=32, embedding_dim=16, epochs=15, steps_per_epoch=8, batch_size=16,
                  learning_rate=3e-3, enrol_photos=1, unknown_products=1, cmc_draws=20, shown_known=3, shown_per_unknown=2, top_k=2)
 
 
