@@ -139,8 +139,6 @@ def test_average_precision_reads_the_same_order():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_error_bound_covers_block_and_faiss_distances(metric, dtype):
     # the bound the engine relies on, checked on data with a wide spread of norms
-    import faiss
-
     rng = np.random.default_rng(12)
     q = (rng.normal(size=(50, 64)) * rng.uniform(0.01, 30, size=(50, 1))).astype(dtype)
     r = (rng.normal(size=(300, 64)) * rng.uniform(0.01, 30, size=(300, 1))).astype(dtype)
