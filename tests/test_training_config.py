@@ -137,3 +137,26 @@ def test_finetune_augment_defaults_to_augment_and_can_differ():
     assert cfg.train.phase2_augment is True and cfg.train.augment is False
     with pytest.raises(ConfigError, match="finetune_augment"):
         ExperimentConfig.from_dict({"train": {"finetune_augment": "yes"}})
+
+
+def test_far_keys_of_the_report_stay_distinct_and_keep_their_usual_spelling():
+    from itemrec.training.report import _far_key
+
+    # the usual targets keep the keys of every metrics.json so far ("val_at_far_1e-02", ...)
+    assert [_far_key(f) for f in (0.1, 0.01, 1e-3)] == ["1e-01", "1e-02", "1e-03"]
+    # 0.015 and 0.02 both printed "2e-02" with one digit, and the second overwrote the first
+    assert _far_key(0.015) == "1.5e-02" and _far_key(0.02) == "2e-02"
+    assert len({_far_key(f) for f in (0.015, 0.02, 0.0125, 0.01)}) == 4
+
+
+def test_grid_values_split_at_top_level_commas_so_a_whole_miner_is_one_value():
+    from itemrec.experiments.open_set import _parse_grid
+
+    assert _parse_grid(["train.frozen_lr=1e-4,3e-4"]) == {"train.frozen_lr": [1e-4, 3e-4]}
+    assert _parse_grid(["loss.class_name=TripletLoss,ProxyAnchorLoss"]) == {
+        "loss.class_name": ["TripletLoss", "ProxyAnchorLoss"]}
+    miners = ('loss.config.miner={"class_name": "BatchHardMiner", "config": {}},'
+              '{"class_name": "MultiSimilarityMiner", "config": {"epsilon": 0.1, "note": "a, b"}}')
+    assert _parse_grid([miners]) == {"loss.config.miner": [
+        {"class_name": "BatchHardMiner", "config": {}},
+        {"class_name": "MultiSimilarityMiner", "config": {"epsilon": 0.1, "note": "a, b"}}]}

@@ -329,14 +329,34 @@ def results_table(output_dir: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _top_level_parts(values: str) -> list[str]:
+    """``values`` split at the commas outside JSON brackets and strings: ``'{"a": 1, "b": 2},3'`` → 2 parts."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(values):
+        if quoted:
+            quoted = not (ch == '"' and values[i - 1] != "\\")
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(values[start:i])
+            start = i + 1
+    return parts + [values[start:]]
+
+
 def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["key=v1,v2", ...]`` → ``{key: [v1, v2]}``; each value JSON when it parses (a number, or a whole
+    object such as a miner, commas inside it kept), else the text."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--grid {item!r} must look like key=v1,v2")
         key, values = item.split("=", 1)
         parsed = []
-        for v in values.split(","):
+        for v in _top_level_parts(values):
             try:
                 parsed.append(json.loads(v))
             except json.JSONDecodeError:

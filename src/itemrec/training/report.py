@@ -43,7 +43,12 @@ from itemrec._jsonio import json_default
 
 
 def _far_key(far: float) -> str:
-    return f"{far:.0e}"
+    """``far`` in the shortest scientific notation that reads back as the same number: ``1e-02``, ``1.5e-02``."""
+    for digits in range(17):
+        key = f"{far:.{digits}e}"
+        if float(key) == far:
+            return key
+    return repr(far)
 
 
 def _embed(embedder: Any, ds: Any, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
