@@ -224,3 +224,28 @@ def test_faiss_blocks_past_the_first_exclude_their_own_rows(monkeypatch, metric)
     assert not (idx == np.arange(40)[:, None]).any()
     for i in range(40):
         assert idx[i].tolist() == _loop_order(x, x, i, metric, exclude_self=True)[:5], i
+
+
+@pytest.mark.parametrize("first_k", [2, 32])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_first_match_ranks_from_faiss_lists_equal_the_block_ranks_and_a_loop(monkeypatch, first_k, metric):
+    # integer points: exact ties and duplicates; with first_k = 2 most first matches lie beyond the
+    # FAISS lists and are ranked from distance blocks, with 32 most are read from the lists
+    from itemrec.evaluation import neighbours
+
+    monkeypatch.setattr(neighbours, "_FIRST_MATCH_K", first_k)
+    x = _integer_set(4, 70, d=3, lo=-2, hi=3)
+    x[x.sum(axis=1) == 0, 0] = 1.0  # no zero rows (cosine)
+    y = np.random.default_rng(4).integers(0, 9, len(x))
+    q, ql = x[:25], y[:25]
+    for exclude_self, (qq, qql) in ((True, (x, y)), (False, (q, ql))):
+        for count in ("items", "classes"):
+            a = first_match_rank(qq, qql, x, y, metric, exclude_self=exclude_self, count=count, backend="faiss")
+            b = first_match_rank(qq, qql, x, y, metric, exclude_self=exclude_self, count=count, backend="numpy")
+            np.testing.assert_array_equal(a, b)
+            for i in range(0, len(qq), 5):  # and the rank is the position in the brute-force order
+                order = _loop_order(qq, x, i, metric, exclude_self=exclude_self)
+                labels = [y[j] for j in order]
+                first = labels.index(qql[i])
+                want = first + 1 if count == "items" else len(set(labels[:first])) + 1
+                assert a[i] == want, (exclude_self, count, i)

@@ -41,6 +41,11 @@ BACKENDS = ("auto", "faiss", "numpy")
 _FAISS_ROWS = 8192
 
 
+#: neighbours fetched per query to find its first match from FAISS candidates (rows whose first match lies
+#: further down are ranked from distance blocks)
+_FIRST_MATCH_K = 32
+
+
 def _margin(k: int) -> int:
     """Extra candidates fetched beyond k, so the exact re-ranking rarely has to widen its list."""
     return 8 + k // 16
@@ -257,9 +262,30 @@ class NeighbourEngine:
         if count not in ("items", "classes"):
             raise ValueError(f"count must be 'items' or 'classes'; got {count!r}")
         ranks = np.zeros(self.n_query, np.int64)
-        for part in self._row_blocks(np.arange(self.n_query), factor=6):
+        todo = np.arange(self.n_query)
+        if self.backend == "faiss" and len(todo):
+            found = self._first_match_faiss(query_labels, reference_labels, exclude_self, count, ranks)
+            todo = todo[~found]
+        for part in self._row_blocks(todo, factor=6):
             ranks[part] = self._first_match_block(part, query_labels, reference_labels, exclude_self, count)
         return ranks
+
+    def _first_match_faiss(self, ql, rl, exclude_self, count, ranks) -> np.ndarray:
+        """Ranks read from each query's exact first :data:`_FIRST_MATCH_K` neighbours (:meth:`knn`), written
+        into ``ranks`` where the first match is among them; returns that mask (the rest: distance blocks)."""
+        k = min(_FIRST_MATCH_K, self.n_reference - int(exclude_self))
+        if k < 1:
+            return np.zeros(self.n_query, bool)
+        _, idx = self.knn(k, exclude_self=exclude_self)
+        match = rl[idx] == ql[:, None]
+        found = match.any(axis=1)
+        first = match.argmax(axis=1)
+        if count == "items":
+            ranks[found] = first[found] + 1
+        else:
+            before = np.arange(k)[None, :] < first[:, None]
+            ranks[found] = _distinct_labels(rl, np.zeros((self.n_query, 0), bool), idx, before)[found] + 1
+        return found
 
     def _first_match_block(self, rows, ql, rl, exclude_self, count):
         a, eps = self._approx_block(rows)
@@ -370,7 +396,7 @@ def knn(query, reference, k: int, metric: str = "cosine", exclude_self: bool = F
 
 def first_match_rank(query, query_labels, reference, reference_labels, metric: str = "cosine",
                      exclude_self: bool = False, memory_mb: float = DEFAULT_MEMORY_MB,
-                     reference_offsets=None, count: str = "items") -> np.ndarray:
+                     reference_offsets=None, count: str = "items", backend: str = "auto") -> np.ndarray:
     """1-based rank of each query's first same-label reference in the ``(distance, index)`` order.
 
     ``rank_i = 1 + |{j : label_j ≠ label_i, (D(i, j), j) < (D(i, t), t)}|`` with ``t`` the first
@@ -390,6 +416,9 @@ def first_match_rank(query, query_labels, reference, reference_labels, metric: s
         memory_mb: budget in MiB for distance blocks.
         reference_offsets: (m,) added to the distances to each reference, or None.
         count: ``"items"`` or ``"classes"``.
+        backend: ``"auto"`` (FAISS candidates when there are no offsets: each query's first
+            32 neighbours, and distance blocks for a query whose first match lies further down),
+            ``"faiss"`` or ``"numpy"``; the ranks are the same.
 
     Returns:
         (n,) int64; 0 where the query has no same-label reference.
@@ -399,7 +428,7 @@ def first_match_rank(query, query_labels, reference, reference_labels, metric: s
     """
     q, ql, r, rl = checked_pair(query, query_labels, reference, reference_labels, exclude_self)
     metric = check_metric(metric, ranking_only=True)
-    engine = NeighbourEngine(q, q if (exclude_self and r is q) else r, metric, reference_offsets, memory_mb, "numpy")
+    engine = NeighbourEngine(q, q if (exclude_self and r is q) else r, metric, reference_offsets, memory_mb, backend)
     return engine.first_match_rank(ql, rl, exclude_self, count)
 
 
