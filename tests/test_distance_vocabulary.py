@@ -97,8 +97,33 @@ def test_a_user_distance_ranks_when_it_says_what_it_ranks_like():
     x, y = _data(4)
     mine = serialize(ScaledL2())
     assert ev.map_at_r(x, y, metric=mine) == ev.map_at_r(x, y, metric="l2")
-    with pytest.raises(ValueError, match=r"evaluation computes the distances \('cosine', 'l2'\); got 'unranked'"):
+    with pytest.raises(ValueError, match=r"evaluation computes the distances \('cosine', 'l2'\); got 'unranked'"
+                                         r".*say so on the class \(ranks_like = 'cosine' or 'l2'\)"):
         ev.map_at_r(x, y, metric=Unranked())
+    with pytest.raises(ValueError, match=r"ranks_like = 'squared_l2' must be one of \('cosine', 'l2'\)"):
+        ev.map_at_r(x, y, metric=BadlyRanked())
+
+
+@keras.saving.register_keras_serializable(package="test_vocabulary")
+class BadlyRanked(Distance):
+    """A user's distance that names a distance evaluation does not compute."""
+
+    name = "badly_ranked"
+    ranks_like = "squared_l2"
+
+
+def test_messages_name_what_to_pass():
+    x, y = _data(5)
+    with pytest.raises(ValueError, match="did you mean 'l2'"):
+        ev.map_at_r(x, y, metric="euclidean")
+    with pytest.raises(ValueError, match="did you mean 'l2'"):
+        ev.knn(x, x, 2, metric="L2")
+    with pytest.raises(TypeError, match=r"got the class L2Distance: pass an instance, L2Distance\(\)"):
+        ev.map_at_r(x, y, metric=L2Distance)
+    from itemrec.clustering import cluster_embeddings
+
+    with pytest.raises(ValueError, match=r"^clustering computes the distances .*\(its distances are then in 'l2' units\)"):
+        cluster_embeddings(x, metric="squared_l2")
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -119,7 +144,12 @@ def test_config_eval_metric_takes_only_what_evaluation_computes():
     from itemrec.training.config import ConfigError, EvalConfig
 
     assert EvalConfig(metric="l2").metric == "l2"
-    with pytest.raises(ConfigError, match="eval.metric"):
+    spelled = EvalConfig(metric={"class_name": "L2Distance", "config": {}})
+    spelled.validate()
+    assert spelled.metric == "l2"  # a serialised distance is kept as its name
+    with pytest.raises(ConfigError, match="^eval.metric: evaluation computes .* so pass 'l2'"):
         EvalConfig(metric="squared_l2").validate()
+    with pytest.raises(ConfigError, match="^eval.metric: unknown distance metric 'manhattan'"):
+        EvalConfig(metric="manhattan").validate()
     assert not isinstance(SquaredL2Distance(), EVALUATED)
     assert isinstance(CosineDistance(), EVALUATED)

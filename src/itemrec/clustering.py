@@ -302,7 +302,7 @@ def _resolve_metric(metric: Any, precomputed: bool) -> tuple[str, bool]:
         warnings.warn(f'cluster_embeddings(metric="{metric}") is the older spelling of {new}; '
                       "the older names will be removed", FutureWarning, stacklevel=3)
         return name, pre or bool(precomputed)
-    return check_metric(metric), bool(precomputed)
+    return check_metric(metric, who="clustering"), bool(precomputed)
 
 
 def _clustering_input(emb: np.ndarray, metric: str, precomputed: bool) -> tuple[np.ndarray, str]:

@@ -315,7 +315,11 @@ def get_distance(distance: Any) -> Distance:
 EVALUATED: tuple[type[Distance], ...] = (CosineDistance, L2Distance)
 
 
-def evaluation_metric(distance: Any, ranking_only: bool = False) -> str:
+#: other spellings of the evaluated distances, named in "unknown distance" messages
+_SPELLINGS = {"euclidean": "l2", "L2": "l2", "cos": "cosine", "Cosine": "cosine"}
+
+
+def evaluation_metric(distance: Any, ranking_only: bool = False, who: str = "evaluation") -> str:
     """The name under which evaluation computes ``distance``: ``"cosine"`` or ``"l2"``.
 
     Evaluation computes the values of the distances of :data:`EVALUATED`. A measure that only
@@ -327,29 +331,40 @@ def evaluation_metric(distance: Any, ranking_only: bool = False) -> str:
         distance: a name, a serialised ``{"class_name", "config"}`` dict or a :class:`Distance`
             (as :func:`get_distance`).
         ranking_only: the caller reads only the order of neighbours, not distance values.
+        who: what the error messages name as computing the distances (``"evaluation"``,
+            ``"clustering"``, ``"eval.metric"``).
 
     Returns:
         ``"cosine"`` or ``"l2"``.
 
     Raises:
         ValueError: an unknown distance, or one evaluation cannot compute (naming the one it
-            ranks like, when there is one).
+            ranks like, when there is one, or how to declare it).
         TypeError: ``distance`` of another type.
     """
     names = tuple(cls.name for cls in EVALUATED)
     if isinstance(distance, str) and distance not in DISTANCES:
         also = [n for n, c in sorted(DISTANCES.items()) if c.ranks_like in names and n not in names]
         more = f", or a distance that ranks like one of them: {also}" if ranking_only else ""
-        raise ValueError(f"unknown distance metric {distance!r}; evaluation computes {names}{more}")
+        guess = _SPELLINGS.get(distance, distance.lower() if distance.lower() in names else None)
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise ValueError(f"unknown distance metric {distance!r}; {who} computes {names}{more}{hint}")
     dist = get_distance(distance)
     if type(dist) in EVALUATED:
         return dist.name
-    if ranking_only and dist.ranks_like in names:
-        return dist.ranks_like
-    hint = (f"; it orders neighbours like {dist.ranks_like!r}, so pass {dist.ranks_like!r} "
-            f"(distance values and thresholds are then in {dist.ranks_like!r} units)") if dist.ranks_like in names else ""
-    raise ValueError(f"evaluation computes the distances {names}; got {dist.name!r} "
-                     f"({type(dist).__name__}){hint}")
+    like = dist.ranks_like
+    if ranking_only and like in names:
+        return like
+    got = f"{who} computes the distances {names}; got {dist.name!r} ({type(dist).__name__})"
+    if like in names:
+        units = "distance values and thresholds are" if who != "clustering" else "its distances are"
+        raise ValueError(f"{got}; it orders neighbours like {like!r}, so pass {like!r} ({units} then in {like!r} units)")
+    if like is not None:
+        raise ValueError(f"{got}; its ranks_like = {like!r} must be one of {names}")
+    if ranking_only:
+        raise ValueError(f"{got}. If it orders neighbours as one of them does, say so on the class "
+                         f"(ranks_like = 'cosine' or 'l2') and ranking measures will compute that one")
+    raise ValueError(got)
 
 
 def check_metric(metric: str) -> str:

@@ -204,6 +204,9 @@ def resolve(value: Any, base: type, names: dict[str, type], what: str, aliases: 
         if not isinstance(obj, base):
             raise not_base(f"{value!r} is not a {base.__name__}")
         return obj
+    if isinstance(value, type) and issubclass(value, base):
+        raise TypeError(f"{what} must be a name, a serialised dict or a {base.__name__} object; got the class "
+                        f"{value.__name__}: pass an instance, {value.__name__}()")
     raise TypeError(f"{what} must be a name, a serialised dict or a {base.__name__}; got {type(value).__name__}")
 
 

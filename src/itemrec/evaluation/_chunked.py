@@ -89,13 +89,14 @@ def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def check_metric(metric, ranking_only: bool = False) -> str:
+def check_metric(metric, ranking_only: bool = False, who: str = "evaluation") -> str:
     """The evaluation name of ``metric`` (:func:`itemrec.distances.evaluation_metric`).
 
     Args:
         metric: a distance name, a serialised distance dict or a :class:`~itemrec.distances.Distance`.
         ranking_only: the caller reads only the order of neighbours, so a distance that ranks
             like one of :data:`METRICS` (``"squared_l2"``, ``"mse"``, ``"cosine_similarity"``) is accepted.
+        who: what error messages name as computing the distances.
 
     Returns:
         ``"cosine"`` or ``"l2"``.
@@ -108,7 +109,7 @@ def check_metric(metric, ranking_only: bool = False) -> str:
         return metric
     from itemrec.distances import evaluation_metric  # imports Keras: only for other names and objects
 
-    return evaluation_metric(metric, ranking_only)
+    return evaluation_metric(metric, ranking_only, who)
 
 
 def check_offsets(offsets: np.ndarray, n: int) -> np.ndarray:

@@ -436,7 +436,8 @@ class EvalConfig:
     training images, seen classes only); ``hubness_k = 0`` switches it off.
 
     Attributes:
-        metric: the distance of every evaluation: ``"cosine"`` (default) or ``"l2"``.
+        metric: the distance of every evaluation: ``"cosine"`` (default) or ``"l2"``, a name or a
+            serialised distance (``{"class_name": "L2Distance", "config": {}}``), kept as its name.
         cmc_draws: random query draws averaged for the CMC curve (against one representative
             image per class), >= 1.
         max_rank: the last rank of the CMC curve, >= 1.
@@ -456,16 +457,19 @@ class EvalConfig:
     hubness_beta: float = 0.5
 
     def validate(self) -> None:
-        """Check every field; normalises ``far_targets`` to a tuple of floats.
+        """Check every field; normalises ``metric`` to its name and ``far_targets`` to a tuple of floats.
 
         Raises:
             ConfigError: an unknown metric, a count out of range, a FAR outside (0, 1) or a
                 negative ``hubness_beta``.
             ValueError: a ``far_targets`` entry that is not a number (from ``float``).
         """
-        from itemrec.evaluation._chunked import METRICS  # exactly what evaluation computes, checked before training
+        from itemrec.evaluation._chunked import check_metric  # exactly what evaluation computes, before training
 
-        _choice("eval.metric", self.metric, METRICS)
+        try:  # a name or a serialised distance, kept as its name
+            self.metric = check_metric(self.metric)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"eval.metric: {exc}") from exc
         _int("eval.cmc_draws", self.cmc_draws, 1)
         _int("eval.max_rank", self.max_rank, 1)
         self.far_targets = tuple(float(f) for f in self.far_targets)
